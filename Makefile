@@ -1,0 +1,50 @@
+# rag: `make help` lists the targets.
+PYTHON ?= python3
+PIP ?= $(PYTHON) -m pip
+INDEX ?= indexes/default
+STAMP := .make/installed
+
+.DEFAULT_GOAL := help
+
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@mkdir -p .make
+	$(PIP) install -q torch==2.13.0  # the CPU wheel; a bare torch requirement would pull a CUDA build
+	$(PIP) install -q -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP) ## install rag (editable) with its test tools into the active Python environment
+
+index: $(STAMP) ## install, then index corpora/ into indexes/default (rag ask/search work afterwards)
+	rag index corpora --index $(INDEX)
+
+corpus: $(STAMP) ## regenerate the generated parts of the sample knowledge base (the PDF)
+	$(PYTHON) scripts/make_sample_binaries.py
+
+test: $(STAMP) ## run the whole test suite (unit + integration with the real bundled models)
+	$(PYTHON) -m pytest -q
+
+test-fast: $(STAMP) ## unit tests only (no real models)
+	$(PYTHON) -m pytest -q -m "not slow"
+
+lint: $(STAMP) ## ruff lint and format check
+	$(PYTHON) -m ruff check rag tests benchmarks scripts
+	$(PYTHON) -m ruff format --check rag tests benchmarks scripts
+
+format: $(STAMP) ## apply ruff formatting and safe fixes
+	$(PYTHON) -m ruff check --fix rag tests benchmarks scripts
+	$(PYTHON) -m ruff format rag tests benchmarks scripts
+
+bench: $(STAMP) ## run the benchmarks; results go to benchmarks/RESULTS.md
+	$(PYTHON) -m benchmarks.run
+
+eval-retrieval: $(STAMP) ## retrieval metrics on SQuAD 2.0 and CMRC 2018 subsets from ../shared/data
+	rag eval retrieval --squad ../shared/data/squad2-dev-half/dev-v2.0.json --mode dense,bm25,hybrid
+	rag eval retrieval --cmrc ../shared/data/cmrc2018-dev/cmrc2018_dev.json --mode dense,bm25,hybrid
+
+clean: ## remove built indexes and caches (not the sample corpus)
+	rm -rf indexes/default indexes/*/ .pytest_cache .ruff_cache benchmarks/work .make
+
+.PHONY: help install index corpus test test-fast lint format bench eval-retrieval clean

@@ -1,0 +1,135 @@
+"""Typed settings for every stage, with checks that name the field, the bad value and the fix.
+
+Settings come from the dataclass defaults, then an optional TOML file (`rag.toml`, sections named after
+the dataclasses' fields of `Config`), then command-line flags. Unknown keys fail loudly instead of being
+ignored, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+DEFAULT_INDEX = "indexes/default"
+DEFAULT_EMBEDDER = "sentence-transformers/all-MiniLM-L6-v2"
+RETRIEVAL_MODES = ("dense", "bm25", "hybrid")
+
+
+@dataclass
+class ChunkConfig:
+    """How documents are cut into chunks. Sizes are in the embedder's tokens."""
+
+    size: int = 200  # leaves room under MiniLM's 256-token window for the heading path and special tokens
+    overlap: int = 32  # keeps a sentence that straddles a boundary retrievable from either side
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.size, int) or self.size < 16:
+            raise ConfigError(f"chunk `size` must be an integer of at least 16 tokens, got size={self.size!r}")
+        if not isinstance(self.overlap, int) or self.overlap < 0:
+            raise ConfigError(f"chunk `overlap` must be a non-negative integer, got overlap={self.overlap!r}")
+        if self.overlap >= self.size:
+            raise ConfigError(
+                f"chunk `overlap` must be smaller than `size`, got overlap={self.overlap}, size={self.size}"
+            )
+
+
+@dataclass
+class EmbedConfig:
+    """Which sentence-transformers model embeds chunks and queries, and how."""
+
+    model: str = DEFAULT_EMBEDDER  # a model id, a local folder, or "hash" (a fast fake for tests)
+    query_prefix: str = ""  # e.g. "query: " for e5 models, the instruction for bge models
+    document_prefix: str = ""  # e.g. "passage: " for e5 models
+    batch_size: int = 32  # large enough to keep the CPU busy, small enough to pad little
+    device: str | None = None  # None: CUDA when available, else CPU
+
+    def __post_init__(self) -> None:
+        if not self.model or not isinstance(self.model, str):
+            raise ConfigError(f"embedder `model` must be a model id or a folder, got model={self.model!r}")
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ConfigError(f"embedder `batch_size` must be a positive integer, got {self.batch_size!r}")
+
+
+@dataclass
+class IndexConfig:
+    """How vectors are stored and searched."""
+
+    factory: str = "Flat"  # exact search; e.g. "IVF1024,PQ32" or "HNSW32" for large corpora
+    nprobe: int = 16  # inverted lists visited per query by IVF indexes (recall vs speed)
+
+    def __post_init__(self) -> None:
+        if not self.factory or not isinstance(self.factory, str):
+            raise ConfigError(f"index `factory` must be a FAISS index_factory string, got {self.factory!r}")
+        if not isinstance(self.nprobe, int) or self.nprobe < 1:
+            raise ConfigError(f"index `nprobe` must be a positive integer, got nprobe={self.nprobe!r}")
+
+
+@dataclass
+class RetrieveConfig:
+    """How a query finds chunks."""
+
+    mode: str = "hybrid"  # dense + BM25 fused: robust to paraphrase and to codes/names alike
+    k: int = 5
+    rrf_k: int = 60  # the constant of reciprocal rank fusion (Cormack et al. 2009)
+    candidates: int = 50  # hits taken from each retriever before fusion
+
+    def __post_init__(self) -> None:
+        if self.mode not in RETRIEVAL_MODES:
+            raise ConfigError(f"retrieval `mode` must be one of {', '.join(RETRIEVAL_MODES)}, got mode={self.mode!r}")
+        if not isinstance(self.k, int) or self.k < 1:
+            raise ConfigError(f"retrieval `k` must be a positive integer, got k={self.k!r}")
+        if not isinstance(self.candidates, int) or self.candidates < 1:
+            raise ConfigError(f"retrieval `candidates` must be a positive integer, got {self.candidates!r}")
+
+
+@dataclass
+class Config:
+    """All settings. `Config.load()` reads `rag.toml` (or the file in $RAG_CONFIG) when present."""
+
+    chunk: ChunkConfig = field(default_factory=ChunkConfig)
+    embed: EmbedConfig = field(default_factory=EmbedConfig)
+    index: IndexConfig = field(default_factory=IndexConfig)
+    retrieve: RetrieveConfig = field(default_factory=RetrieveConfig)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], origin: str = "config") -> Config:
+        sections = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = set(data) - set(sections)
+        if unknown:
+            raise ConfigError(
+                f"{origin}: unknown section(s) {sorted(unknown)}; known sections are {sorted(sections)}"
+            )
+        built = {}
+        for name, fld in sections.items():
+            section_cls = fld.default_factory  # type: ignore[misc]
+            values = data.get(name, {})
+            if not isinstance(values, dict):
+                raise ConfigError(f"{origin}: section [{name}] must be a table, got {values!r}")
+            known = {f.name for f in dataclasses.fields(section_cls)}
+            bad = set(values) - known
+            if bad:
+                raise ConfigError(f"{origin}: unknown key(s) {sorted(bad)} in [{name}]; known keys are {sorted(known)}")
+            built[name] = section_cls(**values)
+        return cls(**built)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike | None = None) -> Config:
+        """Defaults, overridden by a TOML file: `path`, else $RAG_CONFIG, else ./rag.toml if it exists."""
+        import tomllib
+
+        candidate = path or os.environ.get("RAG_CONFIG") or ("rag.toml" if Path("rag.toml").exists() else None)
+        if candidate is None:
+            return cls()
+        p = Path(candidate)
+        if not p.is_file():
+            raise ConfigError(f"config file {p} does not exist; create it or unset RAG_CONFIG")
+        try:
+            data = tomllib.loads(p.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {p} is not valid TOML: {exc}") from exc
+        return cls.from_dict(data, origin=str(p))

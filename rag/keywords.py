@@ -1,0 +1,131 @@
+"""Keyword search with BM25 (bm25s), for English and Chinese.
+
+`tokenize` is pure and shared by indexing and querying: lower-cased words, codes kept whole and also split
+("LX-300" gives "lx-300", "lx", "300"; "14.90" stays one token), English words stemmed (PyStemmer, when
+installed), and runs of Chinese characters segmented with jieba (search mode, so "路由器" also yields
+"路由"). Stop words of both languages are dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+_CJK_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
+_WORD = re.compile(r"[^\W_]+(?:[-./:][^\W_]+)*", re.UNICODE)
+
+EN_STOP = frozenset(
+    "a an and are as at be but by can could do does did for from had has have how i if in into is it its "
+    "me my no not of on or our so than that the their them then there these they this to was we were what "
+    "when where which who why will with would you your".split()
+)
+ZH_STOP = frozenset(
+    "的 了 是 在 我 有 和 就 不 都 一 一个 上 也 很 到 说 要 去 你 会 着 没有 看 好 这 那 吗 呢 吧 啊 么 什么 怎么 "
+    "怎样 如何 哪 哪些 哪个 多少 几 请问 请 我们 你们 他们 它 其 与 及 或 等 被 把 让 给 对 为 为什么 可以 能 该 之 而 "
+    "吗？ ， 。 ？ ！ ； ：".split()
+)
+
+
+@lru_cache(maxsize=1)
+def _stemmer():
+    try:
+        import Stemmer
+    except ImportError:
+        return None
+    return Stemmer.Stemmer("english")
+
+
+@lru_cache(maxsize=1)
+def _jieba():
+    import jieba
+
+    jieba.setLogLevel(logging.WARNING)
+    return jieba
+
+
+def tokenize(text: str) -> list[str]:
+    """BM25 tokens of `text` (English and Chinese mixed freely).
+
+    >>> tokenize("Reset the LX-300 router")
+    ['reset', 'lx-300', 'lx', '300', 'router']
+    >>> tokenize("price 14.90")
+    ['price', '14.90']
+    """
+    tokens: list[str] = []
+    pos = 0
+    for match in _CJK_RUN.finditer(text):
+        tokens.extend(_latin_tokens(text[pos : match.start()]))
+        tokens.extend(t for t in _jieba().lcut_for_search(match.group()) if t not in ZH_STOP)
+        pos = match.end()
+    tokens.extend(_latin_tokens(text[pos:]))
+    return tokens
+
+
+def _latin_tokens(text: str) -> list[str]:
+    out: list[str] = []
+    stem = _stemmer()
+    for word in _WORD.findall(text.lower()):
+        if word in EN_STOP:
+            continue
+        parts = re.split(r"[-./:]", word)
+        if len(parts) > 1:
+            out.append(word)
+            if not all(p.isdigit() for p in parts):  # keep numbers like 14.90 whole only
+                out.extend(p for p in parts if p and p not in EN_STOP)
+            continue
+        out.append(stem.stemWord(word) if stem is not None and word.isalpha() else word)
+    return out
+
+
+class KeywordIndex:
+    """BM25 over chunk texts; row i is the i-th text it was built from."""
+
+    def __init__(self, retriever, size: int):
+        self.retriever = retriever
+        self.size = size
+
+    def __len__(self) -> int:
+        return self.size
+
+    @classmethod
+    def build(cls, texts: list[str]) -> KeywordIndex:
+        import bm25s
+
+        retriever = bm25s.BM25()
+        if texts:
+            retriever.index([tokenize(t) for t in texts], show_progress=False)
+        return cls(retriever, len(texts))
+
+    def search(self, query: str, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-`k` (scores, row ids) with a positive score, best first."""
+        if self.size == 0:
+            return np.zeros(0, np.float32), np.zeros(0, np.int64)
+        vocab = self.retriever.vocab_dict
+        tokens = [t for t in tokenize(query) if t in vocab]
+        if not tokens:
+            return np.zeros(0, np.float32), np.zeros(0, np.int64)
+        scores = self.retriever.get_scores(tokens)
+        k = min(k, len(scores))
+        top = np.argpartition(-scores, k - 1)[:k]
+        top = top[np.argsort(-scores[top], kind="stable")]
+        top = top[scores[top] > 0]
+        return scores[top].astype(np.float32), top.astype(np.int64)
+
+    def save(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "size").write_text(str(self.size))
+        if self.size:
+            self.retriever.save(str(folder))
+
+    @classmethod
+    def load(cls, folder: Path, mmap: bool = False) -> KeywordIndex:
+        import bm25s
+
+        size = int((folder / "size").read_text())
+        if size == 0:
+            return cls(bm25s.BM25(), 0)
+        return cls(bm25s.BM25.load(str(folder), mmap=mmap), size)

@@ -1,0 +1,202 @@
+"""Find the chunks relevant to a query: dense (FAISS), keyword (BM25) or hybrid (reciprocal rank fusion).
+
+A `Retriever` opens an index folder lazily: the manifest on construction, chunks and indexes on the first
+search, the embedder only for dense or hybrid search. It embeds queries with the embedder the index was
+built with; naming a different one raises `EmbedderMismatchError` naming both.
+
+Hybrid fusion weighs the dense ranking by how much of the query the embedder can read (its share of
+non-[UNK] tokens): all-MiniLM-L6-v2 reads Chinese as [UNK], so a Chinese query is ranked by BM25 alone
+instead of being diluted by near-random dense hits. Every hit carries the cosine similarity of its chunk
+to the query (`scores["dense"]`), whatever the mode, so that a relevance threshold has one scale.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from . import store
+from .config import DEFAULT_INDEX, EmbedConfig, RetrieveConfig
+from .embeddings import Embedder, check_compatible, load_embedder
+from .errors import ConfigError
+from .types import Chunk, Hit
+
+
+class Retriever:
+    """Search one index. Safe to share between threads once loaded (loading is guarded by a lock)."""
+
+    def __init__(
+        self,
+        index_dir: str | os.PathLike = DEFAULT_INDEX,
+        config: RetrieveConfig | None = None,
+        embedder: Embedder | None = None,
+        embed_config: EmbedConfig | None = None,
+        mmap: bool = False,
+    ):
+        self.folder = Path(index_dir)
+        self.config = config or RetrieveConfig()
+        self.manifest = store.require_manifest(self.folder) if index_dir is not None else None
+        self._embedder = embedder
+        self._embed_config = embed_config
+        self._mmap = mmap
+        self._lock = threading.Lock()
+        self._loaded = False
+        if self.manifest is None:
+            return
+        if embedder is not None:
+            check_compatible(self.manifest.embedder, embedder.describe())
+        elif embed_config is not None and embed_config.model != self.manifest.embedder.get("id"):
+            raise_mismatch(self.manifest.embedder.get("id"), embed_config.model)
+
+    @classmethod
+    def in_memory(
+        cls, chunks: list[Chunk], embedder: Embedder, config: RetrieveConfig | None = None,
+        vectors: np.ndarray | None = None, modes: tuple[str, ...] = ("dense", "bm25"), progress: bool = False,
+    ) -> Retriever:
+        """A retriever over `chunks` held in memory (no index folder), e.g. for benchmark corpora."""
+        from .keywords import KeywordIndex
+        from .vectors import VectorIndex
+
+        self = cls(None, config, embedder)  # type: ignore[arg-type]
+        texts = [c.indexed_text for c in chunks]
+        if vectors is None:
+            vectors = embedder.embed_documents(texts, progress=progress) if "dense" in modes else np.zeros((len(chunks), embedder.dim), np.float32)
+        self.chunks = list(chunks)
+        self.vectors = vectors
+        self.dense = VectorIndex.build(vectors, dim=embedder.dim)
+        self.keywords = KeywordIndex.build(texts if "bm25" in modes else [""] * len(chunks))
+        self._loaded = True
+        return self
+
+    # Loading -------------------------------------------------------------------------------------------
+
+    def _load(self) -> None:
+        if self._loaded:
+            return
+        with self._lock:
+            if self._loaded:
+                return
+            from .keywords import KeywordIndex
+            from .vectors import VectorIndex
+
+            gen = store.generation_path(self.folder, self.manifest)
+            self.chunks: list[Chunk] = store.read_chunks(gen / store.CHUNKS)
+            self.vectors = store.load_vectors(gen, mmap=True)
+            self.dense = VectorIndex.load(
+                gen / store.DENSE, self.manifest.index.get("factory", "Flat"), self.manifest.index.get("nprobe", 16), mmap=self._mmap
+            )
+            self.keywords = KeywordIndex.load(gen / store.KEYWORDS, mmap=self._mmap)
+            if not (len(self.chunks) == len(self.dense) == len(self.keywords) == len(self.vectors)):
+                raise store.IndexFormatError(
+                    f"index {self.folder} is inconsistent ({len(self.chunks)} chunks, {len(self.dense)} vectors); rebuild it"
+                )
+            self._loaded = True
+
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            with self._lock:
+                if self._embedder is None:
+                    stored = self.manifest.embedder
+                    cfg = self._embed_config or EmbedConfig(
+                        model=stored["id"],
+                        query_prefix=stored.get("query_prefix", ""),
+                        document_prefix=stored.get("document_prefix", ""),
+                    )
+                    embedder = load_embedder(cfg)
+                    check_compatible(stored, embedder.describe())
+                    self._embedder = embedder
+        return self._embedder
+
+    def __len__(self) -> int:
+        return self.manifest.chunks if self.manifest is not None else len(self.chunks)
+
+    # Searching -----------------------------------------------------------------------------------------
+
+    def search(self, query: str, k: int | None = None, mode: str | None = None) -> list[Hit]:
+        """The `k` best chunks for `query` (defaults from the config), best first."""
+        return self.search_many([query], k=k, mode=mode)[0]
+
+    def search_many(self, queries: list[str], k: int | None = None, mode: str | None = None) -> list[list[Hit]]:
+        k = self.config.k if k is None else k
+        mode = self.config.mode if mode is None else mode
+        if mode not in ("dense", "bm25", "hybrid"):
+            raise ConfigError(f"retrieval mode must be dense, bm25 or hybrid, got mode={mode!r}")
+        if not isinstance(k, int) or k < 1:
+            raise ConfigError(f"k must be a positive integer, got k={k!r}")
+        for q in queries:
+            if not isinstance(q, str) or not q.strip():
+                raise ConfigError("the query is empty; ask a question with some words in it")
+        self._load()
+        if not self.chunks:
+            return [[] for _ in queries]
+        pool = max(k, self.config.candidates)
+        qvecs = None
+        if mode in ("dense", "hybrid"):
+            qvecs = self.embedder.embed_queries(queries)
+        results = []
+        for i, query in enumerate(queries):
+            dense_rank: list[int] = []
+            if qvecs is not None:
+                _, ids = self.dense.search(qvecs[i : i + 1], k if mode == "dense" else pool)
+                dense_rank = [int(x) for x in ids[0] if x >= 0]
+            bm25_scores: dict[int, float] = {}
+            bm25_rank: list[int] = []
+            if mode in ("bm25", "hybrid"):
+                scores, ids = self.keywords.search(query, k if mode == "bm25" else pool)
+                bm25_rank = [int(x) for x in ids]
+                bm25_scores = {int(x): float(s) for x, s in zip(ids, scores)}
+            if mode == "dense":
+                ranked = [(row, 0.0) for row in dense_rank]
+            elif mode == "bm25":
+                ranked = [(row, bm25_scores[row]) for row in bm25_rank]
+            else:
+                weight = self.embedder.coverage(query)
+                ranked = fuse([dense_rank, bm25_rank], [weight, 1.0], self.config.rrf_k)
+            ranked = ranked[:k]
+            cosines = self._cosines(qvecs[i] if qvecs is not None else None, [row for row, _ in ranked])
+            hits = []
+            for rank, ((row, score), cosine) in enumerate(zip(ranked, cosines), start=1):
+                scores = {}
+                if cosine is not None:
+                    scores["dense"] = cosine
+                if row in bm25_scores:
+                    scores["bm25"] = bm25_scores[row]
+                main = cosine if mode == "dense" else score
+                hits.append(Hit(rank=rank, score=float(main), chunk=self.chunks[row], scores=scores))
+            results.append(hits)
+        return results
+
+    def _cosines(self, qvec: np.ndarray | None, rows: list[int]) -> list[float | None]:
+        if qvec is None or not rows:
+            return [None] * len(rows)
+        # exact similarity from the stored vectors, also where the FAISS index is approximate
+        sims = np.asarray(self.vectors[np.asarray(rows)], dtype=np.float32) @ qvec
+        return [float(s) for s in sims]
+
+
+def fuse(rankings: list[list[int]], weights: list[float], k: int = 60) -> list[tuple[int, float]]:
+    """Weighted reciprocal rank fusion: score(d) = sum_i w_i / (k + rank_i(d)), best first.
+
+    >>> fuse([[1, 2], [2, 3]], [1.0, 1.0], k=60)[0][0]
+    2
+    """
+    scores: dict[int, float] = {}
+    for ranking, weight in zip(rankings, weights):
+        if weight <= 0:
+            continue
+        for rank, row in enumerate(ranking, start=1):
+            scores[row] = scores.get(row, 0.0) + weight / (k + rank)
+    return sorted(scores.items(), key=lambda item: (-item[1], item[0]))
+
+
+def raise_mismatch(stored: str | None, requested: str) -> None:
+    from .errors import EmbedderMismatchError
+
+    raise EmbedderMismatchError(
+        f"the index was built with '{stored}' but the embedder is '{requested}'. Search with the index's own "
+        "embedder (drop the --embedder override) or rebuild the index with `rag index --rebuild`."
+    )

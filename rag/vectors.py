@@ -1,0 +1,114 @@
+"""A FAISS index over normalised vectors: inner product = cosine similarity.
+
+numpy arrays in and out; shapes and dtypes are checked at the boundary with precise errors. The index
+knows nothing of models or chunks: row i of the vectors it was built from is id i. "Flat" (exact) is the
+default; any FAISS `index_factory` string works, and indexes that need training are trained on the
+vectors they are built from.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ConfigError
+
+MAX_TRAIN = 200_000  # training on more than this sample gains nothing measurable for IVF/PQ
+
+
+def _faiss():
+    import faiss
+
+    return faiss
+
+
+def check_vectors(vectors: np.ndarray, dim: int | None = None, what: str = "vectors") -> np.ndarray:
+    """Return `vectors` as a C-contiguous float32 (n, dim) array, or raise TypeError/ValueError."""
+    if not isinstance(vectors, np.ndarray):
+        raise TypeError(f"{what} must be a numpy array, got {type(vectors).__name__}")
+    if vectors.ndim != 2:
+        raise ValueError(f"{what} must be 2-dimensional (n, dim), got shape {vectors.shape}")
+    if vectors.dtype != np.float32:
+        if not np.issubdtype(vectors.dtype, np.floating):
+            raise TypeError(f"{what} must be float32, got {vectors.dtype}")
+        vectors = vectors.astype(np.float32)
+    if dim is not None and vectors.shape[1] != dim:
+        raise ValueError(f"{what} dim {vectors.shape[1]} != index dim {dim}")
+    return np.ascontiguousarray(vectors)
+
+
+class VectorIndex:
+    """Inner-product search over row-numbered vectors."""
+
+    def __init__(self, index, factory: str = "Flat"):
+        self.index = index
+        self.factory = factory
+
+    @property
+    def dim(self) -> int:
+        return int(self.index.d)
+
+    def __len__(self) -> int:
+        return int(self.index.ntotal)
+
+    @classmethod
+    def build(cls, vectors: np.ndarray, factory: str = "Flat", nprobe: int = 16, dim: int | None = None) -> VectorIndex:
+        """Build an index holding `vectors` (row i gets id i). `dim` is needed when `vectors` is empty."""
+        faiss = _faiss()
+        if vectors.size == 0 and dim is not None:
+            vectors = np.zeros((0, dim), dtype=np.float32)
+        vectors = check_vectors(vectors)
+        d = vectors.shape[1]
+        try:
+            index = faiss.index_factory(d, factory, faiss.METRIC_INNER_PRODUCT)
+        except RuntimeError as exc:
+            raise ConfigError(f"index `factory` {factory!r} is not a valid FAISS index_factory string: {exc}") from exc
+        if not index.is_trained:
+            if len(vectors) == 0:
+                raise ConfigError(f"index factory {factory!r} needs training vectors, and there are none")
+            sample = vectors
+            if len(vectors) > MAX_TRAIN:
+                rng = np.random.default_rng(0)
+                sample = vectors[np.sort(rng.choice(len(vectors), MAX_TRAIN, replace=False))]
+            try:
+                index.train(sample)
+            except RuntimeError as exc:
+                raise ConfigError(
+                    f"index factory {factory!r} cannot be trained on {len(sample)} vectors ({exc}); "
+                    "use 'Flat' for small corpora or fewer IVF lists"
+                ) from exc
+        if len(vectors):
+            index.add(vectors)
+        out = cls(index, factory)
+        out.set_nprobe(nprobe)
+        return out
+
+    def set_nprobe(self, nprobe: int) -> None:
+        faiss = _faiss()
+        try:
+            ivf = faiss.extract_index_ivf(self.index)
+        except RuntimeError:
+            return  # not an IVF index
+        ivf.nprobe = nprobe
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-`k` (scores, ids) per query row, best first; missing results have id -1."""
+        queries = check_vectors(queries, self.dim, "queries")
+        if k < 1:
+            raise ValueError(f"k must be positive, got {k}")
+        if len(self) == 0:
+            return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
+        scores, ids = self.index.search(queries, min(k, len(self)))
+        return scores, ids
+
+    def save(self, path: Path) -> None:
+        _faiss().write_index(self.index, str(path))
+
+    @classmethod
+    def load(cls, path: Path, factory: str = "Flat", nprobe: int = 16, mmap: bool = False) -> VectorIndex:
+        faiss = _faiss()
+        flags = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY if mmap else 0
+        out = cls(faiss.read_index(str(path), flags), factory)
+        out.set_nprobe(nprobe)
+        return out
