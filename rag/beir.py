@@ -51,7 +51,10 @@ def load_beir(folder: str | Path, split: str = "test") -> BeirData:
     folder = Path(folder)
     if not folder.is_dir():
         raise ConfigError(f"BEIR folder {folder} does not exist")
-    corpus = {str(r["_id"]): {"title": r.get("title") or "", "text": r.get("text") or ""} for r in _read_jsonl(folder / "corpus.jsonl")}
+    corpus = {
+        str(r["_id"]): {"title": r.get("title") or "", "text": r.get("text") or ""}
+        for r in _read_jsonl(folder / "corpus.jsonl")
+    }
     queries = {str(r["_id"]): r.get("text") or "" for r in _read_jsonl(folder / "queries.jsonl")}
     qrels_path = folder / "qrels" / f"{split}.tsv"
     if not qrels_path.is_file():

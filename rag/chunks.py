@@ -37,7 +37,12 @@ class Chunker:
         self.max_tokens = max_tokens
         self.size = min(config.size, max_tokens)
         if config.size > max_tokens:
-            log.warning("chunk size %d is more than the embedder sees (%d tokens); using %d", config.size, max_tokens, max_tokens)
+            log.warning(
+                "chunk size %d is more than the embedder sees (%d tokens); using %d",
+                config.size,
+                max_tokens,
+                max_tokens,
+            )
         self.overlap = min(config.overlap, self.size // 2)
 
     def settings(self) -> dict:
@@ -98,7 +103,7 @@ class Chunker:
             while piece and self.count_tokens(piece) > budget:
                 head = _cut_to_tokens(piece, budget, self.count_tokens)
                 pieces.append(head)
-                piece = piece[len(head):].strip()
+                piece = piece[len(head) :].strip()
             if piece:
                 pieces.append(piece)
         return pieces

@@ -28,7 +28,9 @@ def index_path(value: str | None) -> Path:
 
 
 def _add_embed_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--embedder", metavar="MODEL", help="sentence-transformers model id or folder, or 'hash' (test fake)")
+    p.add_argument(
+        "--embedder", metavar="MODEL", help="sentence-transformers model id or folder, or 'hash' (test fake)"
+    )
     p.add_argument("--query-prefix", help="text put before each query, e.g. 'query: ' for e5 models")
     p.add_argument("--document-prefix", help="text put before each chunk, e.g. 'passage: ' for e5 models")
     p.add_argument("--batch-size", type=int, help="embedding batch size (default 32)")
@@ -39,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rag",
         description="Retrieval-augmented answers over your own knowledge base, with optional adapter tuning.",
-        epilog="Start with `make index`, then `rag search \"...\"`. Docs: README.md.",
+        epilog='Start with `make index`, then `rag search "..."`. Docs: README.md.',
     )
     parser.add_argument("--version", action="version", version=f"rag {__version__}")
     parser.add_argument("--config", metavar="FILE", help="TOML settings file (default: ./rag.toml if present)")
@@ -73,7 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--beir", metavar="DIR", help="folder with corpus.jsonl, queries.jsonl, qrels/<split>.tsv")
     src.add_argument("--squad", metavar="FILE", help="SQuAD v1/v2 JSON: paragraphs as documents")
     src.add_argument("--cmrc", metavar="FILE", help="CMRC 2018 JSON: paragraphs as documents")
-    pe.add_argument("--ignore-identical-ids", action="store_true", help="drop hits whose id equals the query id (ArguAna, Quora)")
+    pe.add_argument(
+        "--ignore-identical-ids", action="store_true", help="drop hits whose id equals the query id (ArguAna, Quora)"
+    )
     pe.add_argument("--split", default="test", help="qrels split (default test)")
     pe.add_argument("--mode", default="dense", help="dense, bm25, hybrid, or a comma-separated list (default dense)")
     pe.add_argument("--limit", type=int, help="evaluate only the first N queries")
@@ -134,8 +138,13 @@ def _config(args):
     config = Config.load(args.config)
     explicit = set()
     embed = config.embed
-    for attr, arg in (("model", "embedder"), ("query_prefix", "query_prefix"), ("document_prefix", "document_prefix"),
-                      ("batch_size", "batch_size"), ("device", "device")):
+    for attr, arg in (
+        ("model", "embedder"),
+        ("query_prefix", "query_prefix"),
+        ("document_prefix", "document_prefix"),
+        ("batch_size", "batch_size"),
+        ("device", "device"),
+    ):
         value = getattr(args, arg, None)
         if value is not None:
             setattr(embed, attr, value)
@@ -223,13 +232,19 @@ def cmd_eval_retrieval(args) -> int:
     else:
         data = beir.from_cmrc(args.cmrc)
     report = beir.evaluate(
-        data, config, modes=modes, limit=args.limit, ignore_identical_ids=args.ignore_identical_ids,
+        data,
+        config,
+        modes=modes,
+        limit=args.limit,
+        ignore_identical_ids=args.ignore_identical_ids,
         progress=sys.stderr.isatty(),
     )
     if args.json:
         print(json.dumps(report, ensure_ascii=False))
     else:
-        print(f"{report['dataset']}: {report['queries']} queries, {report['documents']} documents, embedder {report['embedder']}")
+        print(
+            f"{report['dataset']}: {report['queries']} queries, {report['documents']} documents, embedder {report['embedder']}"
+        )
         for mode, metrics in report["modes"].items():
             shown = "  ".join(f"{k}={v:.4f}" for k, v in metrics.items())
             print(f"  {mode:7s} {shown}")

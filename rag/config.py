@@ -47,6 +47,7 @@ class EmbedConfig:
     document_prefix: str = ""  # e.g. "passage: " for e5 models
     batch_size: int = 32  # large enough to keep the CPU busy, small enough to pad little
     device: str | None = None  # None: CUDA when available, else CPU
+    languages: list[str] | None = None  # what the model reads; None: from its model card ("language:")
 
     def __post_init__(self) -> None:
         if not self.model or not isinstance(self.model, str):
@@ -75,8 +76,8 @@ class RetrieveConfig:
 
     mode: str = "hybrid"  # dense + BM25 fused: robust to paraphrase and to codes/names alike
     k: int = 5
-    rrf_k: int = 60  # the constant of reciprocal rank fusion (Cormack et al. 2009)
-    candidates: int = 50  # hits taken from each retriever before fusion
+    dense_weight: float = 0.4  # hybrid = w * dense + (1 - w) * BM25, both normalised; tuned on SQuAD 2.0 dev
+    candidates: int = 100  # hits taken from each retriever before fusion
 
     def __post_init__(self) -> None:
         if self.mode not in RETRIEVAL_MODES:
@@ -85,6 +86,10 @@ class RetrieveConfig:
             raise ConfigError(f"retrieval `k` must be a positive integer, got k={self.k!r}")
         if not isinstance(self.candidates, int) or self.candidates < 1:
             raise ConfigError(f"retrieval `candidates` must be a positive integer, got {self.candidates!r}")
+        if not isinstance(self.dense_weight, (int, float)) or not 0.0 <= self.dense_weight <= 1.0:
+            raise ConfigError(
+                f"retrieval `dense_weight` must be between 0 and 1, got dense_weight={self.dense_weight!r}"
+            )
 
 
 @dataclass
@@ -101,9 +106,7 @@ class Config:
         sections = {f.name: f for f in dataclasses.fields(cls)}
         unknown = set(data) - set(sections)
         if unknown:
-            raise ConfigError(
-                f"{origin}: unknown section(s) {sorted(unknown)}; known sections are {sorted(sections)}"
-            )
+            raise ConfigError(f"{origin}: unknown section(s) {sorted(unknown)}; known sections are {sorted(sections)}")
         built = {}
         for name, fld in sections.items():
             section_cls = fld.default_factory  # type: ignore[misc]

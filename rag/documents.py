@@ -90,7 +90,9 @@ def discover(paths: Iterable[str | os.PathLike]) -> tuple[list[SourceFile], list
             suffix = path.suffix.lower()
             if suffix not in SUPPORTED_SUFFIXES:
                 kind = f"'{suffix}'" if suffix else "without an extension"
-                skipped.append(Skipped(src, f"unsupported file type {kind}; supported: {', '.join(sorted(SUPPORTED_SUFFIXES))}"))
+                skipped.append(
+                    Skipped(src, f"unsupported file type {kind}; supported: {', '.join(sorted(SUPPORTED_SUFFIXES))}")
+                )
                 continue
             found[path] = SourceFile(path, src)
     return list(found.values()), skipped
@@ -170,7 +172,9 @@ def decode_text(data: bytes) -> str:
             try:
                 text = data.decode(codec)
             except UnicodeDecodeError as exc:
-                raise LoadError(f"file starts with a {codec} byte-order mark but is not valid {codec}: {exc.reason}") from exc
+                raise LoadError(
+                    f"file starts with a {codec} byte-order mark but is not valid {codec}: {exc.reason}"
+                ) from exc
             break
     if text is None:
         if b"\x00" in data[:8192]:
@@ -206,10 +210,17 @@ def _detect(data: bytes) -> str:
             if best is not None and best.encoding in _TRADITIONAL:
                 return str(best)
         return chinese
-    best = from_bytes(data).best()
-    if best is None or best.encoding in _LATIN_FAMILY:
+    matches = list(from_bytes(data))
+    best = matches[0] if matches else None
+    western = next((m for m in matches if m.encoding == "cp1252"), None)
+    # detection often picks an exotic single-byte page for short Western texts; cp1252 is far more common
+    if (
+        best is None
+        or best.encoding in _LATIN_FAMILY
+        or (western is not None and best.coherence - western.coherence < 0.1)
+    ):
         try:
-            return data.decode("cp1252")  # the most common Western legacy code page
+            return data.decode("cp1252")
         except UnicodeDecodeError:
             if best is None:
                 raise LoadError("binary data or an unknown text encoding; save the file as UTF-8") from None
@@ -221,7 +232,9 @@ def _cjk_share(text: str) -> float:
     wide = [ch for ch in text if ord(ch) > 127]
     if not wide:
         return 0.0
-    cjk = sum(1 for ch in wide if "\u4e00" <= ch <= "\u9fff" or "\u3000" <= ch <= "\u303f" or "\uff00" <= ch <= "\uffef")
+    cjk = sum(
+        1 for ch in wide if "\u4e00" <= ch <= "\u9fff" or "\u3000" <= ch <= "\u303f" or "\uff00" <= ch <= "\uffef"
+    )
     return cjk / len(wide)
 
 
@@ -255,10 +268,42 @@ def sections_from_markdown(text: str, source: str, page: int | None = None) -> l
 
 # ------------------------------------------------------------------------------------------------- html
 
-_INVISIBLE = ["script", "style", "noscript", "template", "svg", "canvas", "iframe", "object", "head", "nav"]  # nav: menus, not content
+_INVISIBLE = [
+    "script",
+    "style",
+    "noscript",
+    "template",
+    "svg",
+    "canvas",
+    "iframe",
+    "object",
+    "head",
+    "nav",
+]  # nav: menus, not content
 _BLOCKS = [
-    "p", "div", "section", "article", "main", "header", "footer", "aside", "nav", "blockquote", "pre",
-    "table", "tr", "ul", "ol", "dl", "dt", "dd", "figure", "figcaption", "form", "fieldset", "address",
+    "p",
+    "div",
+    "section",
+    "article",
+    "main",
+    "header",
+    "footer",
+    "aside",
+    "nav",
+    "blockquote",
+    "pre",
+    "table",
+    "tr",
+    "ul",
+    "ol",
+    "dl",
+    "dt",
+    "dd",
+    "figure",
+    "figcaption",
+    "form",
+    "fieldset",
+    "address",
 ]
 
 

@@ -140,8 +140,24 @@ class SentenceTransformerEmbedder:
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
+    @property
+    def languages(self) -> list[str] | None:
+        """Languages the model was trained for: the config's, else its model card's, else None (unknown)."""
+        if self.config.languages is not None:
+            return list(self.config.languages)
+        if not hasattr(self, "_languages"):
+            self._languages = model_card_languages(Path(self._location()))
+        return self._languages
+
     def coverage(self, text: str) -> float:
-        """Share of the text's tokens the model knows (not [UNK]): near 0 for Chinese on an English model."""
+        """Share of `text` the model can read, 0..1. Chinese characters count as unreadable for a model whose
+        card declares no Chinese (all-MiniLM-L6-v2 says `language: en`); otherwise [UNK] tokens do."""
+        langs = self.languages
+        if langs is not None and not reads_chinese(langs):
+            cjk = len(_CJK.findall(text))
+            if cjk:
+                rest = self.count_tokens(_CJK.sub(" ", text))
+                return rest / (rest + cjk)
         unk = self.tokenizer.unk_token_id
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
         if not ids or unk is None:
@@ -176,7 +192,38 @@ class SentenceTransformerEmbedder:
             "query_prefix": self.config.query_prefix,
             "document_prefix": self.config.document_prefix,
             "normalized": True,
+            "languages": self.languages,
         }
+
+
+_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+
+
+def reads_chinese(languages: list[str]) -> bool:
+    return any(lang.lower().split("-")[0] in ("zh", "multilingual", "mul", "cmn") for lang in languages)
+
+
+def model_card_languages(folder: Path) -> list[str] | None:
+    """The `language:` of a model card's YAML front matter (README.md in the model folder), if any."""
+    readme = folder / "README.md"
+    if not readme.is_file():
+        return None
+    text = readme.read_text(encoding="utf-8", errors="replace")
+    if not text.startswith("---"):
+        return None
+    end = text.find("\n---", 3)
+    try:
+        import yaml
+
+        meta = yaml.safe_load(text[3:end]) if end > 0 else None
+    except Exception:  # a malformed card only means "unknown"
+        return None
+    lang = meta.get("language") if isinstance(meta, dict) else None
+    if isinstance(lang, str):
+        return [lang]
+    if isinstance(lang, list) and all(isinstance(x, str) for x in lang):
+        return lang
+    return None
 
 
 _TOKEN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]|[^\W_]+", re.UNICODE)

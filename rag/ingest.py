@@ -23,7 +23,7 @@ import numpy as np
 from . import store
 from .chunks import Chunker
 from .config import Config
-from .documents import SourceFile, Skipped, discover, load_file
+from .documents import Skipped, SourceFile, discover, load_file
 from .embeddings import Embedder, load_embedder
 from .errors import ConfigError, LoadError, NothingIndexedError
 from .types import Chunk
@@ -109,7 +109,9 @@ def build_index(
                     f"index {folder} was built with embedder '{previous.embedder.get('id')}', not '{wanted}'; "
                     "rebuild it with `rag index --rebuild` to switch embedders"
                 )
-            if previous.index.get("factory") != config.index.factory or previous.chunker.get("requested") != _requested(config):
+            if previous.index.get("factory") != config.index.factory or previous.chunker.get("requested") != _requested(
+                config
+            ):
                 previous_for_rows = None  # index type or chunking changed: every file is re-done
             else:
                 previous_for_rows = previous
@@ -169,7 +171,7 @@ def build_index(
         vectors = vectors[order]
 
         chunker_settings = {**chunker.settings(), "requested": _requested(config)}
-        _write(folder, previous, config, embedder, chunker_settings, chunks, vectors, final_files)
+        _write(folder, config, embedder, chunker_settings, chunks, vectors, final_files)
         summary.chunks = len(chunks)
         summary.seconds = time.perf_counter() - started
         return summary
@@ -237,11 +239,11 @@ def _load_and_chunk(changed, chunker, entries, old_files, summary, progress) -> 
     return new_chunks
 
 
-def _write(folder, previous, config, embedder, chunker_settings, chunks, vectors, files) -> None:
+def _write(folder, config, embedder, chunker_settings, chunks, vectors, files) -> None:
     from .keywords import KeywordIndex
     from .vectors import VectorIndex
 
-    writer = store.GenerationWriter(folder, previous)
+    writer = store.GenerationWriter(folder)
     try:
         store.write_chunks(writer.path / store.CHUNKS, chunks)
         store.save_vectors(writer.path, vectors)

@@ -101,14 +101,20 @@ def read_manifest(folder: Path) -> Manifest | None:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
-        raise IndexFormatError(f"index manifest {path} cannot be read ({exc}); rebuild with `rag index --rebuild`") from exc
+        raise IndexFormatError(
+            f"index manifest {path} cannot be read ({exc}); rebuild with `rag index --rebuild`"
+        ) from exc
     return Manifest.from_dict(data, folder)
 
 
 def require_manifest(folder: Path) -> Manifest:
     manifest = read_manifest(folder)
     if manifest is None:
-        hint = "run `make index`" if folder.as_posix().endswith("indexes/default") else f"run `rag index PATH --index {folder}`"
+        hint = (
+            "run `make index`"
+            if folder.as_posix().endswith("indexes/default")
+            else f"run `rag index PATH --index {folder}`"
+        )
         raise IndexFormatError(f"no index at {folder}: {hint} first")
     return manifest
 
@@ -169,8 +175,12 @@ def _fsync_tree(path: Path) -> None:
 class GenerationWriter:
     """Write a new generation next to the current one, then commit it. Use inside `write_lock`."""
 
-    def __init__(self, folder: Path, previous: Manifest | None):
+    def __init__(self, folder: Path):
         self.folder = folder
+        try:
+            previous = read_manifest(folder)  # what is committed now, whatever the caller reuses of it
+        except IndexFormatError:
+            previous = None  # unreadable: it will be replaced, and nothing of it is worth keeping
         self.previous = previous
         number = 1
         if previous is not None and previous.generation.startswith("gen-"):

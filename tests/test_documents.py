@@ -1,0 +1,161 @@
+import codecs
+import io
+import json
+
+import pytest
+
+from rag.documents import decode_text, discover, html_to_markdown, load_file
+from rag.errors import LoadError
+
+
+def test_markdown_sections_keep_heading_path(write):
+    path = write("m.md", "Intro text.\n\n# Title\n\nBody one.\n\n```\n# not a heading\n```\n\n## Sub\n\nBody two.\n")
+    docs = load_file(path, "m.md")
+    assert [d.headings for d in docs] == [(), ("Title",), ("Title", "Sub")]
+    assert "# not a heading" in docs[1].text
+    assert docs[2].text == "Body two."
+
+
+def test_html_keeps_visible_text_only(write):
+    html = (
+        "<html><head><title>T</title><style>.x{color:red}</style><script>var secret='S3CRET';</script></head>"
+        "<body><nav>Menu</nav><h1>Guide</h1><p>Press <b>Reset</b> for 5 s.</p><script>track()</script>"
+        "<noscript>enable js</noscript><h2>Table</h2><table><tr><td>E1</td><td>No power</td></tr></table></body></html>"
+    )
+    docs = load_file(write("p.html", html), "p.html")
+    text = "\n".join(d.text for d in docs)
+    assert "Press Reset for 5 s." in text  # inline tags do not break the sentence
+    for hidden in ("S3CRET", "color:red", "track()", "enable js", "Menu"):
+        assert hidden not in text
+    assert docs[-1].headings == ("Guide", "Table")
+    assert "E1 | No power" in docs[-1].text
+
+
+def test_html_title_used_when_no_h1():
+    assert html_to_markdown("<html><head><title>Only title</title></head><body><p>x</p></body></html>").startswith(
+        "# Only title"
+    )
+
+
+def test_pdf_pages_are_numbered(tmp_path):
+    from reportlab.pdfgen import canvas
+
+    path = tmp_path / "two.pdf"
+    c = canvas.Canvas(str(path))
+    c.drawString(50, 750, "first page words")
+    c.showPage()
+    c.drawString(50, 750, "second page words")
+    c.showPage()
+    c.save()
+    docs = load_file(path, "two.pdf")
+    assert [(d.page, d.text) for d in docs] == [(1, "first page words"), (2, "second page words")]
+
+
+def _pdf_bytes(text="secret words"):
+    from reportlab.pdfgen import canvas
+
+    buf = io.BytesIO()
+    c = canvas.Canvas(buf)
+    c.drawString(50, 750, text)
+    c.showPage()
+    c.save()
+    return buf.getvalue()
+
+
+def test_encrypted_pdf_is_refused_with_reason(write):
+    from pypdf import PdfReader, PdfWriter
+
+    writer = PdfWriter()
+    writer.append(PdfReader(io.BytesIO(_pdf_bytes())))
+    writer.encrypt(user_password="pw", owner_password="owner")
+    buf = io.BytesIO()
+    writer.write(buf)
+    with pytest.raises(LoadError, match="password"):
+        load_file(write("enc.pdf", buf.getvalue()))
+
+
+def test_truncated_pdf_is_refused(write):
+    data = _pdf_bytes()
+    with pytest.raises(LoadError, match="(?i)pdf"):
+        load_file(write("cut.pdf", data[: len(data) // 3]))
+
+
+def test_not_a_pdf(write):
+    with pytest.raises(LoadError, match="not a PDF"):
+        load_file(write("fake.pdf", b"hello, I am text"))
+
+
+@pytest.mark.parametrize(
+    "data, reason",
+    [
+        (b"", "empty"),
+        (b"   \n\n  ", "empty"),
+        (bytes(range(256)) * 20, "binary"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + b"\x00" * 100, "binary"),
+    ],
+)
+def test_unreadable_text_files(write, data, reason):
+    with pytest.raises(LoadError, match=reason):
+        load_file(write("bad.txt", data))
+
+
+def test_encodings(write):
+    text = "Café — naïve résumé costs 3€\nsecond line"
+    assert load_file(write("bom.txt", codecs.BOM_UTF8 + text.encode()))[0].text == text
+    assert load_file(write("crlf.txt", text.replace("\n", "\r\n").encode()))[0].text == text
+    assert load_file(write("u16.txt", text.encode("utf-16")))[0].text == text
+    assert load_file(write("cp1252.txt", text.encode("cp1252")))[0].text == text
+    zh = "如何重置路由器？请按住复位键十秒钟，直到指示灯闪烁。"
+    assert load_file(write("gbk.txt", zh.encode("gbk")))[0].text == zh
+    assert decode_text("路由器".encode("gbk")) == "路由器"  # short texts too
+
+
+def test_faq_records_in_all_shapes(write):
+    rec = [{"question": "Q1?", "answer": "A1."}, {"q": "Q2?", "a": "A2."}]
+    assert [d.text for d in load_file(write("a.json", json.dumps(rec)))] == ["Q: Q1?\nA: A1.", "Q: Q2?\nA: A2."]
+    assert len(load_file(write("b.json", json.dumps({"faqs": rec})))) == 2
+    assert load_file(write("c.json", json.dumps({"How?": "Like this."})))[0].text == "Q: How?\nA: Like this."
+    jsonl = "\n".join(json.dumps(r, ensure_ascii=False) for r in [{"question": "问?", "answer": "答。"}]) + "\n\n"
+    assert load_file(write("d.jsonl", jsonl))[0].text == "Q: 问?\nA: 答。"
+    docs = load_file(write("e.csv", "question,answer\nQ?,A.\n"))
+    assert docs[0].text == "Q: Q?\nA: A." and docs[0].meta == {"record": 1}
+
+
+def test_malformed_jsonl_names_the_line(write):
+    with pytest.raises(LoadError, match="line 2"):
+        load_file(write("bad.jsonl", '{"question": "a", "answer": "b"}\n{oops\n'))
+
+
+def test_json_without_faq_fields(write):
+    with pytest.raises(LoadError, match="record 1"):
+        load_file(write("x.json", json.dumps([{"n": 1}])))
+
+
+def test_docx(write, tmp_path):
+    import docx
+
+    d = docx.Document()
+    d.add_heading("Policy", level=1)
+    d.add_paragraph("Returns within 30 days.")
+    path = tmp_path / "p.docx"
+    d.save(str(path))
+    docs = load_file(path)
+    assert docs[0].headings == ("Policy",) and docs[0].text == "Returns within 30 days."
+    with pytest.raises(LoadError, match="damaged"):
+        load_file(write("broken.docx", b"PK\x03\x04 not really a zip"))
+
+
+def test_discover_skips_hidden_and_reports_unsupported(tmp_path, write):
+    write("kb/a.md", "# A\n\ntext")
+    write("kb/.hidden.md", "secret")
+    write("kb/.git/config", "x")
+    write("kb/img.png", b"\x89PNG")
+    write("kb/sub/b.txt", "b")
+    files, skipped = discover([tmp_path / "kb"])
+    assert sorted(f.path.name for f in files) == ["a.md", "b.txt"]
+    assert len(skipped) == 1 and skipped[0].source.endswith("img.png") and "unsupported" in skipped[0].reason
+
+
+def test_discover_missing_path(tmp_path):
+    with pytest.raises(LoadError, match="does not exist"):
+        discover([tmp_path / "nope"])

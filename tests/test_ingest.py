@@ -1,0 +1,167 @@
+import json
+import os
+import time
+
+import numpy as np
+import pytest
+
+from rag import store
+from rag.config import ChunkConfig, Config
+from rag.embeddings import HashEmbedder
+from rag.errors import ConfigError, IndexLockedError, NothingIndexedError
+from rag.ingest import build_index
+
+
+class CountingEmbedder(HashEmbedder):
+    """A HashEmbedder that remembers how many texts it embedded."""
+
+    def __init__(self):
+        super().__init__(64)
+        self.embedded = 0
+
+    def embed_documents(self, texts, progress=False):
+        self.embedded += len(texts)
+        return super().embed_documents(texts, progress)
+
+
+def test_build_writes_a_complete_manifest(in_tmp, kb):
+    emb = CountingEmbedder()
+    summary = build_index([kb], "idx", embedder=emb)
+    assert len(summary.indexed) == 3 and summary.chunks == emb.embedded > 0
+    m = store.read_manifest(in_tmp / "idx")
+    assert m.format_version == store.FORMAT_VERSION
+    assert m.embedder["id"] == "hash:64" and m.embedder["dim"] == 64
+    assert m.chunker["size"] == 200 and m.chunker["overlap"] == 32
+    assert set(m.files) == {"kb/router.md", "kb/shipping.txt", "kb/退货.md"}
+    assert all(len(e["sha256"]) == 64 for e in m.files.values())
+    gen = in_tmp / "idx" / m.generation
+    chunks = store.read_chunks(gen / store.CHUNKS)
+    assert len(chunks) == m.chunks == np.load(gen / store.VECTORS).shape[0]
+    assert any(c.context == "Router > Reset" for c in chunks)
+
+
+def test_reindex_nothing_changed_embeds_nothing_and_writes_nothing(in_tmp, kb):
+    build_index([kb], "idx", embedder=HashEmbedder(64))
+    before = store.read_manifest(in_tmp / "idx").generation
+    os.utime(kb / "router.md")  # touched, same content: hashed, not re-embedded
+    emb = CountingEmbedder()
+    summary = build_index([kb], "idx", embedder=emb)
+    assert emb.embedded == 0 and summary.indexed == [] and len(summary.unchanged) == 3
+    assert store.read_manifest(in_tmp / "idx").generation == before
+
+
+def test_only_changed_and_new_files_are_embedded_and_vanished_ones_removed(in_tmp, kb):
+    build_index([kb], "idx", embedder=HashEmbedder(64))
+    (kb / "shipping.txt").write_text("Express shipping now costs 19.90 euros.\n", encoding="utf-8")
+    (kb / "new.md").write_text("# New\n\nBrand new document.\n", encoding="utf-8")
+    (kb / "router.md").unlink()
+    emb = CountingEmbedder()
+    summary = build_index([kb], "idx", embedder=emb)
+    assert sorted(summary.indexed) == ["kb/new.md", "kb/shipping.txt"]
+    assert summary.removed == ["kb/router.md"] and summary.unchanged == ["kb/退货.md"]
+    assert emb.embedded == 2
+    m = store.read_manifest(in_tmp / "idx")
+    chunks = store.read_chunks(in_tmp / "idx" / m.generation / store.CHUNKS)
+    assert {c.source for c in chunks} == {"kb/new.md", "kb/shipping.txt", "kb/退货.md"}
+    assert any("19.90" in c.text for c in chunks)
+    # kept vectors still belong to their chunks: a fresh full build gives the same matrix
+    full = build_index([kb], "full", embedder=HashEmbedder(64), rebuild=True)
+    assert full.chunks == m.chunks
+    a = np.load(in_tmp / "idx" / m.generation / store.VECTORS)
+    mf = store.read_manifest(in_tmp / "full")
+    b = np.load(in_tmp / "full" / mf.generation / store.VECTORS)
+    assert np.allclose(a, b)
+
+
+def test_bad_files_are_skipped_with_reasons(in_tmp, kb):
+    (kb / "empty.txt").write_bytes(b"")
+    (kb / "binary.txt").write_bytes(bytes(range(256)) * 10)
+    (kb / "photo.jpg").write_bytes(b"\xff\xd8\xff")
+    (kb / "broken.pdf").write_bytes(b"%PDF-1.4\n1 0 obj\n<<")
+    summary = build_index([kb], "idx", embedder=HashEmbedder(64))
+    reasons = {s.source.split("/")[-1]: s.reason for s in summary.skipped}
+    assert set(reasons) == {"empty.txt", "binary.txt", "photo.jpg", "broken.pdf"}
+    assert "empty" in reasons["empty.txt"] and "binary" in reasons["binary.txt"]
+    assert "unsupported" in reasons["photo.jpg"]
+    assert len(summary.indexed) == 3
+
+
+def test_nothing_indexable_fails_and_keeps_the_old_index(in_tmp, kb, tmp_path):
+    build_index([kb], "idx", embedder=HashEmbedder(64))
+    before = (in_tmp / "idx" / store.MANIFEST).read_text()
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "e.txt").write_bytes(b"")
+    with pytest.raises(NothingIndexedError, match="e.txt: empty"):
+        build_index([bad], "idx2", embedder=HashEmbedder(64))
+    assert not (in_tmp / "idx2" / store.MANIFEST).exists()
+    for f in kb.iterdir():
+        f.unlink()
+    with pytest.raises(NothingIndexedError):
+        build_index([kb], "idx", embedder=HashEmbedder(64))
+    assert (in_tmp / "idx" / store.MANIFEST).read_text() == before
+
+
+def test_changing_chunk_settings_rechunks_everything(in_tmp, kb):
+    build_index([kb], "idx", embedder=HashEmbedder(64))
+    emb = CountingEmbedder()
+    cfg = Config(chunk=ChunkConfig(size=20, overlap=4))
+    summary = build_index([kb], "idx", cfg, embedder=emb, explicit={"chunk"})
+    assert len(summary.indexed) == 3 and emb.embedded == summary.chunks
+    assert store.read_manifest(in_tmp / "idx").chunker["requested"] == {"size": 20, "overlap": 4}
+    # the index remembers them: a plain re-run keeps size 20 and embeds nothing
+    emb2 = CountingEmbedder()
+    build_index([kb], "idx", embedder=emb2)
+    assert emb2.embedded == 0
+
+
+def test_switching_embedder_needs_rebuild(in_tmp, kb):
+    build_index([kb], "idx", embedder=HashEmbedder(64))
+    with pytest.raises(ConfigError, match="hash:64.*hash:32|rebuild"):
+        build_index([kb], "idx", embedder=HashEmbedder(32))
+    summary = build_index([kb], "idx", embedder=HashEmbedder(32), rebuild=True)
+    assert summary.chunks > 0 and store.read_manifest(in_tmp / "idx").embedder["dim"] == 32
+
+
+def test_files_from_other_roots_are_kept(in_tmp, kb, tmp_path):
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "x.txt").write_text("other root document", encoding="utf-8")
+    build_index([kb], "idx", embedder=HashEmbedder(64))
+    summary = build_index([other], "idx", embedder=HashEmbedder(64))
+    assert summary.removed == [] and summary.indexed == ["other/x.txt"]
+    assert len(store.read_manifest(in_tmp / "idx").files) == 4
+
+
+def test_second_writer_is_refused(in_tmp, kb):
+    with store.write_lock(in_tmp / "idx"):
+        with pytest.raises(IndexLockedError, match="another process"):
+            build_index([kb], "idx", embedder=HashEmbedder(64))
+
+
+def test_leftovers_of_a_crash_are_cleaned(in_tmp, kb):
+    build_index([kb], "idx", embedder=HashEmbedder(64))
+    (in_tmp / "idx" / ".gen-000009.tmp-1").mkdir()
+    (in_tmp / "idx" / "gen-000042").mkdir()
+    (kb / "shipping.txt").write_text("changed", encoding="utf-8")
+    build_index([kb], "idx", embedder=HashEmbedder(64))
+    names = sorted(p.name for p in (in_tmp / "idx").iterdir() if p.name != ".lock")
+    m = store.read_manifest(in_tmp / "idx")
+    assert names == sorted([m.generation, store.MANIFEST])
+
+
+def test_manifest_of_another_format_version_is_refused(in_tmp, kb):
+    build_index([kb], "idx", embedder=HashEmbedder(64))
+    path = in_tmp / "idx" / store.MANIFEST
+    data = json.loads(path.read_text())
+    data["format_version"] = 999
+    path.write_text(json.dumps(data))
+    with pytest.raises(store.IndexFormatError, match="format version 999"):
+        store.read_manifest(in_tmp / "idx")
+
+
+def test_summary_json_contract(in_tmp, kb):
+    d = build_index([kb], "idx", embedder=HashEmbedder(64)).to_dict()
+    assert set(d) >= {"index", "files", "chunks", "seconds"}
+    assert set(d["files"]) == {"indexed", "unchanged", "removed", "skipped"}
+    assert isinstance(d["seconds"], float) and d["seconds"] < 60 and time.time() > 0

@@ -1,0 +1,33 @@
+from rag.keywords import KeywordIndex, tokenize
+
+
+def test_tokenize_english_codes_and_numbers():
+    assert tokenize("Reset the LX-300 router") == ["reset", "lx-300", "lx", "300", "router"]
+    assert "14.90" in tokenize("costs 14.90 euros")
+    assert "192.168.77.1" in tokenize("open 192.168.77.1")
+    assert tokenize("the routers") == ["router"]  # stop word dropped, plural stemmed
+
+
+def test_tokenize_chinese_segments_words_and_drops_stop_words():
+    tokens = tokenize("如何重置路由器？")
+    assert "重置" in tokens and "路由器" in tokens
+    assert "如何" not in tokens
+
+
+def test_keyword_index_finds_chinese_and_english(tmp_path):
+    texts = ["按住复位键 12 秒即可恢复出厂设置。", "Express shipping costs 14.90 euros.", "退款在 3 个工作日内完成。"]
+    index = KeywordIndex.build(texts)
+    _, ids = index.search("怎么恢复出厂设置", 2)
+    assert ids[0] == 0
+    _, ids = index.search("how much is express shipping", 2)
+    assert ids[0] == 1
+    index.save(tmp_path / "bm25")
+    again = KeywordIndex.load(tmp_path / "bm25")
+    assert list(again.search("退款", 1)[1]) == [2]
+
+
+def test_keyword_index_no_overlap_and_empty():
+    index = KeywordIndex.build(["alpha beta"])
+    scores, ids = index.search("zzz unknown", 5)
+    assert len(ids) == 0 and len(scores) == 0
+    assert len(KeywordIndex.build([]).search("alpha", 3)[1]) == 0
