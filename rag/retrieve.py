@@ -76,7 +76,7 @@ class Retriever:
         self._chunks = list(chunks)
         self.vectors = vectors
         self.dense = VectorIndex.build(vectors, dim=embedder.dim)
-        self.keywords = KeywordIndex.build(texts if "bm25" in modes else [""] * len(chunks))
+        self.keywords = KeywordIndex.build(texts if "bm25" in modes else [])
         self._loaded = True
         return self
 

@@ -84,3 +84,48 @@ class Hit:
             "context": self.chunk.context,
             "scores": {k: round(float(v), 6) for k, v in self.scores.items()},
         }
+
+
+@dataclass
+class Answer:
+    """What `ask` returns: the answer text, whether it is a refusal, and the evidence behind it.
+
+    `sources` are the passages shown to the model (numbered from 1), `citations` the numbers the answer
+    cites. `mode` says how the text was produced: "extractive", "generative", "refusal" or "closed-book".
+    `prompt` is the exact prompt given to the model (None when no model ran), kept so an answer can be traced.
+    """
+
+    question: str
+    answer: str
+    refused: bool
+    sources: list[Hit] = field(default_factory=list)
+    citations: list[int] = field(default_factory=list)
+    mode: str = "extractive"
+    model: str | None = None
+    adapter: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    prompt: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "question": self.question,
+            "answer": self.answer,
+            "refused": self.refused,
+            "sources": [
+                {
+                    "n": n,
+                    "source": h.chunk.source,
+                    "page": h.chunk.page,
+                    "chunk_id": h.chunk.id,
+                    "score": round(float(h.score), 6),
+                }
+                for n, h in enumerate(self.sources, start=1)
+            ],
+            "citations": self.citations,
+            "model": self.model,
+            "adapter": self.adapter,
+            "mode": self.mode,
+            "timings": {k: (round(v, 4) if isinstance(v, float) else v) for k, v in self.timings.items()},
+            "notes": self.notes,
+        }

@@ -89,3 +89,64 @@ def test_cli_search_on_the_real_index(sample_index):
     out = [json.loads(line) for line in res.stdout.splitlines()]
     assert out[0]["hits"][0]["source"].endswith("shipping.html")
     assert out[1]["hits"][0]["source"].endswith("客服联系方式-gbk.txt")
+
+
+def test_rag_ask_cli_json_and_batch_with_the_default_models(sample_index):
+    import json
+
+    work, _ = sample_index
+    res = run_cli(
+        "ask", "-", "--json", cwd=work, stdin="How long is the standard warranty?\nWhat is the Nimbus CEO's name?\n"
+    )
+    assert res.returncode == 0, res.stderr
+    first, second = (json.loads(line) for line in res.stdout.splitlines())
+    assert set(first) >= {"question", "answer", "refused", "sources", "citations", "model", "adapter", "timings"}
+    assert not first["refused"] and first["citations"] and "months" in first["answer"]
+    assert second["refused"]
+
+
+def test_generative_mode_on_the_real_default_generator(sample_index):
+    """The bundled SmolLM2 loads (converted once to the cache), answers from the prompt, and reports timings."""
+    import json
+
+    work, _ = sample_index
+    res = run_cli(
+        "ask",
+        "How long do I hold the RESET button to factory reset the router?",
+        "--mode",
+        "generative",
+        "--json",
+        "--max-new-tokens",
+        "24",
+        cwd=work,
+    )
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert out["model"] == "HuggingFaceTB/SmolLM2-135M-Instruct" and out["timings"]["new_tokens"] > 0
+
+
+def test_adapter_on_the_real_default_generator(sample_index, tmp_path):
+    import json
+
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from rag.generate import prepare_model
+
+    base = AutoModelForCausalLM.from_pretrained(prepare_model())
+    model = get_peft_model(base, LoraConfig(r=2, target_modules=["q_proj", "v_proj"]))
+    model.peft_config["default"].base_model_name_or_path = "HuggingFaceTB/SmolLM2-135M-Instruct"
+    model.save_pretrained(tmp_path / "lora")
+    work, _ = sample_index
+    res = run_cli(
+        "ask",
+        "How long is the warranty?",
+        "--adapter",
+        str(tmp_path / "lora"),
+        "--json",
+        "--max-new-tokens",
+        "16",
+        cwd=work,
+    )
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["adapter"] == str(tmp_path / "lora")

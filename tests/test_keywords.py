@@ -31,3 +31,10 @@ def test_keyword_index_no_overlap_and_empty():
     scores, ids = index.search("zzz unknown", 5)
     assert len(ids) == 0 and len(scores) == 0
     assert len(KeywordIndex.build([]).search("alpha", 3)[1]) == 0
+
+
+def test_texts_without_any_token(tmp_path):
+    index = KeywordIndex.build(["!!!", "。。", "the a"])
+    assert len(index) == 3 and len(index.search("anything", 3)[1]) == 0
+    index.save(tmp_path / "k")
+    assert len(KeywordIndex.load(tmp_path / "k")) == 3

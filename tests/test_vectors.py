@@ -47,3 +47,18 @@ def test_empty_index_searches_to_nothing():
     index = VectorIndex.build(np.zeros((0, 8), np.float32), dim=8)
     scores, ids = index.search(unit(2, 8), 3)
     assert ids.shape == (2, 0)
+
+
+def test_blas_path_matches_faiss_for_flat():
+    import faiss
+
+    vecs = unit(500, 32, seed=3)
+    queries = unit(5, 32, seed=4)
+    index = VectorIndex.build(vecs)
+    scores, ids = index.search(queries, 10)  # few queries: BLAS path
+    ref_scores, ref_ids = faiss.IndexFlatIP(32), None
+    ref_scores.add(vecs)
+    ref_s, ref_ids = ref_scores.search(queries, 10)
+    assert (ids == ref_ids).all() and np.allclose(scores, ref_s, atol=1e-5)
+    many = unit(40, 32, seed=5)  # many queries: FAISS's own path, same answer
+    assert (index.search(many, 3)[1] == VectorIndex.build(vecs).index.search(many, 3)[1]).all()

@@ -1,0 +1,58 @@
+"""Answer quality on the sample knowledge base with the real embedder: the default (extractive) mode.
+
+Thresholds are the issue's targets where the method reaches them, and today's measured level where it does
+not yet (unanswerable questions): a drop below either fails the suite.
+"""
+
+import pytest
+from conftest import questions
+
+from rag.answer import ungrounded
+from rag.pipeline import RAG
+from rag.prompt import language
+from rag.retrieve import Retriever
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def answers(sample_index, real_embedder):
+    work, _ = sample_index
+    index = work / "indexes/default"
+    rag = RAG(index, retriever=Retriever(index, embedder=real_embedder))
+    return [(q, rag.ask(q["question"])) for q in questions()]
+
+
+def test_answerable_questions_get_the_gold_fact_with_a_correct_citation(answers):
+    good, bad = 0, []
+    answerable = [(q, a) for q, a in answers if q["answerable"]]
+    for q, a in answerable:
+        cited = [a.sources[n - 1].chunk.source for n in a.citations]
+        ok = any(g.lower() in a.answer.lower() for g in q["answers"]) and any(
+            c.endswith(s) for c in cited for s in q["sources"]
+        )
+        good += ok
+        if not ok:
+            bad.append(q["id"])
+    assert good / len(answerable) >= 0.85, f"{good}/{len(answerable)}; wrong: {bad}"
+    assert sum(a.refused for _, a in answerable) <= 1  # answerable questions are (almost) never refused
+
+
+def test_unanswerable_questions_are_refused(answers):
+    unanswerable = [(q, a) for q, a in answers if not q["answerable"]]
+    refused = sum(a.refused for _, a in unanswerable)
+    assert refused / len(unanswerable) >= 0.6, [q["id"] for q, a in unanswerable if not a.refused]
+
+
+def test_answers_say_nothing_their_citations_do_not(answers):
+    for q, a in answers:
+        if a.refused:
+            continue
+        cited = [a.sources[n - 1].chunk.text for n in a.citations]
+        assert cited and ungrounded(a.answer, cited) == [], (q["id"], a.answer)
+
+
+def test_chinese_questions_are_answered_in_chinese(answers):
+    for q, a in answers:
+        if q["lang"] == "zh":
+            assert language(a.answer) == "zh", (q["id"], a.answer)

@@ -1,0 +1,127 @@
+import threading
+
+import pytest
+from conftest import FakeGenerator
+
+from rag.config import Config
+from rag.embeddings import HashEmbedder
+from rag.errors import ConfigError
+from rag.pipeline import RAG, standalone_query
+from rag.prompt import REFUSAL
+from rag.retrieve import Retriever
+
+
+def make_rag(index, reply="Hold the RESET button for 12 seconds [1].", mode="extractive", min_evidence=0.1):
+    config = Config()
+    config.answer.mode = mode
+    config.answer.min_evidence = min_evidence
+    gen = FakeGenerator(reply)
+    return RAG(
+        index, config, retriever=Retriever(index, config.retrieve, embedder=HashEmbedder(64)), generator=gen
+    ), gen
+
+
+def test_extractive_answer_cites_its_passage(hash_index):
+    rag, gen = make_rag(hash_index)
+    a = rag.ask("How long do I hold the RESET button?")
+    assert not a.refused and "12 seconds" in a.answer and a.mode == "extractive"
+    assert a.citations and a.sources[a.citations[0] - 1].chunk.source == "kb/router.md"
+    assert gen.calls == 0  # no model needed
+    d = a.to_dict()
+    assert set(d) >= {"question", "answer", "refused", "sources", "citations", "model", "adapter", "timings"}
+    assert d["sources"][0]["n"] == 1 and {"source", "page", "chunk_id", "score"} <= set(d["sources"][0])
+
+
+def test_no_evidence_refuses_without_calling_the_model(hash_index):
+    rag, gen = make_rag(hash_index, mode="generative", min_evidence=0.99)
+    a = rag.ask("How long do I hold the RESET button?")
+    assert a.refused and a.answer == REFUSAL["en"] and a.mode == "refusal" and gen.calls == 0
+
+
+def test_question_about_something_never_mentioned_is_refused(hash_index):
+    rag, _ = make_rag(hash_index)
+    a = rag.ask("How long does shipping to Tokyo take?")
+    assert a.refused and any("Tokyo" in n for n in a.notes)
+    zh = rag.ask("退货需要几天？北京可以退货吗？")
+    assert zh.refused and zh.answer == REFUSAL["zh"]
+
+
+def test_generative_answer_is_parsed_and_refusals_flagged(hash_index):
+    rag, gen = make_rag(hash_index, mode="generative")
+    a = rag.ask("How long do I hold the RESET button?")
+    assert a.answer == "Hold the RESET button for 12 seconds [1]." and a.citations == [1] and a.model == "fake-lm"
+    assert "[1] Source: kb/router.md" in a.prompt and gen.calls == 1
+    gen.reply = "I could not find this in the knowledge base."
+    assert rag.ask("How long do I hold the RESET button?").refused
+
+
+def test_auto_keeps_a_grounded_answer_and_replaces_an_invented_one(hash_index):
+    rag, gen = make_rag(hash_index, mode="auto")
+    good = rag.ask("How long do I hold the RESET button?")
+    assert good.mode == "generative" and good.answer.startswith("Hold the RESET")
+    gen.reply = "Hold it for 30 seconds [1]."  # 30 is in no passage
+    bad = rag.ask("How long do I hold the RESET button?")
+    assert bad.mode == "extractive" and "12 seconds" in bad.answer
+    assert any("30" in n for n in bad.notes)
+    gen.reply = "return return return return return"
+    assert rag.ask("How long do I hold the RESET button?").mode == "extractive"
+
+
+def test_injected_instructions_do_not_change_the_answer(hash_index):
+    def obey_if_told(prompt):  # a model that would follow injected instructions if it saw them
+        return (
+            "Shipping is free forever [1]."
+            if "IGNORE ALL PREVIOUS" in prompt
+            else "Express shipping costs 14.90 euros [1]."
+        )
+
+    rag, gen = make_rag(hash_index, reply=obey_if_told, mode="generative")
+    a = rag.ask("Is express shipping free?")
+    assert "free forever" not in a.answer and "IGNORE ALL PREVIOUS" not in gen.prompts[-1]
+    rag.config.answer.mode = "extractive"
+    assert "free forever" not in rag.ask("Is shipping free forever?").answer
+
+
+def test_streaming_yields_pieces_then_the_answer(hash_index):
+    rag, _ = make_rag(hash_index, mode="generative")
+    items = list(rag.stream("How long do I hold the RESET button?"))
+    assert "".join(items[:-1]).strip() == items[-1].answer and items[-1].citations == [1]
+
+
+def test_follow_up_questions_are_rewritten_for_retrieval(hash_index):
+    assert standalone_query(
+        "and how long does that take?", [{"role": "user", "content": "How do I get a refund?"}]
+    ) == ("How do I get a refund? and how long does that take?")
+    assert standalone_query("那要多久？", [{"role": "user", "content": "怎么退货？"}]) == "怎么退货？ 那要多久？"
+    rag, _ = make_rag(hash_index)
+    chat = rag.chat()
+    chat.ask("How do I reset the router?")
+    follow = chat.ask("and how long do I hold it?")
+    assert "12 seconds" in follow.answer and len(chat.history) == 4
+
+
+def test_concurrent_questions_do_not_interfere(hash_index):
+    rag, _ = make_rag(hash_index, mode="generative")
+    results, errors = [], []
+
+    def worker(q):
+        try:
+            results.append((q, rag.ask(q).question))
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(f"How long do I hold the RESET button? {i}",)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and all(q == got for q, got in results) and len(results) == 8
+
+
+def test_closed_book_needs_no_index():
+    config = Config()
+    rag = RAG(None, config, generator=FakeGenerator("Paris."))
+    a = rag.ask("Capital of France?", closed_book=True)
+    assert a.answer == "Paris." and a.sources == [] and a.mode == "closed-book"
+    with pytest.raises(ConfigError, match="no index"):
+        rag.ask("Capital of France?")
