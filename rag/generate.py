@@ -177,9 +177,10 @@ class Generator:
         return "\n\n".join(lines) + "\n\nAssistant:"
 
     def generate(
-        self, prompt: str, max_new_tokens: int | None = None, on_text: Callable[[str], None] | None = None
+        self, prompt: str, max_new_tokens: int | None = None, on_text: Callable[[str], None] | None = None, **extra
     ) -> Generation:
-        """Greedy continuation of `prompt`; `on_text` receives the text as it is produced."""
+        """Greedy continuation of `prompt`; `on_text` receives the text as it is produced. `extra` goes to
+        `model.generate` (e.g. min_new_tokens for benchmarks)."""
         import torch
         from transformers import StoppingCriteriaList, TextStreamer
 
@@ -211,6 +212,7 @@ class Generator:
                 kwargs.update(temperature=self.config.temperature, top_p=self.config.top_p)
             else:
                 kwargs.update(temperature=None, top_p=None, top_k=None)
+            kwargs.update(extra)
             with torch.inference_mode():
                 output = model.generate(**inputs, **kwargs)
             new = output[0, prompt_len:]

@@ -8,6 +8,7 @@ vectors they are built from.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -130,7 +131,13 @@ def _flat_view(index) -> np.ndarray | None:
 
 
 def _exact_topk(vectors: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    sims = queries @ vectors.T
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        # torch is loaded (the query embedder runs on it): use its thread pool. Mixing it with numpy's BLAS
+        # threads right after an embedding makes both spin for cores: 100k x 384 took 100 ms instead of 7 ms.
+        sims = (torch.from_numpy(queries) @ torch.from_numpy(vectors).T).numpy()
+    else:
+        sims = queries @ vectors.T
     if k < sims.shape[1]:
         top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
     else:
