@@ -48,7 +48,45 @@ def load_adapter(model, adapter_dir: str | Path, model_id: str):
             f"adapter {adapter_dir} was trained for base model '{recorded}', not '{model_id}'; "
             f"load it with --model {recorded}"
         )
+    from .bottleneck import is_bottleneck, load_bottleneck
+
+    if is_bottleneck(adapter_dir):
+        return load_bottleneck(model, adapter_dir)
     require("peft", "peft", "loading adapters")
     from peft import PeftModel
 
     return PeftModel.from_pretrained(model, str(Path(adapter_dir).expanduser()))
+
+
+def merge_adapter(adapter_dir: str | Path, out: str | Path) -> str:
+    """Merge a LoRA-family adapter into its base model and save a full model folder at `out` (atomically)."""
+    import os
+    import shutil
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from .generate import prepare_model
+
+    base = adapter_base(adapter_dir)
+    if not base:
+        raise ConfigError(f"{adapter_dir} does not name its base model; cannot merge")
+    location = prepare_model(base)
+    model = load_adapter(AutoModelForCausalLM.from_pretrained(location), adapter_dir, base)
+    if not hasattr(model, "merge_and_unload"):
+        raise ConfigError(
+            "only PEFT adapters with mergeable weights (lora, adalora, ia3) can be merged; "
+            "prompt-style and bottleneck adapters are loaded with --adapter instead"
+        )
+    merged = model.merge_and_unload()
+    out = Path(out)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    merged.save_pretrained(str(tmp), safe_serialization=True)
+    AutoTokenizer.from_pretrained(location).save_pretrained(str(tmp))
+    meta = Path(adapter_dir) / "rag_tune.json"
+    if meta.exists():
+        shutil.copy(meta, tmp / "rag_tune.json")
+    if out.exists():
+        shutil.rmtree(out)
+    os.rename(tmp, out)
+    return str(out)

@@ -103,6 +103,52 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--index", help=INDEX_HELP)
     p.add_argument("--json", action="store_true", help="print JSON")
 
+    p = sub.add_parser("tune", help="tune an adapter (LoRA and the rest of the PEFT family) on your data")
+    p.add_argument(
+        "data",
+        metavar="DATA",
+        help="JSONL/JSON records (alpaca, chat messages, question/answer, text) or a folder of documents",
+    )
+    p.add_argument(
+        "--method",
+        default="lora",
+        help="lora (default), adalora, ia3, prefix, prompt, ptuning, bottleneck, full, qlora",
+    )
+    p.add_argument(
+        "--out", required=True, metavar="DIR", help="output folder (a PEFT adapter; a full model for --method full)"
+    )
+    p.add_argument("--base", help="base model id or folder (default: the default generator)")
+    p.add_argument("--max-steps", type=int, default=-1, help="training steps (default: --epochs epochs)")
+    p.add_argument("--epochs", type=float, default=3.0, help="epochs when --max-steps is not given (default 3)")
+    p.add_argument("--lr", type=float, help="learning rate (default: the method's)")
+    p.add_argument("--batch-size", type=int, default=4, help="examples per step (default 4)")
+    p.add_argument(
+        "--max-length", type=int, default=768, help="tokens per example; longer supervised ones are dropped and counted"
+    )
+    p.add_argument("--rank", type=int, default=8, help="LoRA rank (bottleneck size is 8x)")
+    p.add_argument("--init-adapter", metavar="DIR", help="continue from an earlier adapter (sequential fine-tuning)")
+    p.add_argument(
+        "--raft", action="store_true", help="build retrieval-augmented examples from question/answer DATA and --index"
+    )
+    p.add_argument("--index", help=INDEX_HELP + " (for --raft)")
+    p.add_argument(
+        "--raft-from-documents",
+        action="store_true",
+        help="with --raft: also make questions from the index's own fact sentences",
+    )
+    p.add_argument("--resume", action="store_true", help="resume an interrupted run from its last checkpoint")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print a JSON summary")
+
+    p = sub.add_parser("adapters", help="list or merge tuned adapters")
+    asub = p.add_subparsers(dest="adapters_command", metavar="ACTION")
+    pa = asub.add_parser("list", help="adapters under a folder (default: adapters/)")
+    pa.add_argument("folder", nargs="?", default="adapters")
+    pa.add_argument("--json", action="store_true")
+    pa = asub.add_parser("merge", help="merge an adapter into its base model: a folder `rag ask --model` loads")
+    pa.add_argument("adapter", metavar="ADAPTER")
+    pa.add_argument("--out", required=True, metavar="DIR")
+
     p = sub.add_parser("eval", help="evaluate retrieval (and, later, answers)")
     esub = p.add_subparsers(dest="eval_command", metavar="WHAT")
     pe = esub.add_parser("retrieval", help="nDCG@10, recall@10/100 and MRR@10 on a BEIR-format dataset")
@@ -143,6 +189,10 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_prepare(args)
         if args.command == "calibrate":
             return cmd_calibrate(args)
+        if args.command == "tune":
+            return cmd_tune(args)
+        if args.command == "adapters":
+            return cmd_adapters(args)
         if args.command == "eval":
             if args.eval_command == "retrieval":
                 return cmd_eval_retrieval(args)
@@ -366,6 +416,90 @@ def cmd_calibrate(args) -> int:
             f"{result['unanswerable_refused']} unanswerable ones fall below it). Put it in rag.toml under [answer]."
         )
     return 0
+
+
+def cmd_tune(args) -> int:
+    from .config import DEFAULT_GENERATOR
+    from .tune import TuneOptions, tune
+
+    options = TuneOptions(
+        method=args.method,
+        base=args.base or DEFAULT_GENERATOR,
+        max_steps=args.max_steps,
+        epochs=args.epochs,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        max_length=args.max_length,
+        rank=args.rank,
+        init_adapter=args.init_adapter,
+        resume=args.resume,
+        seed=args.seed,
+    )
+    data = args.data
+    if args.raft:
+        from .retrieve import Retriever
+        from .tunedata import raft_examples, read_records
+
+        retriever = Retriever(index_path(args.index))
+        records = [r for r in read_records(args.data) if r.get("split", "train") == "train"]
+        if args.raft_from_documents:
+            from .tunedata import qa_from_chunks
+
+            records += qa_from_chunks(retriever.chunks)
+        data = raft_examples(records, retriever, seed=args.seed)
+    result = tune(data, args.out, options)
+    if args.json:
+        print(json.dumps(result.to_dict(), ensure_ascii=False))
+    else:
+        print(
+            f"{result.out}: {result.method}, {result.steps} steps, {result.trainable_params:,} trainable parameters "
+            f"({result.trainable_params / result.total_params:.2%}), train loss {result.train_loss:.4f}"
+            + (f", eval loss {result.eval_loss:.4f}" if result.eval_loss is not None else "")
+            + f", {result.seconds:.0f}s"
+            + (f"; {result.dropped_too_long} examples over --max-length dropped" if result.dropped_too_long else "")
+        )
+    return 0
+
+
+def cmd_adapters(args) -> int:
+    if args.adapters_command == "list":
+        from .tune import META
+
+        rows = []
+        root = Path(args.folder)
+        for config in sorted(root.rglob("adapter_config.json")) + sorted(root.rglob("rag_tune.json")):
+            folder = config.parent
+            if any(r["path"] == str(folder) for r in rows):
+                continue
+            meta = json.loads((folder / META).read_text()) if (folder / META).exists() else {}
+            base = meta.get("base_model") or json.loads(config.read_text()).get("base_model_name_or_path")
+            m = meta.get("metrics", {})
+            rows.append(
+                {
+                    "path": str(folder),
+                    "method": meta.get("method", "?"),
+                    "base": base,
+                    "steps": m.get("steps"),
+                    "eval_loss": m.get("eval_loss"),
+                    "lineage": [s.get("method") for s in meta.get("lineage", [])],
+                }
+            )
+        if args.json:
+            print(json.dumps(rows))
+        elif not rows:
+            print(f"no adapters under {root}")
+        for r in rows if not args.json else []:
+            print(
+                f"{r['path']}  {r['method']}  base={r['base']}  steps={r['steps']}  eval_loss={r['eval_loss']}  lineage={' -> '.join(r['lineage'])}"
+            )
+        return 0
+    if args.adapters_command == "merge":
+        from .adapters import merge_adapter
+
+        print(f"merged model: {merge_adapter(args.adapter, args.out)}")
+        return 0
+    build_parser().parse_args(["adapters", "--help"])
+    return 2
 
 
 def cmd_eval_retrieval(args) -> int:

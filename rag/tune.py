@@ -1,0 +1,397 @@
+"""Adapter tuning: `rag tune DATA --method M --out DIR`, on transformers' Trainer and PEFT.
+
+Methods (one registry, `METHODS`): lora (default), adalora, ia3, prefix (P-tuning v2: trained prefixes on
+every layer), prompt (prompt tuning), ptuning (P-tuning: a prompt encoder), bottleneck (Houlsby adapters,
+`rag.bottleneck`), full (all weights), and qlora (LoRA on a 4-bit base; needs bitsandbytes and a GPU).
+
+Output: PEFT's standard adapter folder (a full model folder for `full`), plus `rag_tune.json` (base model,
+method, data hash, hyperparameters, metrics, lineage), `metrics.json` and `loss.png`. Training runs in
+`<out>.partial/` (checkpoints there make `--resume` possible); only a finished run is moved to `<out>`, so an
+interrupted run never leaves anything half-written there.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .config import DEFAULT_GENERATOR
+from .errors import ConfigError, require
+from .tunedata import Example, data_hash, read_records, to_examples
+
+METHODS = ("lora", "adalora", "ia3", "prefix", "prompt", "ptuning", "bottleneck", "full", "qlora")
+META = "rag_tune.json"
+
+
+@dataclass
+class TuneOptions:
+    """Budget and hyperparameters of a tuning run."""
+
+    method: str = "lora"
+    base: str = DEFAULT_GENERATOR
+    max_steps: int = -1  # -1: run `epochs` epochs
+    epochs: float = 3.0
+    lr: float | None = None  # None: the method's default (2e-4 for LoRA-like, 3e-2 for prompts, 2e-5 full)
+    batch_size: int = 4
+    max_length: int = 768  # tokens per example; longer ones are dropped and counted
+    eval_share: float = 0.1  # validation split (when there are at least 10 examples)
+    seed: int = 0
+    rank: int = 8  # LoRA/AdaLoRA rank, bottleneck size is 8x this
+    virtual_tokens: int = 16  # prefix / prompt / ptuning
+    init_adapter: str | None = None  # continue from an earlier adapter (sequential fine-tuning)
+    save_steps: int = 50
+    resume: bool = False
+    format: str | None = None  # force a data format instead of detecting it
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ConfigError(f"tune `method` must be one of {', '.join(METHODS)}, got method={self.method!r}")
+        if self.batch_size < 1 or self.max_length < 16:
+            raise ConfigError(
+                f"`batch_size` must be >= 1 and `max_length` >= 16, got {self.batch_size}, {self.max_length}"
+            )
+        if self.max_steps == 0 or self.epochs <= 0:
+            raise ConfigError("`max_steps` must be positive (or -1 for epochs) and `epochs` positive")
+
+    @property
+    def learning_rate(self) -> float:
+        if self.lr is not None:
+            return self.lr
+        return {"prompt": 3e-2, "ptuning": 1e-2, "prefix": 1e-2, "full": 2e-5, "ia3": 3e-3}.get(self.method, 2e-4)
+
+
+@dataclass
+class TuneResult:
+    out: str
+    method: str
+    steps: int
+    trainable_params: int
+    total_params: int
+    train_loss: float | None
+    eval_loss: float | None
+    seconds: float
+    examples: int
+    dropped_too_long: int
+    lineage: list[dict] = field(default_factory=list)
+    model: object = field(default=None, repr=False, compare=False)  # the trained model, for callers in-process
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if k != "model"}
+
+
+# --------------------------------------------------------------------------------------------- encoding
+
+
+def encode(example: Example, tokenizer, max_length: int) -> dict | None:
+    """Token ids and labels; supervised examples are masked (-100) everywhere but the answer. None if the
+    example is longer than `max_length` (the caller counts those)."""
+    eos = tokenizer.eos_token or ""
+    if example.text is not None:
+        ids = tokenizer(example.text + eos, add_special_tokens=False)["input_ids"]
+        ids = ids[:max_length]  # documents are cut, not dropped: every window of text is useful
+        return {"input_ids": ids, "labels": list(ids)}
+    prompt = render_prompt(tokenizer, example.messages[:-1])
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    answer_ids = tokenizer(example.messages[-1]["content"] + eos, add_special_tokens=False)["input_ids"]
+    if len(prompt_ids) + len(answer_ids) > max_length:
+        return None
+    return {"input_ids": prompt_ids + answer_ids, "labels": [-100] * len(prompt_ids) + answer_ids}
+
+
+def render_prompt(tokenizer, messages: list[dict]) -> str:
+    """The same rendering `rag ask` uses (`Generator.render`), from a tokenizer alone."""
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    lines = [f"{m['role'].capitalize()}: {m['content']}" for m in messages]
+    return "\n\n".join(lines) + "\n\nAssistant:"
+
+
+class _Collator:
+    def __init__(self, pad_id: int):
+        self.pad_id = pad_id
+
+    def __call__(self, batch):
+        import torch
+
+        width = max(len(b["input_ids"]) for b in batch)
+        ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
+        labels = torch.full((len(batch), width), -100, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for i, b in enumerate(batch):
+            n = len(b["input_ids"])
+            ids[i, :n] = torch.tensor(b["input_ids"])
+            labels[i, :n] = torch.tensor(b["labels"])
+            mask[i, :n] = 1
+        return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+
+
+# ---------------------------------------------------------------------------------------------- methods
+
+
+def peft_config(method: str, options: TuneOptions, total_steps: int):
+    """The PEFT config of a method (None for `full` and `bottleneck`, which do not use PEFT)."""
+    import peft
+
+    task = peft.TaskType.CAUSAL_LM
+    if method in ("lora", "qlora"):
+        return peft.LoraConfig(
+            task_type=task, r=options.rank, lora_alpha=2 * options.rank, lora_dropout=0.05, target_modules="all-linear"
+        )
+    if method == "adalora":
+        return peft.AdaLoraConfig(
+            task_type=task,
+            init_r=options.rank + 4,
+            target_r=options.rank,
+            total_step=max(total_steps, 2),
+            tinit=0,
+            tfinal=0,
+            target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
+        )
+    if method == "ia3":
+        return peft.IA3Config(task_type=task)
+    if method == "prefix":
+        return peft.PrefixTuningConfig(task_type=task, num_virtual_tokens=options.virtual_tokens)
+    if method == "prompt":
+        return peft.PromptTuningConfig(task_type=task, num_virtual_tokens=options.virtual_tokens)
+    if method == "ptuning":
+        return peft.PromptEncoderConfig(
+            task_type=task, num_virtual_tokens=options.virtual_tokens, encoder_hidden_size=128
+        )
+    return None
+
+
+def _load_base(options: TuneOptions):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from .generate import prepare_model
+
+    location = prepare_model(options.base)
+    kwargs = {}
+    if options.method == "qlora":
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                "qlora needs a CUDA GPU (4-bit weights run on bitsandbytes' GPU kernels); use --method lora on a CPU"
+            )
+        require("bitsandbytes", "bitsandbytes", "QLoRA")
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_compute_dtype=torch.bfloat16, bnb_4bit_quant_type="nf4"
+        )
+    tokenizer = AutoTokenizer.from_pretrained(location)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(location, **kwargs)
+    return model, tokenizer
+
+
+def _lineage_of(options: TuneOptions) -> list[dict]:
+    """Where this run starts: an earlier adapter's lineage, a merged model's lineage, or the base model."""
+    for path in (options.init_adapter, options.base):
+        meta = Path(path) / META if path else None
+        if meta is not None and meta.is_file():
+            return json.loads(meta.read_text(encoding="utf-8")).get("lineage", [])
+    return [{"method": "base", "out": options.base}]
+
+
+# ------------------------------------------------------------------------------------------------- tune
+
+
+def tune(
+    data: str | Path | list[Example], out: str | Path, options: TuneOptions | None = None, progress: bool | None = None
+) -> TuneResult:
+    """Train `options.method` on `data` (a file, a folder, or ready examples) and write the result to `out`."""
+    import random
+
+    import torch
+    from transformers import Trainer, TrainingArguments
+
+    options = options or TuneOptions()
+    started = time.perf_counter()
+    out = Path(out)
+    if isinstance(data, (str, Path)):
+        records = read_records(data)
+        fmt, examples = to_examples(records, options.format)
+        data_info = {"path": str(data), "format": fmt, "hash": data_hash(records), "records": len(records)}
+    else:
+        examples = list(data)
+        data_info = {
+            "path": None,
+            "format": "examples",
+            "hash": data_hash([asdict(e) for e in examples]),
+            "records": len(examples),
+        }
+    if not examples:
+        raise ConfigError("the tuning data holds no examples")
+    torch.manual_seed(options.seed)
+    model, tokenizer = _load_base(options)
+    encoded = [encode(e, tokenizer, options.max_length) for e in examples]
+    dropped = sum(1 for e in encoded if e is None)
+    encoded = [e for e in encoded if e is not None]
+    if not encoded:
+        raise ConfigError(f"every example is longer than --max-length {options.max_length} tokens; raise it")
+    random.Random(options.seed).shuffle(encoded)
+    n_eval = int(len(encoded) * options.eval_share) if len(encoded) >= 10 else 0
+    eval_set, train_set = encoded[:n_eval], encoded[n_eval:]
+    steps_per_epoch = math.ceil(len(train_set) / options.batch_size)
+    total_steps = options.max_steps if options.max_steps > 0 else math.ceil(steps_per_epoch * options.epochs)
+
+    lineage = _lineage_of(options)
+    model = _wrap(model, options, total_steps)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+
+    partial = out.with_name(out.name + ".partial")
+    if partial.exists() and not options.resume:
+        shutil.rmtree(partial)
+    cuda = torch.cuda.is_available()
+    args = TrainingArguments(
+        output_dir=str(partial),
+        max_steps=total_steps,
+        learning_rate=options.learning_rate,
+        per_device_train_batch_size=options.batch_size,
+        per_device_eval_batch_size=options.batch_size,
+        eval_strategy="steps" if eval_set else "no",
+        eval_steps=max(1, min(options.save_steps, total_steps)),
+        save_strategy="steps",
+        save_steps=options.save_steps,
+        save_total_limit=2,
+        logging_steps=max(1, min(10, total_steps // 10 or 1)),
+        seed=options.seed,
+        report_to=[],
+        disable_tqdm=not (progress if progress is not None else sys.stderr.isatty()),
+        bf16=cuda and torch.cuda.is_bf16_supported(),
+        gradient_checkpointing=cuda and options.method in ("lora", "qlora", "full"),
+        lr_scheduler_type="cosine" if total_steps > 20 else "constant",
+        warmup_steps=min(10, total_steps // 10),
+        remove_unused_columns=False,
+        use_cpu=not cuda,
+        dataloader_num_workers=0,
+    )
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=train_set,
+        eval_dataset=eval_set or None,
+        data_collator=_Collator(tokenizer.pad_token_id),
+    )
+    resume = options.resume and any(partial.glob("checkpoint-*"))
+    train_output = trainer.train(resume_from_checkpoint=True if resume else None)
+    eval_loss = trainer.evaluate()["eval_loss"] if eval_set else None
+
+    result = TuneResult(
+        out=str(out),
+        method=options.method,
+        steps=int(trainer.state.global_step),
+        trainable_params=int(trainable),
+        total_params=int(total),
+        train_loss=float(train_output.training_loss),
+        eval_loss=eval_loss,
+        seconds=round(time.perf_counter() - started, 2),
+        examples=len(encoded),
+        dropped_too_long=dropped,
+    )
+    stage = {"method": options.method, "out": str(out), "data_hash": data_info["hash"], "base": options.base}
+    result.lineage = lineage + [stage]
+    _save(model, tokenizer, out, options, result, data_info, trainer.state.log_history)
+    shutil.rmtree(partial, ignore_errors=True)
+    result.model = model.eval()
+    return result
+
+
+def _wrap(model, options: TuneOptions, total_steps: int):
+    if options.method == "full":
+        for p in model.parameters():
+            p.requires_grad = True
+        return model
+    if options.method == "bottleneck":
+        from .bottleneck import add_bottleneck, load_bottleneck
+
+        if options.init_adapter:
+            return load_bottleneck(model, options.init_adapter, trainable=True)
+        return add_bottleneck(model, size=options.rank * 8)
+    import peft
+
+    if options.method == "qlora":
+        model = peft.prepare_model_for_kbit_training(model)
+    if options.init_adapter:
+        from .adapters import adapter_base, same_base
+
+        if not same_base(adapter_base(options.init_adapter), options.base):
+            raise ConfigError(
+                f"--init-adapter {options.init_adapter} was trained for another base model than {options.base}"
+            )
+        return peft.PeftModel.from_pretrained(model, options.init_adapter, is_trainable=True)
+    return peft.get_peft_model(model, peft_config(options.method, options, total_steps))
+
+
+def _save(model, tokenizer, out: Path, options, result: TuneResult, data_info: dict, history: list[dict]) -> None:
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        if options.method == "full":
+            model.save_pretrained(str(tmp), safe_serialization=True)
+            tokenizer.save_pretrained(str(tmp))
+        elif options.method == "bottleneck":
+            from .bottleneck import save_bottleneck
+
+            save_bottleneck(model, tmp, options.base)
+        else:
+            model.save_pretrained(str(tmp))
+            config_path = tmp / "adapter_config.json"
+            config = json.loads(config_path.read_text())
+            config["base_model_name_or_path"] = options.base  # the id users pass, not a cache path
+            config_path.write_text(json.dumps(config, indent=2))
+        meta = {
+            "base_model": options.base,
+            "method": options.method,
+            "data": data_info,
+            "hyperparameters": {k: v for k, v in asdict(options).items() if k not in ("resume",)}
+            | {"learning_rate": options.learning_rate},
+            "metrics": {k: v for k, v in result.to_dict().items() if k not in ("out", "lineage")},
+            "lineage": result.lineage,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
+        (tmp / META).write_text(json.dumps(meta, indent=2, ensure_ascii=False))
+        (tmp / "metrics.json").write_text(json.dumps({"log_history": history, **meta["metrics"]}, indent=2))
+        _plot(history, tmp / "loss.png", options.method)
+        if out.exists():
+            old = out.with_name(f".{out.name}.old-{os.getpid()}")
+            os.rename(out, old)
+            os.rename(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _plot(history: list[dict], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    train = [(h["step"], h["loss"]) for h in history if "loss" in h]
+    evals = [(h["step"], h["eval_loss"]) for h in history if "eval_loss" in h]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    if train:
+        ax.plot(*zip(*train), label="train loss")
+    if evals:
+        ax.plot(*zip(*evals), marker="o", label="eval loss")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title(f"rag tune --method {title}")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

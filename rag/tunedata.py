@@ -1,0 +1,246 @@
+"""Tuning data: read records, detect their format, and turn them into chat examples.
+
+Formats, detected from the records (one JSON object per line, a JSON list, or a folder of documents):
+- alpaca: {"instruction", "input"?, "output"}
+- chat: {"messages": [{"role": "system"|"user"|"assistant", "content": ...}, ...]}
+- qa: {"question", "answer"} (also "answers": [...], as in eval/questions.jsonl)
+- text: {"text"}, or a folder of documents: plain language modelling (knowledge injection)
+Supervised formats train on the assistant's tokens only. Retrieval-augmented examples (RAFT) are built with
+exactly the prompt `rag ask` serves (`rag.prompt.build_messages`). Pure: no model is loaded here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import ConfigError
+from .prompt import REFUSAL, build_messages, language, split_sentences
+from .types import Chunk, Hit
+
+FORMATS = ("alpaca", "chat", "qa", "text")
+
+
+@dataclass
+class Example:
+    """One training example: `messages` (supervised: the last one is the assistant's answer) or `text`."""
+
+    messages: list[dict] | None = None
+    text: str | None = None
+    meta: dict = field(default_factory=dict)
+
+
+def read_records(path: str | Path) -> list[dict]:
+    """Records from a .jsonl file, a .json list, or {"text"} records from a folder of documents."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"tuning data {path} does not exist")
+    if path.is_dir():
+        from .documents import discover, load_file
+
+        files, _ = discover([path])
+        records = []
+        for sf in files:
+            try:
+                text = "\n\n".join(d.text for d in load_file(sf.path, sf.source))
+            except Exception:  # unreadable documents are simply not training data
+                continue
+            records.append({"text": text, "source": sf.source})
+        if not records:
+            raise ConfigError(f"no readable documents under {path}")
+        return records
+    raw = path.read_text(encoding="utf-8-sig")
+    if not raw.strip():
+        raise ConfigError(f"tuning data {path} is empty")
+    if path.suffix == ".json":
+        try:
+            data = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path} is not valid JSON: line {exc.lineno} column {exc.colno} ({exc.msg})") from exc
+        if not isinstance(data, list):
+            raise ConfigError(f"{path} must hold a JSON list of records")
+        return data
+    records = []
+    for number, line in enumerate(raw.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path} line {number} is not valid JSON ({exc.msg}); fix or remove that line") from exc
+        if not isinstance(record, dict):
+            raise ConfigError(f"{path} line {number} is not a JSON object")
+        records.append(record)
+    if not records:
+        raise ConfigError(f"tuning data {path} has no records")
+    return records
+
+
+def detect_format(records: Sequence[dict]) -> str:
+    """The format of `records` (see the module doc), from the first record; ConfigError if unknown."""
+    first = records[0] if records else {}
+    if "messages" in first:
+        return "chat"
+    if "instruction" in first and "output" in first:
+        return "alpaca"
+    if "question" in first and ("answer" in first or "answers" in first):
+        return "qa"
+    if "text" in first:
+        return "text"
+    raise ConfigError(
+        f"unknown tuning data format (first record has keys {sorted(first)}); expected alpaca "
+        "(instruction/input/output), chat (messages), qa (question/answer) or text"
+    )
+
+
+def to_examples(records: Sequence[dict], fmt: str | None = None) -> tuple[str, list[Example]]:
+    """Convert records to examples, checking each; errors name the record (1-based)."""
+    fmt = fmt or detect_format(records)
+    if fmt not in FORMATS:
+        raise ConfigError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    examples = []
+    for number, r in enumerate(records, start=1):
+        where = f"record {number}"
+        if fmt == "alpaca":
+            if not _text(r.get("instruction")) or not _text(r.get("output")):
+                raise ConfigError(f"{where}: alpaca records need non-empty 'instruction' and 'output'")
+            prompt = r["instruction"] + (f"\n\n{r['input']}" if _text(r.get("input")) else "")
+            examples.append(
+                Example(messages=[{"role": "user", "content": prompt}, {"role": "assistant", "content": r["output"]}])
+            )
+        elif fmt == "chat":
+            msgs = r.get("messages")
+            if not isinstance(msgs, list) or not msgs:
+                raise ConfigError(f"{where}: 'messages' must be a non-empty list")
+            for m in msgs:
+                if (
+                    not isinstance(m, dict)
+                    or m.get("role") not in ("system", "user", "assistant")
+                    or not isinstance(m.get("content"), str)
+                ):
+                    raise ConfigError(
+                        f"{where}: every message needs a role (system/user/assistant) and a string content"
+                    )
+            if msgs[-1]["role"] != "assistant":
+                raise ConfigError(f"{where}: the last message must be the assistant's answer")
+            examples.append(Example(messages=[{"role": m["role"], "content": m["content"]} for m in msgs]))
+        elif fmt == "qa":
+            answer = r.get("answer") or (r.get("answers") or [None])[0]
+            if not _text(r.get("question")) or not _text(answer):
+                if r.get("answerable") is False:
+                    answer = REFUSAL[language(r.get("question", ""))]
+                else:
+                    raise ConfigError(f"{where}: qa records need a non-empty 'question' and 'answer'")
+            examples.append(
+                Example(
+                    messages=[{"role": "user", "content": r["question"]}, {"role": "assistant", "content": answer}],
+                    meta=r,
+                )
+            )
+        else:
+            if not _text(r.get("text")):
+                raise ConfigError(f"{where}: text records need a non-empty 'text'")
+            examples.append(Example(text=r["text"]))
+    return fmt, examples
+
+
+def _text(value) -> bool:
+    return isinstance(value, str) and bool(value.strip())
+
+
+def data_hash(records: Sequence[dict]) -> str:
+    digest = hashlib.sha256()
+    for r in records:
+        digest.update(json.dumps(r, sort_keys=True, ensure_ascii=False).encode())
+    return digest.hexdigest()[:16]
+
+
+# ----------------------------------------------------------------------------------------------- RAFT
+
+
+def raft_examples(
+    records: Sequence[dict],
+    retriever,
+    k: int = 3,
+    without_gold: float = 0.2,
+    seed: int = 0,
+) -> list[Example]:
+    """Retrieval-augmented fine-tuning examples (Zhang et al. 2024) in the exact prompt `rag ask` serves.
+
+    For each question/answer record with gold `sources`: the gold chunk (the retrieved chunk from a gold
+    source that contains the answer, else the best one from a gold source) among distractors retrieved for the
+    question, in shuffled order; the target is the answer followed by the gold passage's citation. A share
+    `without_gold` of the examples, and every unanswerable record, have no gold chunk and the refusal as
+    target, which teaches the model to refuse.
+    """
+    rng = random.Random(seed)
+    examples = []
+    for r in records:
+        question = r["question"]
+        answers = r.get("answers") or ([r["answer"]] if r.get("answer") else [])
+        sources = r.get("sources") or []
+        hits = retriever.search(question, k=max(k * 4, 12))
+        gold = _gold_chunk(hits, sources, answers)
+        distractors = [h for h in hits if gold is None or h.chunk.source not in {gold.chunk.source}]
+        drop_gold = gold is None or not answers or rng.random() < without_gold
+        if drop_gold:
+            passages = distractors[:k]
+            target = REFUSAL[language(question)]
+        else:
+            passages = distractors[: k - 1] + [gold]
+            rng.shuffle(passages)
+            n = passages.index(gold) + 1
+            target = f"{answer_sentence(gold.chunk.text, answers)} [{n}]"
+        passages = [Hit(rank=i + 1, score=h.score, chunk=h.chunk, scores=h.scores) for i, h in enumerate(passages)]
+        messages = build_messages(question, passages)
+        messages.append({"role": "assistant", "content": target})
+        examples.append(Example(messages=messages, meta={"id": r.get("id"), "gold": not drop_gold}))
+    return examples
+
+
+def _gold_chunk(hits: list[Hit], sources: Sequence[str], answers: Sequence[str]) -> Hit | None:
+    from_gold = [h for h in hits if any(h.chunk.source.endswith(s) for s in sources)]
+    for h in from_gold:
+        if any(a.lower() in h.chunk.text.lower() for a in answers):
+            return h
+    return from_gold[0] if from_gold else None
+
+
+def answer_sentence(text: str, answers: Sequence[str]) -> str:
+    """The sentence of `text` that contains an answer string (the target a RAFT example teaches)."""
+    for sentence in split_sentences(text):
+        if any(a.lower() in sentence.lower() for a in answers):
+            return sentence
+    return answers[0] if answers else ""
+
+
+_FACTUAL = re.compile(r"\d|[A-Z]{2,}")
+
+
+def qa_from_chunks(chunks: Sequence[Chunk], per_chunk: int = 2) -> list[dict]:
+    """Question/answer records drawn from a knowledge base's own sentences with specific facts (numbers,
+    codes), so that a user with no labelled questions can still build RAFT data. The "question" is the
+    sentence with its fact masked; the answer is the sentence itself."""
+    records = []
+    for chunk in chunks:
+        taken = 0
+        for sentence in split_sentences(chunk.text):
+            match = _FACTUAL.search(sentence)
+            if not match or len(sentence) < 25 or taken >= per_chunk:
+                continue
+            fact = re.search(r"[\w.:/-]*\d[\w.:/-]*|[A-Z]{2,}[\w-]*", sentence).group()
+            lead = f"{chunk.context}: " if chunk.context else ""
+            masked = sentence.replace(fact, "___", 1)
+            question = (
+                f"{lead}{masked} 空白处是什么？"
+                if language(sentence) == "zh"
+                else f"{lead}{masked} What goes in the blank?"
+            )
+            records.append({"question": question, "answers": [fact], "sources": [chunk.source], "answerable": True})
+            taken += 1
+    return records

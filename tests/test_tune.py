@@ -1,0 +1,155 @@
+"""Every tuning method trains a few steps on a tiny random Llama made in-process, and reloads identically."""
+
+import json
+
+import pytest
+import torch
+from conftest import tiny_llama
+
+from rag.config import GenerateConfig
+from rag.errors import ConfigError
+from rag.generate import Generator
+from rag.tune import TuneOptions, encode, tune
+from rag.tunedata import detect_format, raft_examples, read_records, to_examples
+from rag.types import Chunk, Hit
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return tiny_llama(tmp_path_factory.mktemp("tiny") / "model")
+
+
+@pytest.fixture
+def qa_file(tmp_path):
+    rows = [{"question": f"w{i} w{i + 1} reset", "answer": f"hold it for {i % 10} seconds"} for i in range(12)]
+    path = tmp_path / "qa.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("method", ["lora", "adalora", "ia3", "prefix", "prompt", "ptuning", "bottleneck", "full"])
+def test_method_trains_and_reloads_with_identical_logits(tiny, qa_file, tmp_path, method):
+    out = tmp_path / f"out-{method}"
+    result = tune(qa_file, out, TuneOptions(method=method, base=str(tiny), max_steps=3, batch_size=2, save_steps=2))
+    assert result.steps == 3 and result.trainable_params > 0 and result.eval_loss is not None
+    assert (out / "rag_tune.json").exists() and (out / "loss.png").exists() and (out / "metrics.json").exists()
+    assert not out.with_name(out.name + ".partial").exists()
+    meta = json.loads((out / "rag_tune.json").read_text())
+    assert meta["method"] == method and meta["base_model"] == str(tiny) and meta["data"]["format"] == "qa"
+    ids = torch.tensor([[1, 5, 6, 7, 8]])
+    with torch.no_grad():
+        expected = result.model(input_ids=ids).logits
+        cfg = GenerateConfig(model=str(out)) if method == "full" else GenerateConfig(model=str(tiny), adapter=str(out))
+        got = Generator(cfg).load().model(input_ids=ids).logits
+    assert torch.allclose(expected, got, atol=1e-5)
+    if method != "full":
+        assert (out / "adapter_config.json").exists() and (out / "adapter_model.safetensors").exists()
+        assert result.trainable_params < result.total_params
+
+
+def test_answer_only_loss_masks_the_prompt(tiny):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny)
+    _, [ex] = to_examples([{"question": "w1 w2", "answer": "hold it"}])
+    enc = encode(ex, tok, 512)
+    answer_ids = tok("hold it" + tok.eos_token, add_special_tokens=False)["input_ids"]
+    assert enc["labels"][-len(answer_ids) :] == answer_ids
+    assert all(label == -100 for label in enc["labels"][: -len(answer_ids)])
+    assert encode(ex, tok, 3) is None  # too long: dropped (and counted by tune)
+
+
+def test_formats_are_detected_and_bad_records_named(tmp_path):
+    assert detect_format([{"instruction": "a", "output": "b"}]) == "alpaca"
+    assert detect_format([{"messages": [{"role": "user", "content": "x"}]}]) == "chat"
+    assert detect_format([{"question": "q", "answers": ["a"]}]) == "qa"
+    assert detect_format([{"text": "t"}]) == "text"
+    with pytest.raises(ConfigError, match="unknown tuning data format"):
+        detect_format([{"foo": 1}])
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": "q", "answer": "a"}\n{broken\n')
+    with pytest.raises(ConfigError, match="line 2"):
+        read_records(bad)
+    with pytest.raises(ConfigError, match="record 2"):
+        to_examples([{"question": "q", "answer": "a"}, {"question": "q", "answer": ""}])
+    with pytest.raises(ConfigError, match="last message must be the assistant"):
+        to_examples([{"messages": [{"role": "user", "content": "x"}]}])
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    with pytest.raises(ConfigError, match="empty"):
+        read_records(empty)
+    with pytest.raises(ConfigError, match="method"):
+        TuneOptions(method="magic")
+
+
+def test_sequential_tuning_records_lineage(tiny, qa_file, tmp_path):
+    first = tune(qa_file, tmp_path / "general", TuneOptions(base=str(tiny), max_steps=2, batch_size=2))
+    second = tune(
+        qa_file,
+        tmp_path / "domain",
+        TuneOptions(base=str(tiny), max_steps=2, batch_size=2, init_adapter=str(tmp_path / "general")),
+    )
+    assert [s["out"] for s in second.lineage] == [str(tiny), str(tmp_path / "general"), str(tmp_path / "domain")]
+    assert [s["method"] for s in first.lineage] == ["base", "lora"]
+    meta = json.loads((tmp_path / "domain" / "rag_tune.json").read_text())
+    assert [s["out"] for s in meta["lineage"]][-2:] == [str(tmp_path / "general"), str(tmp_path / "domain")]
+
+
+def test_an_interrupted_run_leaves_nothing_at_out(tiny, qa_file, tmp_path, monkeypatch):
+    from transformers import Trainer
+
+    def boom(self, *a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "train", boom)
+    with pytest.raises(KeyboardInterrupt):
+        tune(qa_file, tmp_path / "out", TuneOptions(base=str(tiny), max_steps=2))
+    assert not (tmp_path / "out").exists()
+
+
+def test_raft_examples_use_the_served_prompt_and_teach_refusal():
+    chunks = [
+        Chunk(id=f"s{i}#0", source=f"kb/s{i}.md", ordinal=0, text=t)
+        for i, t in enumerate(
+            ["Hold RESET for 12 seconds.", "Shipping takes 3 days.", "Refunds take 5 days.", "The LED is white."]
+        )
+    ]
+
+    class FakeRetriever:
+        def search(self, q, k=5):
+            return [Hit(rank=i + 1, score=1.0, chunk=c) for i, c in enumerate(chunks[:k])]
+
+    records = [{"question": "How long do I hold RESET?", "answers": ["12 seconds"], "sources": ["kb/s0.md"]}] * 10
+    examples = raft_examples(records, FakeRetriever(), k=3, without_gold=0.3, seed=1)
+    with_gold = [e for e in examples if e.meta["gold"]]
+    without = [e for e in examples if not e.meta["gold"]]
+    assert with_gold and without
+    for e in with_gold:
+        user, answer = e.messages[-2]["content"], e.messages[-1]["content"]
+        n = int(answer.rsplit("[", 1)[1].rstrip("]"))
+        assert f"[{n}] Source: kb/s0.md" in user and answer.startswith("Hold RESET for 12 seconds.")
+        assert e.messages[0]["role"] == "system" and "Question: How long do I hold RESET?" in user
+    for e in without:
+        assert "kb/s0.md" not in e.messages[-2]["content"]
+        assert e.messages[-1]["content"] == "I could not find this in the knowledge base."
+
+
+def test_adapters_list_and_merge(tiny, qa_file, tmp_path):
+    from conftest import run_cli
+
+    tune(qa_file, tmp_path / "adapters" / "a1", TuneOptions(base=str(tiny), max_steps=2, batch_size=2))
+    res = run_cli("adapters", "list", str(tmp_path / "adapters"), "--json")
+    rows = json.loads(res.stdout)
+    assert rows[0]["method"] == "lora" and rows[0]["base"] == str(tiny)
+    res = run_cli("adapters", "merge", str(tmp_path / "adapters" / "a1"), "--out", str(tmp_path / "merged"))
+    assert res.returncode == 0, res.stderr
+    ids = torch.tensor([[1, 5, 6]])
+    with torch.no_grad():
+        merged = Generator(GenerateConfig(model=str(tmp_path / "merged"))).load().model(input_ids=ids).logits
+        adapted = (
+            Generator(GenerateConfig(model=str(tiny), adapter=str(tmp_path / "adapters" / "a1")))
+            .load()
+            .model(input_ids=ids)
+            .logits
+        )
+    assert torch.allclose(merged, adapted, atol=1e-4)
