@@ -305,6 +305,41 @@ def bench_generation(quick: bool) -> dict:
     return out
 
 
+def _tune_run(kind: str, method: str, steps: int) -> dict:
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.tune_bench", kind, method, str(steps)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr[-2000:])
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def bench_tuning(quick: bool) -> dict:
+    """LoRA step time and peak memory vs a plain PEFT + Trainer script; every method's share, size, speed."""
+    steps = 3 if quick else 6
+    plain = _tune_run("plain", "lora", steps)
+    lora = _tune_run("ours", "lora", steps)
+    out = {
+        "steps": steps,
+        "batch": "4 x 256 tokens",
+        "lora_vs_plain": {
+            "rag_s_per_step": lora["s_per_step"],
+            "plain_s_per_step": plain["s_per_step"],
+            "speed_ratio": round(plain["s_per_step"] / lora["s_per_step"], 3),
+            "rag_peak_mb": lora["peak_mb"],
+            "plain_peak_mb": plain["peak_mb"],
+            "memory_ratio": round(lora["peak_mb"] / plain["peak_mb"], 3),
+        },
+        "methods": {"lora": lora},
+    }
+    for method in ("adalora", "ia3", "prefix", "prompt", "ptuning", "bottleneck", "full"):
+        out["methods"][method] = _tune_run("ours", method, 3 if quick else 4)
+    return out
+
+
 BENCHES = {
     "index_throughput": bench_index_throughput,
     "search_latency": bench_search_latency,
@@ -312,6 +347,7 @@ BENCHES = {
     "help_cold_start": bench_help_cold_start,
     "index_memory": bench_index_memory,
     "generation": bench_generation,
+    "tuning": bench_tuning,
 }
 
 
@@ -395,6 +431,24 @@ def write_report(results: dict) -> None:
             v = r[name]
             lines.append(
                 f"| {name} | {v['prefill_tok_s']} | {v['decode_tok_s_raw']} | {v['same_tokens_as_fp32']:.0%} |"
+            )
+        lines.append("")
+    r = results.get("tuning")
+    if r:
+        c = r["lora_vs_plain"]
+        lines += [
+            "## Tuning (SmolLM2-135M, CPU)",
+            "",
+            f"LoRA (r=8, all linear layers), batch {r['batch']}: `rag tune` {c['rag_s_per_step']} s/step vs a plain PEFT + "
+            f"`Trainer` script {c['plain_s_per_step']} s/step: **speed ratio {c['speed_ratio']}** (target >= 0.95); "
+            f"peak memory {c['rag_peak_mb']} MB vs {c['plain_peak_mb']} MB (ratio {c['memory_ratio']}).",
+            "",
+            "| method | trainable share | adapter size MB | s/step | peak MB |",
+            "|---|---|---|---|---|",
+        ]
+        for name, m in r["methods"].items():
+            lines.append(
+                f"| {name} | {m['trainable_share']:.3%} | {m['adapter_mb']} | {m['s_per_step']} | {m['peak_mb']} |"
             )
         lines.append("")
     RESULTS_MD.write_text("\n".join(lines), encoding="utf-8")

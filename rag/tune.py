@@ -268,7 +268,7 @@ def tune(
         report_to=[],
         disable_tqdm=not (progress if progress is not None else sys.stderr.isatty()),
         bf16=cuda and torch.cuda.is_bf16_supported(),
-        gradient_checkpointing=cuda and options.method in ("lora", "qlora", "full"),
+        **({"gradient_checkpointing": True} if cuda and options.method in ("lora", "qlora", "full") else {}),
         lr_scheduler_type="cosine" if total_steps > 20 else "constant",
         warmup_steps=min(10, total_steps // 10),
         remove_unused_columns=False,

@@ -150,3 +150,41 @@ def test_adapter_on_the_real_default_generator(sample_index, tmp_path):
     )
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)["adapter"] == str(tmp_path / "lora")
+
+
+def test_tune_the_real_default_generator_and_answer_with_it(sample_index, tmp_path):
+    """`rag tune` on the bundled SmolLM2 (two LoRA steps), then `rag ask --adapter` with the result."""
+    import json
+
+    work, _ = sample_index
+    data = tmp_path / "qa.jsonl"
+    data.write_text(
+        "\n".join(
+            json.dumps({"question": f"How long is the warranty? ({i})", "answer": "24 months [1]"}) for i in range(4)
+        )
+        + "\n"
+    )
+    res = run_cli(
+        "tune", str(data), "--out", str(tmp_path / "lora"), "--max-steps", "2", "--batch-size", "2", "--json", cwd=work
+    )
+    assert res.returncode == 0, res.stderr
+    summary = json.loads(res.stdout)
+    assert (
+        summary["steps"] == 2
+        and summary["method"] == "lora"
+        and 0 < summary["trainable_params"] < summary["total_params"]
+    )
+    config = json.loads((tmp_path / "lora" / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    res = run_cli(
+        "ask",
+        "How long is the warranty?",
+        "--adapter",
+        str(tmp_path / "lora"),
+        "--json",
+        "--max-new-tokens",
+        "12",
+        cwd=work,
+    )
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["adapter"] == str(tmp_path / "lora")

@@ -153,3 +153,33 @@ def test_adapters_list_and_merge(tiny, qa_file, tmp_path):
             .logits
         )
     assert torch.allclose(merged, adapted, atol=1e-4)
+
+
+def test_resume_continues_from_the_last_checkpoint(tiny, qa_file, tmp_path, monkeypatch):
+    from transformers import Trainer
+
+    original = Trainer.training_step
+    calls = {"n": 0}
+
+    def crash_on_third(self, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt  # the machine went down after the checkpoint at step 2
+        return original(self, *a, **k)
+
+    monkeypatch.setattr(Trainer, "training_step", crash_on_third)
+    options = TuneOptions(base=str(tiny), max_steps=4, batch_size=2, save_steps=2)
+    with pytest.raises(KeyboardInterrupt):
+        tune(qa_file, tmp_path / "out", options)
+    assert (tmp_path / "out.partial" / "checkpoint-2").is_dir() and not (tmp_path / "out").exists()
+    resumed = {"n": 0}
+
+    def count(self, *a, **k):
+        resumed["n"] += 1
+        return original(self, *a, **k)
+
+    monkeypatch.setattr(Trainer, "training_step", count)
+    options.resume = True
+    result = tune(qa_file, tmp_path / "out", options)
+    assert result.steps == 4 and resumed["n"] == 2  # steps 3 and 4 only: it went on from checkpoint-2
+    assert (tmp_path / "out" / "adapter_config.json").exists()
