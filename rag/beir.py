@@ -17,6 +17,7 @@ from pathlib import Path
 from .config import Config, RetrieveConfig
 from .errors import ConfigError
 from .metrics import retrieval_metrics
+from .records import parse_jsonl
 from .types import Chunk
 
 
@@ -31,19 +32,7 @@ class BeirData:
 def _read_jsonl(path: Path) -> list[dict]:
     if not path.is_file():
         raise ConfigError(f"{path} is missing; a BEIR folder holds corpus.jsonl, queries.jsonl and qrels/<split>.tsv")
-    rows = []
-    with open(path, encoding="utf-8") as fh:
-        for number, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ConfigError(f"{path} line {number} is not valid JSON ({exc.msg})") from exc
-            if "_id" not in row:
-                raise ConfigError(f"{path} line {number} has no '_id' field")
-            rows.append(row)
-    return rows
+    return parse_jsonl(path.read_text(encoding="utf-8"), str(path), require="_id")
 
 
 def load_beir(folder: str | Path, split: str = "test") -> BeirData:

@@ -435,14 +435,9 @@ def _load_records(data: bytes, source: str, suffix: str) -> list[Document]:
     if suffix == ".csv":
         records = _csv_records(text)
     elif suffix == ".jsonl":
-        records = []
-        for number, line in enumerate(text.split("\n"), start=1):
-            if not line.strip():
-                continue
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise LoadError(f"line {number} is not valid JSON ({exc.msg}); fix or remove that line") from exc
+        from .records import parse_jsonl
+
+        records = parse_jsonl(text, "file", error=LoadError)
     else:
         try:
             payload = json.loads(text)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from .errors import ConfigError
 from .prompt import REFUSAL, build_messages, language, split_sentences
+from .records import parse_jsonl
 from .types import Chunk, Hit
 
 FORMATS = ("alpaca", "chat", "qa", "text")
@@ -65,17 +66,7 @@ def read_records(path: str | Path) -> list[dict]:
         if not isinstance(data, list):
             raise ConfigError(f"{path} must hold a JSON list of records")
         return data
-    records = []
-    for number, line in enumerate(raw.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{path} line {number} is not valid JSON ({exc.msg}); fix or remove that line") from exc
-        if not isinstance(record, dict):
-            raise ConfigError(f"{path} line {number} is not a JSON object")
-        records.append(record)
+    records = parse_jsonl(raw, str(path))
     if not records:
         raise ConfigError(f"tuning data {path} has no records")
     return records

@@ -126,7 +126,6 @@ def test_generative_mode_on_the_real_default_generator(sample_index):
 
 
 def test_adapter_on_the_real_default_generator(sample_index, tmp_path):
-    import json
 
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
@@ -138,18 +137,17 @@ def test_adapter_on_the_real_default_generator(sample_index, tmp_path):
     model.peft_config["default"].base_model_name_or_path = "HuggingFaceTB/SmolLM2-135M-Instruct"
     model.save_pretrained(tmp_path / "lora")
     work, _ = sample_index
+    _ask_with_adapter(work, tmp_path / "lora")
+
+
+def _ask_with_adapter(work, adapter):
+    import json
+
     res = run_cli(
-        "ask",
-        "How long is the warranty?",
-        "--adapter",
-        str(tmp_path / "lora"),
-        "--json",
-        "--max-new-tokens",
-        "16",
-        cwd=work,
+        "ask", "How long is the warranty?", "--adapter", str(adapter), "--json", "--max-new-tokens", "12", cwd=work
     )
     assert res.returncode == 0, res.stderr
-    assert json.loads(res.stdout)["adapter"] == str(tmp_path / "lora")
+    assert json.loads(res.stdout)["adapter"] == str(adapter)
 
 
 def test_tune_the_real_default_generator_and_answer_with_it(sample_index, tmp_path):
@@ -176,15 +174,4 @@ def test_tune_the_real_default_generator_and_answer_with_it(sample_index, tmp_pa
     )
     config = json.loads((tmp_path / "lora" / "adapter_config.json").read_text())
     assert config["base_model_name_or_path"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
-    res = run_cli(
-        "ask",
-        "How long is the warranty?",
-        "--adapter",
-        str(tmp_path / "lora"),
-        "--json",
-        "--max-new-tokens",
-        "12",
-        cwd=work,
-    )
-    assert res.returncode == 0, res.stderr
-    assert json.loads(res.stdout)["adapter"] == str(tmp_path / "lora")
+    _ask_with_adapter(work, tmp_path / "lora")
