@@ -164,18 +164,15 @@ class RAG:
             return self._extractive(question, hits, lang, timings, on_text, notes)
         answer = self._generate(question, hits, history or [], lang, timings, on_text if mode == "generative" else None)
         answer.notes = notes + answer.notes
-        if mode == "generative" or answer.refused:
-            if mode != "generative" and on_text is not None:
-                on_text(answer.answer)
+        if mode == "generative":
             return answer
-        problems = self.check(question, answer)
+        # auto: the evidence check passed, so a reply that claims there is no answer is not trusted either
+        problems = ["says the answer is not in the passages"] if answer.refused else self.check(question, answer)
         if not problems:
             if on_text is not None:
                 on_text(answer.answer)
             return answer
-        fallback = self._extractive(
-            question, hits, lang, timings, on_text, answer.notes + [f"generated answer rejected: {'; '.join(problems)}"]
-        )
+        fallback = self._extractive(question, hits, lang, timings, on_text, answer.notes + [f"generated answer rejected: {'; '.join(problems)}"])
         fallback.prompt = answer.prompt
         return fallback
 

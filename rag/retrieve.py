@@ -187,18 +187,20 @@ class Retriever:
     def _hybrid(self, qvec, dense: dict[int, float], bm25: dict[int, float], weight: float) -> list[tuple[int, float]]:
         """Convex combination of normalised scores (Bruch et al. 2023 find it beats rank fusion): cosine
         min-max scaled over the dense candidates, BM25 divided by its best score; missing BM25 counts 0."""
-        rows = sorted(set(dense) | set(bm25))
-        if not rows:
+        rows = np.array(sorted(set(dense) | set(bm25)), dtype=np.int64)
+        if not len(rows):
             return []
-        cos = dict(zip(rows, self._cosines(qvec, rows)))
-        lo, hi = (min(dense.values()), max(dense.values())) if dense else (0.0, 1.0)
+        cos = np.asarray(self._cosines(qvec, rows.tolist()), dtype=np.float32) if qvec is not None else np.zeros(len(rows), np.float32)
+        if dense:
+            lo, hi = min(dense.values()), max(dense.values())
+            d = np.clip((cos - lo) / (hi - lo), 0.0, None) if hi > lo else np.isin(rows, list(dense)).astype(np.float32)
+        else:
+            d = np.zeros(len(rows), np.float32)
         top_bm25 = max(bm25.values()) if bm25 else 1.0
-        fused = {}
-        for row in rows:
-            d = max(0.0, (cos[row] - lo) / (hi - lo)) if hi > lo else float(row in dense)
-            b = bm25.get(row, 0.0) / top_bm25
-            fused[row] = weight * d + (1.0 - weight) * b
-        return sorted(fused.items(), key=lambda item: (-item[1], item[0]))
+        b = np.array([bm25.get(int(r), 0.0) for r in rows], dtype=np.float32) / top_bm25
+        fused = weight * d + (1.0 - weight) * b
+        order = np.lexsort((rows, -fused))
+        return [(int(rows[i]), float(fused[i])) for i in order]
 
     def _cosines(self, qvec: np.ndarray | None, rows: list[int]) -> list[float | None]:
         if qvec is None or not rows:

@@ -65,6 +65,9 @@ def test_auto_keeps_a_grounded_answer_and_replaces_an_invented_one(hash_index):
     assert any("30" in n for n in bad.notes)
     gen.reply = "return return return return return"
     assert rag.ask("How long do I hold the RESET button?").mode == "extractive"
+    gen.reply = "I could not find this in the knowledge base."  # the evidence says otherwise
+    fallback = rag.ask("How long do I hold the RESET button?")
+    assert fallback.mode == "extractive" and not fallback.refused
 
 
 def test_injected_instructions_do_not_change_the_answer(hash_index):
