@@ -172,7 +172,9 @@ class RAG:
             if on_text is not None:
                 on_text(answer.answer)
             return answer
-        fallback = self._extractive(question, hits, lang, timings, on_text, answer.notes + [f"generated answer rejected: {'; '.join(problems)}"])
+        fallback = self._extractive(
+            question, hits, lang, timings, on_text, answer.notes + [f"generated answer rejected: {'; '.join(problems)}"]
+        )
         fallback.prompt = answer.prompt
         return fallback
 

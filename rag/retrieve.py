@@ -190,7 +190,11 @@ class Retriever:
         rows = np.array(sorted(set(dense) | set(bm25)), dtype=np.int64)
         if not len(rows):
             return []
-        cos = np.asarray(self._cosines(qvec, rows.tolist()), dtype=np.float32) if qvec is not None else np.zeros(len(rows), np.float32)
+        cos = (
+            np.asarray(self._cosines(qvec, rows.tolist()), dtype=np.float32)
+            if qvec is not None
+            else np.zeros(len(rows), np.float32)
+        )
         if dense:
             lo, hi = min(dense.values()), max(dense.values())
             d = np.clip((cos - lo) / (hi - lo), 0.0, None) if hi > lo else np.isin(rows, list(dense)).astype(np.float32)
