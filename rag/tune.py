@@ -282,6 +282,9 @@ def tune(
         eval_dataset=eval_set or None,
         data_collator=_Collator(tokenizer.pad_token_id),
     )
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)  # it prints log dicts to stdout, where `--json` output goes
     resume = options.resume and any(partial.glob("checkpoint-*"))
     train_output = trainer.train(resume_from_checkpoint=True if resume else None)
     eval_loss = trainer.evaluate()["eval_loss"] if eval_set else None
