@@ -446,7 +446,7 @@ def cmd_tune(args) -> int:
             from .tunedata import qa_from_chunks
 
             records += qa_from_chunks(retriever.chunks)
-        data = raft_examples(records, retriever, seed=args.seed)
+        data = raft_examples(records, retriever, without_gold=args.raft_no_gold, seed=args.seed)
     result = tune(data, args.out, options)
     if args.json:
         print(json.dumps(result.to_dict(), ensure_ascii=False))
