@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .keywords import tokenize
-from .prompt import is_instruction_like, language, split_sentences
+from .prompt import _FIELD, is_instruction_like, language, split_sentences
 from .types import Hit
 
 _CITATION = re.compile(r"\[(\d+(?:\s*[,，、]\s*\d+)*)\]")
@@ -140,7 +140,7 @@ def extract(
     best = int(np.argmax(scored))
     n, sentence, _, index = candidates[best]
     # a short sentence often needs the next one ("Press RESET." + "Hold it for 12 seconds.")
-    if max_sentences > 1 and len(sentence) < 40 and not _ITEM.match(sentence):
+    if max_sentences > 1 and len(sentence) < 40 and not _ITEM.match(sentence) and not _FIELD.match(sentence):
         following = [c for c in candidates if c[0] == n and c[3] == index + 1 and not _ITEM.match(c[1])]
         if following:
             sentence = f"{sentence} {following[0][1]}"
@@ -148,6 +148,8 @@ def extract(
     context = hits[n - 1].chunk.context
     if _ITEM.match(sentence) and context:
         item = re.sub(r"^\s*([-*+•]|\d+[.)])\s*", "", sentence).strip()
+        if item.startswith("|"):  # a table row: its cells, without the pipes
+            item = ", ".join(cell.strip() for cell in item.strip("| ").split("|") if cell.strip())
         sentence = f"{context.split(' > ')[-1]}: {item}"
     return Extract(text=sentence, passage=n, score=float(scored[best]))
 

@@ -136,6 +136,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="with --raft: also make questions from the index's own fact sentences",
     )
+    p.add_argument(
+        "--raft-no-gold",
+        type=float,
+        default=0.2,
+        metavar="SHARE",
+        help="with --raft: share of examples without the gold passage, answered by refusal (default 0.2)",
+    )
     p.add_argument("--resume", action="store_true", help="resume an interrupted run from its last checkpoint")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print a JSON summary")

@@ -23,6 +23,10 @@ from pathlib import Path
 from .errors import LoadError
 from .types import Document
 
+# Bumped whenever loading or chunking changes what a file turns into: indexes built by an older version are
+# then re-chunked on the next `rag index`, even though their files did not change.
+PIPELINE_VERSION = 2
+
 TEXT_SUFFIXES = {".txt", ".text", ".rst", ".log"}
 MARKDOWN_SUFFIXES = {".md", ".markdown"}
 HTML_SUFFIXES = {".html", ".htm", ".xhtml"}
@@ -338,6 +342,8 @@ def html_to_markdown(data: bytes | str) -> str:
     for tag in soup.find_all(_BLOCKS):
         tag.insert_before(NavigableString("\n\n"))
         tag.insert_after(NavigableString("\n\n"))
+    for row in soup.find_all("tr"):
+        row.insert_before(NavigableString("| "))  # a leading pipe keeps each row a line of its own
     text = soup.get_text("")
     text = _tidy(text)
     if _control_ratio(text) > 0.05:

@@ -178,7 +178,9 @@ def build_index(
 
 
 def _requested(config: Config) -> dict:
-    return {"size": config.chunk.size, "overlap": config.chunk.overlap}
+    from .documents import PIPELINE_VERSION
+
+    return {"size": config.chunk.size, "overlap": config.chunk.overlap, "pipeline": PIPELINE_VERSION}
 
 
 def _adopt_stored_settings(config: Config, previous: store.Manifest, explicit: set[str]) -> None:

@@ -108,7 +108,7 @@ def test_changing_chunk_settings_rechunks_everything(in_tmp, kb):
     cfg = Config(chunk=ChunkConfig(size=20, overlap=4))
     summary = build_index([kb], "idx", cfg, embedder=emb, explicit={"chunk"})
     assert len(summary.indexed) == 3 and emb.embedded == summary.chunks
-    assert store.read_manifest(in_tmp / "idx").chunker["requested"] == {"size": 20, "overlap": 4}
+    assert store.read_manifest(in_tmp / "idx").chunker["requested"] == {"size": 20, "overlap": 4, "pipeline": 2}
     # the index remembers them: a plain re-run keeps size 20 and embeds nothing
     emb2 = CountingEmbedder()
     build_index([kb], "idx", embedder=emb2)
@@ -165,3 +165,13 @@ def test_summary_json_contract(in_tmp, kb):
     assert set(d) >= {"index", "files", "chunks", "seconds"}
     assert set(d["files"]) == {"indexed", "unchanged", "removed", "skipped"}
     assert isinstance(d["seconds"], float) and d["seconds"] < 60 and time.time() > 0
+
+
+def test_a_newer_loading_pipeline_rechunks_unchanged_files(in_tmp, kb, monkeypatch):
+    import rag.documents
+
+    build_index([kb], "idx", embedder=HashEmbedder(64))
+    monkeypatch.setattr(rag.documents, "PIPELINE_VERSION", rag.documents.PIPELINE_VERSION + 1)
+    emb = CountingEmbedder()
+    summary = build_index([kb], "idx", embedder=emb)
+    assert len(summary.indexed) == 3 and emb.embedded == summary.chunks

@@ -183,3 +183,40 @@ def test_resume_continues_from_the_last_checkpoint(tiny, qa_file, tmp_path, monk
     result = tune(qa_file, tmp_path / "out", options)
     assert result.steps == 4 and resumed["n"] == 2  # steps 3 and 4 only: it went on from checkpoint-2
     assert (tmp_path / "out" / "adapter_config.json").exists()
+
+
+def test_cli_raft_run_on_an_index(tiny, tmp_path, kb):
+    """`rag tune --raft` end to end through the CLI: examples from an index, a trained adapter, a JSON summary."""
+    from conftest import run_cli
+
+    from rag.embeddings import HashEmbedder
+    from rag.ingest import build_index
+
+    build_index([kb], tmp_path / "idx", embedder=HashEmbedder(64))
+    qa = tmp_path / "qa.jsonl"
+    rows = [
+        {"question": "How long do I hold RESET?", "answers": ["12 seconds"], "sources": ["router.md"], "split": "train"}
+    ] * 4
+    qa.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    res = run_cli(
+        "tune",
+        str(qa),
+        "--raft",
+        "--raft-no-gold",
+        "0.5",
+        "--index",
+        str(tmp_path / "idx"),
+        "--base",
+        str(tiny),
+        "--out",
+        str(tmp_path / "raft"),
+        "--max-steps",
+        "1",
+        "--batch-size",
+        "2",
+        "--max-length",
+        "2048",
+        "--json",
+    )
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["steps"] == 1 and (tmp_path / "raft" / "adapter_config.json").exists()
