@@ -111,8 +111,8 @@ def extract(
         if any(is_instruction_like(s) for s in sentences):
             continue  # a passage that talks to the assistant is untrusted as a whole
         for i, sentence in enumerate(sentences):
-            if len(sentence) < 2:
-                continue
+            if len(sentence) < 2 or sentence.rstrip().endswith(("?", "？")):
+                continue  # a question (an FAQ's "Q:" line) is never the answer
             candidates.append((n, sentence, f"{hit.chunk.context}\n{sentence}" if hit.chunk.context else sentence, i))
     if not candidates:
         return None
@@ -151,6 +151,7 @@ def extract(
         if item.startswith("|"):  # a table row: its cells, without the pipes
             item = ", ".join(cell.strip() for cell in item.strip("| ").split("|") if cell.strip())
         sentence = f"{context.split(' > ')[-1]}: {item}"
+    sentence = re.sub(r"^(A|Answer|答)[:：]\s*", "", sentence)  # an FAQ record's answer label
     return Extract(text=sentence, passage=n, score=float(scored[best]))
 
 
