@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .keywords import tokenize
-from .prompt import _FIELD, is_instruction_like, language, split_sentences
+from .prompt import _FIELD, is_instruction_like, split_sentences
 from .types import Hit
 
 _CITATION = re.compile(r"\[(\d+(?:\s*[,，、]\s*\d+)*)\]")
@@ -224,10 +224,6 @@ def corpus_idf(keyword_index) -> dict[str, float]:
         for token, i in retriever.vocab_dict.items()
         if i < len(df)
     }
-
-
-def answer_language_ok(question: str, answer: str) -> bool:
-    return language(question) == language(answer) or not answer.strip()
 
 
 _PROPER = re.compile(r"(?<![.?!:]\s)(?<!^)\b[A-Z][A-Za-z]+\b|\b[A-Z]{2,}\b")

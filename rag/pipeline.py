@@ -19,7 +19,6 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from .answer import (
     corpus_idf,
@@ -345,7 +344,3 @@ def calibrate_min_evidence(rag: RAG, questions: list[dict], split: str | None = 
         "unanswerable_refused": f"{len(refused)}/{sum(1 for r in rows if not r['answerable'])}",
         "rows": rows,
     }
-
-
-def default_index_exists(path: str | os.PathLike = DEFAULT_INDEX) -> bool:
-    return (Path(path) / "manifest.json").exists()

@@ -49,7 +49,8 @@ class Retriever:
         if embedder is not None:
             check_compatible(self.manifest.embedder, embedder.describe())
         elif embed_config is not None and embed_config.model != self.manifest.embedder.get("id"):
-            raise_mismatch(self.manifest.embedder.get("id"), embed_config.model)
+            stored = self.manifest.embedder
+            check_compatible(stored, {**stored, "id": embed_config.model})
 
     @classmethod
     def in_memory(
@@ -212,12 +213,3 @@ class Retriever:
         # exact similarity from the stored vectors, also where the FAISS index is approximate
         sims = np.asarray(self.vectors[np.asarray(rows)], dtype=np.float32) @ qvec
         return [float(s) for s in sims]
-
-
-def raise_mismatch(stored: str | None, requested: str) -> None:
-    from .errors import EmbedderMismatchError
-
-    raise EmbedderMismatchError(
-        f"the index was built with '{stored}' but the embedder is '{requested}'. Search with the index's own "
-        "embedder (drop the --embedder override) or rebuild the index with `rag index --rebuild`."
-    )
