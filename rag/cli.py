@@ -156,9 +156,37 @@ def build_parser() -> argparse.ArgumentParser:
     pa.add_argument("adapter", metavar="ADAPTER")
     pa.add_argument("--out", required=True, metavar="DIR")
 
-    p = sub.add_parser("eval", help="evaluate retrieval (and, later, answers)")
-    esub = p.add_subparsers(dest="eval_command", metavar="WHAT")
-    pe = esub.add_parser("retrieval", help="nDCG@10, recall@10/100 and MRR@10 on a BEIR-format dataset")
+    p = sub.add_parser(
+        "eval",
+        help="compare closed-book, RAG, fine-tuned and RAFT systems on a suite; writes a report",
+        description="Answer a suite's test questions with each system, score them (retrieval recall/MRR/nDCG, "
+        "EM, F1, ROUGE-L, contains-gold, refusals, citations, latency) with 95% bootstrap intervals and paired "
+        "tests, and write eval/reports/<run>/ (report.md, metrics.json, predictions.jsonl, charts). "
+        "Retrieval metrics alone on BEIR/SQuAD/CMRC data: `rag eval retrieval --help`.",
+    )
+    p.add_argument("suite", metavar="SUITE", help="suite file (YAML or JSON), e.g. eval/suites/sample.yaml")
+    p.add_argument("--systems", help="comma-separated: closed-book, rag, ft, ft+rag, raft+rag (default: the suite's)")
+    p.add_argument("--out", metavar="DIR", help="report folder (default eval/reports/<suite>-<time>)")
+    p.add_argument("--limit", type=int, metavar="N", help="only the first N test questions")
+    p.add_argument("--data", metavar="PATH", help="where the suite's SQuAD/CMRC/BEIR data is (overrides its path)")
+    p.add_argument("--answer-mode", choices=["generative", "auto", "extractive"], help="how RAG systems answer")
+    p.add_argument("--train-steps", type=int, metavar="N", help="training steps per adapter (overrides the suite)")
+    p.add_argument("--train-minutes", type=float, metavar="M", help="training time limit per adapter")
+    p.add_argument(
+        "--adapter",
+        action="append",
+        default=[],
+        metavar="KIND=DIR",
+        help="use a trained adapter instead of training one: ft=DIR or raft=DIR (repeatable)",
+    )
+    p.add_argument("--work", metavar="DIR", help="index and adapter cache (default eval/work/<suite>)")
+    p.add_argument("--check", metavar="THRESHOLDS", help="JSON thresholds; exit 3 when a metric regresses below them")
+    p.add_argument("--json", action="store_true", help="print metrics.json")
+
+    pe = sub.add_parser(
+        "eval-retrieval",
+        help="retrieval metrics alone (nDCG@10, recall@10/100, MRR@10) on BEIR/SQuAD/CMRC data; also `rag eval retrieval`",
+    )
     src = pe.add_mutually_exclusive_group(required=True)
     src.add_argument("--beir", metavar="DIR", help="folder with corpus.jsonl, queries.jsonl, qrels/<split>.tsv")
     src.add_argument("--squad", metavar="FILE", help="SQuAD v1/v2 JSON: paragraphs as documents")
@@ -176,6 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:2] == ["eval", "retrieval"]:
+        argv = ["eval-retrieval", *argv[2:]]
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
@@ -201,9 +232,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "adapters":
             return cmd_adapters(args)
         if args.command == "eval":
-            if args.eval_command == "retrieval":
-                return cmd_eval_retrieval(args)
-            parser.parse_args(["eval", "--help"])
+            return cmd_eval(args)
+        if args.command == "eval-retrieval":
+            return cmd_eval_retrieval(args)
         return 2
     except RagError as exc:
         print(f"rag: error: {exc}", file=sys.stderr)
@@ -507,6 +538,57 @@ def cmd_adapters(args) -> int:
         return 0
     build_parser().parse_args(["adapters", "--help"])
     return 2
+
+
+def cmd_eval(args) -> int:
+    import time
+
+    from .errors import ConfigError
+    from .harness import run_eval
+    from .report import check_thresholds, read_thresholds, write_report
+    from .suite import load_suite, parse_systems
+
+    suite = load_suite(args.suite, data=args.data)
+    thresholds = read_thresholds(args.check) if args.check else None
+    if args.answer_mode:
+        suite.answer_mode = args.answer_mode
+    if args.train_steps is not None:
+        suite.train.steps = args.train_steps
+    if args.train_minutes is not None:
+        suite.train.minutes = args.train_minutes
+    suite.train.__post_init__()
+    for spec in args.adapter:
+        kind, _, folder = spec.partition("=")
+        if kind not in ("ft", "raft") or not folder:
+            raise ConfigError(f"--adapter takes ft=DIR or raft=DIR, got {spec!r}")
+        suite.adapters[kind] = folder
+    systems = parse_systems(args.systems) if args.systems else None
+    if args.limit is not None and args.limit < 1:
+        raise ConfigError(f"--limit must be at least 1, got {args.limit}")
+    out = Path(args.out or Path("eval/reports") / f"{suite.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    run = run_eval(suite, systems=systems, limit=args.limit, work=args.work)
+    summary = write_report(run, out)
+    if args.json:
+        print(json.dumps(summary, ensure_ascii=False))
+    else:
+        print(f"report: {out / 'report.md'}")
+        for system in run.systems:
+            m = summary["systems"][system]["metrics"]
+            shown = "  ".join(
+                f"{name}={m[name]['mean']:.3f}"
+                for name in ("accuracy", "f1", "refusal_accuracy", "citation_precision", f"recall@{run.k}")
+                if name in m
+            )
+            print(f"  {system:12s} {shown}  p50={summary['systems'][system]['latency_p50_s']:.2f}s")
+    if thresholds is not None:
+        failures = check_thresholds(summary, thresholds)
+        if failures:
+            print(f"rag: regression against {args.check}:", file=sys.stderr)
+            for failure in failures:
+                print(f"  {failure}", file=sys.stderr)
+            return 3
+        print(f"thresholds {args.check}: all met")
+    return 0
 
 
 def cmd_eval_retrieval(args) -> int:

@@ -1,12 +1,18 @@
-"""Retrieval metrics, computed as trec_eval / pytrec_eval (and therefore MTEB and BEIR) compute them.
+"""Evaluation metrics: retrieval (as trec_eval computes them), answers (as SQuAD's script does), uncertainty.
 
-Pure functions over ranked id lists and graded relevance judgements (`qrels`: {doc_id: grade}); grades
-<= 0 count as not relevant. nDCG uses linear gains (gain = grade), like trec_eval's ndcg_cut.
+Retrieval: pure functions over ranked id lists and graded relevance judgements (`qrels`: {doc_id: grade});
+grades <= 0 count as not relevant. nDCG uses linear gains (gain = grade), like trec_eval's ndcg_cut, and
+therefore MTEB and BEIR.
+Answers: exact match, token F1, ROUGE-L and contains-gold, without an LLM judge.
+Uncertainty: bootstrap confidence intervals and a paired randomisation test between two systems.
 """
 
 from __future__ import annotations
 
 import math
+import re
+import string
+from collections import Counter
 from collections.abc import Mapping, Sequence
 
 
@@ -63,3 +69,171 @@ def retrieval_metrics(run: Mapping[str, Sequence[str]], qrels: Mapping[str, Mapp
         totals["mrr@10"] += mrr_at_k(ranked, rel, 10)
     n = len(judged)
     return {name: (value / n if n else 0.0) for name, value in totals.items()}
+
+
+# ------------------------------------------------------------------------------------------ answer metrics
+# Answers are scored against every gold answer and the best score is kept, as the SQuAD evaluation script
+# does. English text is normalised exactly like SQuAD's official script (lower case, ASCII punctuation and
+# articles removed, whitespace collapsed) and compared word by word. Text with Chinese characters is compared
+# character by character (runs of Latin letters or digits stay one token), with all punctuation removed, as
+# CMRC 2018's script segments it. Citation markers ("[1]", "[1, 2]") are removed from predictions first.
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_CITATION = re.compile(r"\s*\[\d+(?:\s*[,，、]\s*\d+)*\]")
+_HAS_CJK = re.compile(r"[\u3000-\u303f\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef]")
+_MIXED_TOKEN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]|[^\W_]+", re.UNICODE)
+_ASCII_PUNCT = set(string.punctuation)
+
+
+def normalize_answer(text: str) -> str:
+    """SQuAD's official normalisation.
+
+    >>> normalize_answer("The  Eiffel Tower!")
+    'eiffel tower'
+    """
+    text = "".join(ch for ch in text.lower() if ch not in _ASCII_PUNCT)
+    return " ".join(_ARTICLES.sub(" ", text).split())
+
+
+def answer_tokens(text: str) -> list[str]:
+    """Tokens compared by F1, exact match and ROUGE-L: SQuAD words, or characters for Chinese.
+
+    >>> answer_tokens("The R7 router."), answer_tokens("按住 RESET 键12秒。")
+    (['r7', 'router'], ['按', '住', 'reset', '键', '12', '秒'])
+    """
+    if _HAS_CJK.search(text):
+        tokens = []
+        for match in _MIXED_TOKEN.finditer(text.lower()):
+            token = match.group()
+            # a run of CJK and digits matched by [^\W_]+ is split into characters, digits kept together
+            tokens.extend(re.findall(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]|[^\W_\u3400-\u9fff]+", token))
+        return tokens
+    return normalize_answer(text).split()
+
+
+def strip_citations(text: str) -> str:
+    """The answer without its passage citations.
+
+    >>> strip_citations("Hold it for 12 seconds [1]. See also [2, 3].")
+    'Hold it for 12 seconds. See also.'
+    """
+    return _CITATION.sub("", text).strip()
+
+
+def _best(prediction: str, golds: Sequence[str], score) -> float:
+    golds = [g for g in golds if g.strip()]
+    if not golds:
+        return 0.0
+    pred = answer_tokens(strip_citations(prediction))
+    return max(score(pred, answer_tokens(g)) for g in golds)
+
+
+def exact_match(prediction: str, golds: Sequence[str]) -> float:
+    """1.0 when the normalised prediction equals a normalised gold answer.
+
+    >>> exact_match("the Normans [2]", ["Normans"]), exact_match("Normans in France", ["Normans"])
+    (1.0, 0.0)
+    """
+    return _best(prediction, golds, lambda p, g: float(p == g))
+
+
+def _overlap_f1(pred: list[str], gold: list[str]) -> float:
+    if not pred or not gold:
+        return float(pred == gold)
+    common = Counter(pred) & Counter(gold)
+    same = sum(common.values())
+    if same == 0:
+        return 0.0
+    precision, recall = same / len(pred), same / len(gold)
+    return 2 * precision * recall / (precision + recall)
+
+
+def token_f1(prediction: str, golds: Sequence[str]) -> float:
+    """SQuAD's token-overlap F1 (character overlap for Chinese), best over the gold answers.
+
+    >>> round(token_f1("held for 12 seconds", ["12 seconds"]), 4)   # p = 2/4, r = 2/2
+    0.6667
+    """
+    return _best(prediction, golds, _overlap_f1)
+
+
+def _lcs_length(a: list[str], b: list[str]) -> int:
+    if not a or not b:
+        return 0
+    previous = [0] * (len(b) + 1)
+    for x in a:
+        current = [0]
+        for j, y in enumerate(b):
+            current.append(previous[j] + 1 if x == y else max(previous[j + 1], current[j]))
+        previous = current
+    return previous[-1]
+
+
+def _rouge_l(pred: list[str], gold: list[str]) -> float:
+    lcs = _lcs_length(pred, gold)
+    if lcs == 0:
+        return 0.0
+    precision, recall = lcs / len(pred), lcs / len(gold)
+    return 2 * precision * recall / (precision + recall)
+
+
+def rouge_l(prediction: str, golds: Sequence[str]) -> float:
+    """ROUGE-L F-measure (longest common subsequence of tokens), best over the gold answers.
+
+    >>> round(rouge_l("press and hold reset", ["hold the reset button"]), 4)   # LCS "hold reset": p 2/4, r 2/3
+    0.5714
+    """
+    return _best(prediction, golds, _rouge_l)
+
+
+def contains_gold(prediction: str, golds: Sequence[str]) -> float:
+    """1.0 when a gold answer appears in the prediction, after normalisation on both sides.
+
+    >>> contains_gold("Hold RESET for 12 seconds. [1]", ["12 seconds", "twelve seconds"])
+    1.0
+    """
+    pred = " ".join(answer_tokens(strip_citations(prediction)))
+    for gold in golds:
+        tokens = answer_tokens(gold)
+        if tokens and f" {' '.join(tokens)} " in f" {pred} ":
+            return 1.0
+    return 0.0
+
+
+# ---------------------------------------------------------------------------------------------- uncertainty
+
+
+def bootstrap_ci(values: Sequence[float], confidence: float = 0.95, resamples: int = 2000, seed: int = 0) -> tuple:
+    """Mean of `values` and its percentile bootstrap confidence interval: (mean, low, high).
+
+    Resampling is seeded, so a report is reproducible. One value gives a zero-width interval; none gives
+    (nan, nan, nan).
+    """
+    import numpy as np
+
+    data = np.asarray(values, dtype=float)
+    if data.size == 0:
+        return (math.nan, math.nan, math.nan)
+    rng = np.random.default_rng(seed)
+    means = data[rng.integers(0, data.size, size=(resamples, data.size))].mean(axis=1)
+    alpha = (1 - confidence) / 2
+    low, high = np.quantile(means, [alpha, 1 - alpha])
+    return (float(data.mean()), float(low), float(high))
+
+
+def paired_test(a: Sequence[float], b: Sequence[float], resamples: int = 10000, seed: int = 0) -> dict:
+    """Compare two systems on the same questions: mean difference a - b, its bootstrap 95% interval, and the
+    two-sided p-value of a paired randomisation (sign-flip) test of "no difference"."""
+    import numpy as np
+
+    if len(a) != len(b):
+        raise ValueError(f"paired scores need the same questions, got {len(a)} and {len(b)} values")
+    diff = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    if diff.size == 0:
+        return {"n": 0, "diff": math.nan, "low": math.nan, "high": math.nan, "p": math.nan}
+    mean, low, high = bootstrap_ci(diff, seed=seed)
+    rng = np.random.default_rng(seed)
+    signs = rng.choice([-1.0, 1.0], size=(resamples, diff.size))
+    flipped = np.abs((signs * diff).mean(axis=1))
+    p = (np.sum(flipped >= abs(diff.mean()) - 1e-12) + 1) / (resamples + 1)
+    return {"n": int(diff.size), "diff": mean, "low": low, "high": high, "p": float(min(1.0, p))}

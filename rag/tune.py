@@ -36,6 +36,7 @@ class TuneOptions:
     method: str = "lora"
     base: str = DEFAULT_GENERATOR
     max_steps: int = -1  # -1: run `epochs` epochs
+    max_minutes: float | None = None  # stop (and save) after this much training time, whatever the steps
     epochs: float = 3.0
     lr: float | None = None  # None: the method's default (2e-4 for LoRA-like, 3e-2 for prompts, 2e-5 full)
     batch_size: int = 4
@@ -285,6 +286,8 @@ def tune(
     from transformers.trainer_callback import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)  # it prints log dicts to stdout, where `--json` output goes
+    if options.max_minutes is not None:
+        trainer.add_callback(_time_limit(options.max_minutes * 60))
     resume = options.resume and any(partial.glob("checkpoint-*"))
     train_output = trainer.train(resume_from_checkpoint=True if resume else None)
     eval_loss = trainer.evaluate()["eval_loss"] if eval_set else None
@@ -307,6 +310,22 @@ def tune(
     shutil.rmtree(partial, ignore_errors=True)
     result.model = model.eval()
     return result
+
+
+def _time_limit(seconds: float):
+    """A Trainer callback that ends training once `seconds` have passed (checked after every step); the
+    run is then saved as usual."""
+    from transformers import TrainerCallback
+
+    deadline = time.perf_counter() + seconds
+
+    class TimeLimit(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if time.perf_counter() > deadline:
+                control.should_training_stop = True
+            return control
+
+    return TimeLimit()
 
 
 def _wrap(model, options: TuneOptions, total_steps: int):

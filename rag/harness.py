@@ -1,0 +1,366 @@
+"""Run an evaluation suite: the same test questions through closed-book, RAG, fine-tuned, fine-tuned + RAG
+and RAFT + RAG systems, scored without an LLM judge.
+
+`run_eval(suite)` indexes the suite's knowledge base (incrementally, in a work folder that later runs
+reuse), trains the adapters the chosen systems need within the suite's budget (or takes given ones; a
+trained adapter is cached under a key of its data and settings), answers every test question with every
+system and returns per-question rows that keep everything needed to recompute a score: retrieved ids,
+the exact prompt, the answer, its citations and latency. `rag.report` aggregates and writes the report.
+
+Systems:
+- closed-book: the base model alone.             - rag: the base model over retrieved passages.
+- ft: an adapter trained on the knowledge base's documents and/or the training questions, closed book.
+- ft+rag: that adapter over retrieved passages.  - raft+rag: a RAFT adapter (Zhang et al. 2024) over passages.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import re
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .errors import ConfigError
+from .metrics import contains_gold, exact_match, mrr_at_k, ndcg_at_k, recall_at_k, rouge_l, token_f1
+from .suite import Suite, parse_systems
+
+ADAPTER_OF = {"closed-book": None, "rag": None, "ft": "ft", "ft+rag": "ft", "raft+rag": "raft"}
+RETRIEVES = {"closed-book": False, "rag": True, "ft": False, "ft+rag": True, "raft+rag": True}
+
+
+@dataclass
+class EvalRun:
+    """Everything a report is made from."""
+
+    suite: Suite
+    systems: list[str]
+    rows: dict[str, list[dict]]  # system -> one row per test question, in question order
+    training: dict[str, dict] = field(default_factory=dict)  # "ft" / "raft" -> cost and provenance
+    index: dict = field(default_factory=dict)
+    started: str = ""
+    seconds: float = 0.0
+    k: int = 3
+    limit: int | None = None
+
+
+def run_eval(
+    suite: Suite,
+    systems: list[str] | str | None = None,
+    limit: int | None = None,
+    work: str | Path | None = None,
+    embedder=None,
+    generator_for: Callable[[str | None], object] | None = None,
+    train: Callable | None = None,
+    progress: bool | None = None,
+    log: Callable[[str], None] | None = None,
+) -> EvalRun:
+    """Answer the suite's test questions (the first `limit`) with each system and score the answers.
+
+    `embedder`, `generator_for(adapter_dir)` and `train(examples, out, options)` replace the real models and
+    the real trainer (tests use fakes). `work` holds the index, the materialised corpus and trained adapters
+    (default: eval/work/<suite name>).
+    """
+    systems = parse_systems(systems) if systems is not None else list(suite.systems)
+    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    progress = sys.stderr.isatty() if progress is None else progress
+    work = Path(work or Path("eval") / "work" / suite.name)
+    questions = suite.split("test")[:limit]
+    started_wall = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    started = time.perf_counter()
+    config = copy.deepcopy(suite.config)
+    run = EvalRun(suite, systems, {}, started=started_wall, k=config.answer.k, limit=limit)
+
+    reads_documents = any(ADAPTER_OF[s] == "ft" for s in systems) and "ft" not in suite.adapters
+    needs_index = any(RETRIEVES[s] for s in systems) or (reads_documents and suite.train.ft_data != "questions")
+    retriever = kb = None
+    if needs_index:
+        kb, retriever, run.index = _prepare_index(suite, work, config, embedder, progress, log)
+
+    adapters = {}
+    for kind in dict.fromkeys(ADAPTER_OF[s] for s in systems if ADAPTER_OF[s]):
+        adapters[kind], run.training[kind] = _adapter(kind, suite, config, kb, retriever, work, train, log)
+
+    retrieved: dict[str, list] = {}  # question id -> top-10 hits, shared by the RAG systems
+    for system in systems:
+        adapter = adapters.get(ADAPTER_OF[system])
+        log(f"{system}: {len(questions)} questions" + (f" (adapter {adapter})" if adapter else ""))
+        run.rows[system] = _answer_all(
+            system, adapter, questions, suite, config, kb, retriever, generator_for, retrieved, progress
+        )
+    run.seconds = round(time.perf_counter() - started, 1)
+    return run
+
+
+# ------------------------------------------------------------------------------------------------ corpus
+
+
+@dataclass
+class KnowledgeBase:
+    """Where the suite's documents are on disk, and how an index's source names map back to suite sources."""
+
+    root: Path
+    prefix: str  # what the index puts before a path relative to `root`
+    to_suite: dict[str, str]  # relative file path -> suite source (a document id), for materialised corpora
+
+    def suite_source(self, chunk_source: str) -> str:
+        rel = chunk_source[len(self.prefix) :] if chunk_source.startswith(self.prefix) else chunk_source
+        return self.to_suite.get(rel, rel)
+
+    def file_of(self, suite_source: str) -> str:
+        """The indexed file name of a suite source (what `chunk.source` ends with)."""
+        for rel, src in self.to_suite.items():
+            if src == suite_source:
+                return rel
+        return suite_source
+
+
+def materialise(documents: list[dict], folder: Path) -> dict[str, str]:
+    """Write documents {"id", "title", "text"} as files under `folder` (Markdown with the title as heading);
+    returns {relative path: document id}. Files no longer in the corpus are removed, unchanged files are not
+    rewritten, so re-indexing stays incremental."""
+    folder.mkdir(parents=True, exist_ok=True)
+    mapping, used = {}, set()
+    for doc in documents:
+        parts = [re.sub(r"[^\w.-]+", "_", part).strip("._")[:80] or "_" for part in doc["id"].split("/")]
+        rel = "/".join(parts) + ".md"
+        if rel.lower() in used:  # two ids that clean to the same name
+            rel = "/".join(parts) + "-" + hashlib.sha1(doc["id"].encode()).hexdigest()[:8] + ".md"
+        used.add(rel.lower())
+        mapping[rel] = doc["id"]
+        text = (f"# {doc['title']}\n\n" if doc.get("title") else "") + doc["text"].strip() + "\n"
+        path = folder / rel
+        if not path.is_file() or path.read_text(encoding="utf-8") != text:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+    for path in list(folder.rglob("*.md")):
+        if path.relative_to(folder).as_posix() not in mapping:
+            path.unlink()
+    return mapping
+
+
+def _prepare_index(suite: Suite, work: Path, config, embedder, progress, log):
+    from .documents import source_name
+    from .ingest import build_index
+    from .retrieve import Retriever
+
+    if suite.documents is not None:
+        root = work / "kb"
+        mapping = materialise(suite.documents, root)
+    else:
+        root, mapping = suite.corpus, {}
+    index_dir = work / "index"
+    explicit = [s for s in ("embed", "chunk") if getattr(suite.config, s) != getattr(type(suite.config)(), s)]
+    summary = build_index([root], index_dir, config, embedder=embedder, progress=progress, explicit=explicit)
+    log(
+        f"index {index_dir}: {len(summary.indexed) + len(summary.unchanged)} files, {summary.chunks} chunks "
+        f"({summary.embedded} embedded now, {summary.seconds:.1f} s)"
+    )
+    retriever = Retriever(index_dir, config.retrieve, embedder=embedder, embed_config=config.embed)
+    kb = KnowledgeBase(root, source_name(root.resolve()) + "/", {rel: doc_id for rel, doc_id in mapping.items()})
+    info = {
+        "folder": index_dir.as_posix(),
+        "files": len(summary.indexed) + len(summary.unchanged),
+        "chunks": summary.chunks,
+        "embedder": retriever.manifest.embedder.get("id"),
+        "retrieve_mode": config.retrieve.mode,
+        "seconds": round(summary.seconds, 1),
+    }
+    return kb, retriever, info
+
+
+# ------------------------------------------------------------------------------------------------ adapters
+
+
+def _adapter(kind: str, suite: Suite, config, kb, retriever, work: Path, train, log) -> tuple[str, dict]:
+    """The adapter folder for `kind` ("ft" or "raft") and what it cost: given, cached, or trained now."""
+    if kind in suite.adapters:
+        folder = suite.adapters[kind]
+        if not Path(folder, "adapter_config.json").is_file() and not Path(folder, "config.json").is_file():
+            raise ConfigError(f"adapters.{kind}: {folder} is not an adapter folder (no adapter_config.json)")
+        meta = _read_meta(folder)
+        return folder, {"source": "given", "folder": folder, **_cost(meta)}
+    from .tune import TuneOptions
+    from .tunedata import data_hash
+
+    budget = suite.train
+    examples = training_examples(kind, suite, config, kb, retriever)
+    if not examples:
+        raise ConfigError(
+            f"the {kind} adapter has no training data: suite {suite.name!r} needs training questions "
+            "(split: train) with answers" + (" or documents" if kind == "ft" else "")
+        )
+    options = TuneOptions(
+        method=budget.method,
+        base=config.generate.model,
+        max_steps=budget.steps,
+        max_minutes=budget.minutes,
+        lr=budget.lr,
+        batch_size=budget.batch_size,
+        max_length=budget.max_length,
+        seed=budget.seed,
+        save_steps=max(budget.steps, 50),
+    )
+    key = data_hash([{"kind": kind, "options": asdict(options)}] + [asdict(e) for e in examples])
+    folder = work / "adapters" / f"{kind}-{key[:12]}"
+    if (folder / "rag_tune.json").is_file():
+        log(f"{kind} adapter: reusing {folder} (same data and settings)")
+        return str(folder), {"source": "cached", "folder": str(folder), **_cost(_read_meta(folder))}
+    log(
+        f"{kind} adapter: training {budget.method} on {len(examples)} examples ({budget.steps} steps, {budget.minutes} min at most)"
+    )
+    if train is None:
+        from .tune import tune
+
+        def train(examples, out, options):
+            return tune(examples, out, options).to_dict()
+
+    result = train(examples, folder, options)
+    return str(folder), {"source": "trained", "folder": str(folder), **_cost({"metrics": result})}
+
+
+def training_examples(kind: str, suite: Suite, config, kb, retriever) -> list:
+    """The examples an adapter of `kind` learns from (see the module docstring)."""
+    from .tunedata import Example, raft_examples, to_examples
+
+    train_qs = [q for q in suite.split("train") if q["answers"] or not q["answerable"]]
+    records = [
+        {
+            "id": q["id"],
+            "question": q["question"],
+            "answers": q["answers"],
+            "answerable": q["answerable"],
+            "sources": [kb.file_of(s) if kb else s for s in q["sources"]],
+        }
+        for q in train_qs
+    ]
+    if kind == "raft":
+        if not records:
+            return []
+        return raft_examples(
+            records, retriever, k=config.answer.k, without_gold=suite.train.raft_no_gold, seed=suite.train.seed
+        )
+    examples = []
+    if suite.train.ft_data in ("both", "documents"):
+        examples += [Example(text=(f"{c.context}\n\n" if c.context else "") + c.text) for c in retriever.chunks]
+    if suite.train.ft_data in ("both", "questions") and records:
+        examples += to_examples(records, "qa")[1]
+    return examples
+
+
+def _read_meta(folder) -> dict:
+    path = Path(folder) / "rag_tune.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def _cost(meta: dict) -> dict:
+    result = meta.get("metrics") or {}  # rag_tune.json keeps a run's TuneResult under "metrics"
+    return {
+        k: result.get(k)
+        for k in (
+            "method",
+            "steps",
+            "seconds",
+            "trainable_params",
+            "total_params",
+            "examples",
+            "train_loss",
+            "eval_loss",
+        )
+    }
+
+
+# ------------------------------------------------------------------------------------------------ answers
+
+
+def _answer_all(system, adapter, questions, suite, config, kb, retriever, generator_for, retrieved, progress):
+    from .pipeline import RAG
+
+    cfg = copy.deepcopy(config)
+    cfg.generate.adapter = adapter
+    if generator_for is None:
+        from .generate import Generator
+
+        generator = Generator(cfg.generate)
+    else:
+        generator = generator_for(adapter)
+    rag = RAG(None, cfg, retriever=retriever if RETRIEVES[system] else None, generator=generator)
+    rows = []
+    iterator = questions
+    if progress:
+        from tqdm import tqdm
+
+        iterator = tqdm(questions, desc=system, unit="q")
+    for q in iterator:
+        top = None
+        if RETRIEVES[system]:
+            if q["id"] not in retrieved:
+                retrieved[q["id"]] = rag.retrieve(q["question"], k=10)
+            top = retrieved[q["id"]]
+        started = time.perf_counter()
+        if RETRIEVES[system]:
+            answer = rag.ask(q["question"], mode=suite.answer_mode)
+        else:
+            answer = rag.ask(q["question"], closed_book=True)
+        latency = time.perf_counter() - started
+        rows.append(score_row(system, q, answer, top, kb, config.answer.k, latency))
+    return rows
+
+
+def score_row(system: str, q: dict, answer, top: list | None, kb, k: int, latency: float) -> dict:
+    """One prediction with its scores (None where a metric does not apply to this question or system)."""
+    to_suite = kb.suite_source if kb else (lambda s: s)
+    golds, gold_sources = q["answers"], set(q["sources"])
+    scores: dict[str, float | None] = dict.fromkeys(
+        ("accuracy", "contains", "em", "f1", "rouge_l", "refusal_accuracy", "false_refusal", "citation_precision")
+    )
+    refused = bool(answer.refused)
+    if q["answerable"]:
+        scores["false_refusal"] = float(refused)
+        if golds:
+            text = "" if refused else answer.answer
+            scores["contains"] = contains_gold(text, golds)
+            scores["em"] = exact_match(text, golds)
+            scores["f1"] = token_f1(text, golds)
+            scores["rouge_l"] = rouge_l(text, golds)
+            scores["accuracy"] = scores["contains"]
+    else:
+        scores["refusal_accuracy"] = float(refused)
+        scores["accuracy"] = float(refused)
+    cited = [to_suite(answer.sources[n - 1].chunk.source) for n in answer.citations if 0 < n <= len(answer.sources)]
+    if RETRIEVES.get(system) and q["answerable"] and cited and gold_sources:
+        scores["citation_precision"] = sum(s in gold_sources for s in cited) / len(cited)
+    if top is not None and q["answerable"] and gold_sources:
+        ranked = list(dict.fromkeys(to_suite(h.chunk.source) for h in top))  # documents, best rank first
+        qrels = dict.fromkeys(gold_sources, 1)
+        scores[f"recall@{k}"] = recall_at_k(ranked, qrels, k)
+        scores["recall@10"] = recall_at_k(ranked, qrels, 10)
+        scores["mrr@10"] = mrr_at_k(ranked, qrels, 10)
+        scores["ndcg@10"] = ndcg_at_k(ranked, qrels, 10)
+    return {
+        "system": system,
+        "id": q["id"],
+        "question": q["question"],
+        "lang": q["lang"],
+        "answerable": q["answerable"],
+        "answers": golds,
+        "sources": q["sources"],
+        "retrieved": [
+            {"chunk_id": h.chunk.id, "source": to_suite(h.chunk.source), "score": round(float(h.score), 5)}
+            for h in (top or [])
+        ],
+        "passages": [h.chunk.id for h in answer.sources],
+        "prompt": answer.prompt,
+        "answer": answer.answer,
+        "refused": refused,
+        "mode": answer.mode,
+        "citations": answer.citations,
+        "cited_sources": cited,
+        "latency_s": round(latency, 4),
+        "new_tokens": answer.timings.get("new_tokens"),
+        "scores": scores,
+    }

@@ -1,0 +1,429 @@
+"""Evaluation suites: a knowledge base, labelled questions and the settings of a comparison, from one file.
+
+A suite is a small YAML or JSON file; paths in it are relative to the file:
+
+    name: sample
+    corpus: ../../corpora              # a folder of files, or a corpus JSONL ({"id", "title", "text"} per line)
+    questions: ../questions.jsonl      # {"id", "question", "answers", "sources", "answerable", "split"}
+    systems: [closed-book, rag, ft, ft+rag, raft+rag]
+    answer_mode: generative            # how RAG systems answer: generative | auto | extractive
+    train: {steps: 60, minutes: 10}    # budget of each adapter the harness trains
+    adapters: {ft: null, raft: null}  # or folders of adapters trained elsewhere
+    config: {answer: {k: 3}}           # overrides of rag's Config, section by section
+
+Public QA data is named instead of `corpus` + `questions`: `squad: FILE` (SQuAD 1.1/2.0 JSON), `cmrc: FILE`
+(CMRC 2018 JSON) or `beir: FOLDER`, with `select: {documents, questions, test_share, seed}`. Each
+paragraph becomes a knowledge-base document and each question a suite question (its paragraph the gold
+source). This module only reads and checks; `rag.harness` runs suites.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .config import Config
+from .errors import ConfigError
+from .prompt import language
+
+SYSTEMS = ("closed-book", "rag", "ft", "ft+rag", "raft+rag")
+ANSWER_MODES = ("generative", "auto", "extractive")
+FT_DATA = ("both", "documents", "questions")
+_KEYS = {
+    "name",
+    "description",
+    "corpus",
+    "questions",
+    "squad",
+    "cmrc",
+    "beir",
+    "select",
+    "systems",
+    "answer_mode",
+    "train",
+    "adapters",
+    "config",
+}
+_PUBLIC = ("squad", "cmrc", "beir")
+
+
+@dataclass
+class TrainBudget:
+    """What the harness may spend on each adapter it trains (the first limit reached ends training)."""
+
+    steps: int = 60
+    minutes: float = 15.0
+    method: str = "lora"
+    lr: float | None = None
+    batch_size: int = 4
+    max_length: int = 768
+    ft_data: str = "both"  # what the plain fine-tune learns from: documents, training questions, or both
+    raft_no_gold: float = 0.2  # share of RAFT examples without their gold passage (taught to refuse)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.minutes <= 0:
+            raise ConfigError(f"train `steps` and `minutes` must be positive, got {self.steps}, {self.minutes}")
+        if self.ft_data not in FT_DATA:
+            raise ConfigError(f"train `ft_data` must be one of {', '.join(FT_DATA)}, got {self.ft_data!r}")
+        if not 0 <= self.raft_no_gold < 1:
+            raise ConfigError(f"train `raft_no_gold` must be in [0, 1), got {self.raft_no_gold}")
+
+
+@dataclass
+class Selection:
+    """Which part of a public dataset a suite uses (deterministic for a given seed)."""
+
+    documents: int | None = None  # first N articles (SQuAD), contexts (CMRC) or all documents (BEIR)
+    questions: int | None = None  # at most N questions, sampled with `seed`
+    test_share: float = 0.5  # the rest is the training split
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.test_share <= 1:
+            raise ConfigError(f"select `test_share` must be in (0, 1], got {self.test_share}")
+        for name in ("documents", "questions"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ConfigError(f"select `{name}` must be a positive whole number, got {value!r}")
+
+
+@dataclass
+class Suite:
+    name: str
+    path: Path | None
+    questions: list[dict]
+    corpus: Path | None = None  # a folder of files (sources are paths relative to it)
+    documents: list[dict] | None = None  # or documents {"id", "title", "text"} (sources are their ids)
+    systems: list[str] = field(default_factory=lambda: list(SYSTEMS))
+    answer_mode: str = "generative"
+    train: TrainBudget = field(default_factory=TrainBudget)
+    adapters: dict[str, str | None] = field(default_factory=dict)
+    config: Config = field(default_factory=Config)
+    origin: dict = field(default_factory=dict)  # where the data came from, for the report
+
+    def split(self, name: str) -> list[dict]:
+        return [q for q in self.questions if q["split"] == name]
+
+    def fingerprint(self) -> str:
+        """A hash of the knowledge base's content, to key cached indexes and adapters."""
+        digest = hashlib.sha256()
+        if self.documents is not None:
+            for d in self.documents:
+                digest.update(json.dumps(d, sort_keys=True, ensure_ascii=False).encode())
+        elif self.corpus is not None:
+            for p in sorted(self.corpus.rglob("*")):
+                if p.is_file():
+                    digest.update(p.relative_to(self.corpus).as_posix().encode())
+                    digest.update(hashlib.sha256(p.read_bytes()).digest())
+        return digest.hexdigest()[:12]
+
+
+# --------------------------------------------------------------------------------------------------- load
+
+
+def load_suite(path: str | Path, data: str | Path | None = None) -> Suite:
+    """Read and check a suite file. `data` replaces the path of its public dataset (squad/cmrc/beir)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"suite file {path} does not exist; a suite is a YAML or JSON file (see `rag eval --help`)")
+    raw = _parse(path)
+    where = str(path)
+    unknown = set(raw) - _KEYS
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; known keys are {sorted(_KEYS)}")
+    name = raw.get("name")
+    if not isinstance(name, str) or not re.fullmatch(r"[\w.-]+", name or ""):
+        raise ConfigError(f"{where}: `name` must be a short name of letters, digits, '.', '_' or '-', got {name!r}")
+    public = [k for k in _PUBLIC if k in raw]
+    if len(public) > 1 or (public and ("corpus" in raw or "questions" in raw)):
+        raise ConfigError(f"{where}: give either `corpus` and `questions`, or one of squad/cmrc/beir, not both")
+    base = path.parent
+    suite = Suite(name=name, path=path, questions=[])
+    if public:
+        kind = public[0]
+        source = Path(data) if data is not None else base / str(raw[kind])
+        select = _section(Selection, raw.get("select") or {}, f"{where}: select")
+        docs, questions = load_public(kind, source, select)
+        suite.documents, suite.questions = docs, questions
+        suite.origin = {"format": kind, "path": str(source), "select": vars(select)}
+    else:
+        if data is not None:
+            raise ConfigError("--data replaces a suite's squad/cmrc/beir path; this suite names its own corpus")
+        for key in ("corpus", "questions"):
+            if not isinstance(raw.get(key), str):
+                raise ConfigError(f"{where}: `{key}` is required: a path relative to the suite file")
+        corpus = (base / raw["corpus"]).resolve()
+        if corpus.is_dir():
+            suite.corpus = corpus
+        elif corpus.is_file():
+            suite.documents = read_corpus_jsonl(corpus)
+        else:
+            raise ConfigError(f"{where}: corpus {corpus} does not exist (a folder of files or a corpus JSONL)")
+        suite.questions = read_questions(base / raw["questions"])
+        suite.origin = {"format": "suite", "corpus": str(corpus), "questions": str((base / raw["questions"]).resolve())}
+    _apply_settings(suite, raw, base, where)
+    check_sources(suite)
+    return suite
+
+
+def _parse(path: Path) -> dict:
+    text = path.read_text(encoding="utf-8")
+    if path.suffix.lower() == ".json":
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path} is not valid JSON: {exc}") from exc
+    else:
+        import yaml
+
+        try:
+            raw = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"{path}: a suite is a mapping of keys (name, corpus, questions, ...), got {type(raw).__name__}"
+        )
+    return raw
+
+
+def _section(cls, values, where: str):
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where} must be a mapping, got {values!r}")
+    known = set(cls.__dataclass_fields__)
+    bad = set(values) - known
+    if bad:
+        raise ConfigError(f"{where}: unknown key(s) {sorted(bad)}; known keys are {sorted(known)}")
+    try:
+        return cls(**values)
+    except TypeError as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
+
+
+def parse_systems(value) -> list[str]:
+    """A list of system names, from a list or a comma-separated string, checked."""
+    names = [s.strip() for s in value.split(",")] if isinstance(value, str) else list(value or [])
+    bad = [s for s in names if s not in SYSTEMS]
+    if bad or not names:
+        raise ConfigError(f"unknown system(s) {bad or names}; systems are {', '.join(SYSTEMS)}")
+    return list(dict.fromkeys(names))
+
+
+def _apply_settings(suite: Suite, raw: dict, base: Path, where: str) -> None:
+    if "systems" in raw:
+        suite.systems = parse_systems(raw["systems"])
+    mode = raw.get("answer_mode", suite.answer_mode)
+    if mode not in ANSWER_MODES:
+        raise ConfigError(f"{where}: `answer_mode` must be one of {', '.join(ANSWER_MODES)}, got {mode!r}")
+    suite.answer_mode = mode
+    suite.train = _section(TrainBudget, raw.get("train") or {}, f"{where}: train")
+    adapters = raw.get("adapters") or {}
+    if not isinstance(adapters, dict) or set(adapters) - {"ft", "raft"}:
+        raise ConfigError(f"{where}: `adapters` maps ft and/or raft to adapter folders, got {adapters!r}")
+    suite.adapters = {k: str((base / v).resolve()) for k, v in adapters.items() if v}
+    suite.config = Config.from_dict(raw.get("config") or {}, f"{where}: config")
+
+
+# ----------------------------------------------------------------------------------------------- questions
+
+
+def read_questions(path: str | Path) -> list[dict]:
+    """Suite questions from JSONL, checked line by line; `lang` is filled in when missing."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"questions file {path} does not exist")
+    questions, seen = [], set()
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{path} line {number}"
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{where}: not valid JSON ({exc.msg})") from exc
+        q = check_question(record, where)
+        if q["id"] in seen:
+            raise ConfigError(f"{where}: duplicate id {q['id']!r}; question ids must be unique")
+        seen.add(q["id"])
+        questions.append(q)
+    if not questions:
+        raise ConfigError(f"{path} holds no questions")
+    return questions
+
+
+def check_question(record, where: str) -> dict:
+    """One question record, validated and normalised."""
+    if not isinstance(record, dict):
+        raise ConfigError(f"{where}: expected an object with id, question, answers, sources, answerable, split")
+    missing = [k for k in ("id", "question", "answerable", "split") if k not in record]
+    if missing:
+        raise ConfigError(f"{where}: missing key(s) {missing}")
+    if not isinstance(record["question"], str) or not record["question"].strip():
+        raise ConfigError(f"{where}: `question` must be a non-empty string")
+    if not isinstance(record["answerable"], bool):
+        raise ConfigError(f"{where}: `answerable` must be true or false, got {record['answerable']!r}")
+    if record["split"] not in ("train", "test"):
+        raise ConfigError(f'{where}: `split` must be "train" or "test", got {record["split"]!r}')
+    for key in ("answers", "sources"):
+        value = record.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{where}: `{key}` must be a list of strings, got {value!r}")
+    answers = [a for a in record.get("answers", []) if a.strip()]
+    return {
+        "id": str(record["id"]),
+        "question": record["question"].strip(),
+        "answers": answers,
+        "sources": list(record.get("sources", [])),
+        "answerable": record["answerable"],
+        "split": record["split"],
+        "lang": record.get("lang") or language(record["question"]),
+    }
+
+
+def read_corpus_jsonl(path: Path) -> list[dict]:
+    """A corpus file: one document per line, {"id" (or BEIR's "_id"), "title" (optional), "text"}."""
+    docs, seen = [], set()
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path} line {number}: not valid JSON ({exc.msg})") from exc
+        doc_id = record.get("id", record.get("_id")) if isinstance(record, dict) else None
+        if doc_id is None or not isinstance(record.get("text"), str) or not record["text"].strip():
+            raise ConfigError(f'{path} line {number}: a corpus document looks like {{"id": "...", "text": "..."}}')
+        if str(doc_id) in seen:
+            raise ConfigError(f"{path} line {number}: duplicate document id {doc_id!r}")
+        seen.add(str(doc_id))
+        docs.append({"id": str(doc_id), "title": str(record.get("title") or ""), "text": record["text"]})
+    if not docs:
+        raise ConfigError(f"{path} holds no documents")
+    return docs
+
+
+def check_sources(suite: Suite) -> None:
+    """Every gold source must name a document of the knowledge base, and a test question must exist."""
+    if suite.documents is not None:
+        known = {d["id"] for d in suite.documents}
+    else:
+        known = {p.relative_to(suite.corpus).as_posix() for p in suite.corpus.rglob("*") if p.is_file()}
+    for q in suite.questions:
+        unknown = [s for s in q["sources"] if s not in known]
+        if unknown:
+            raise ConfigError(
+                f"question {q['id']!r}: source(s) {unknown} are not in the knowledge base; sources are "
+                + ("document ids" if suite.documents is not None else f"file paths relative to {suite.corpus}")
+            )
+    if not suite.split("test"):
+        raise ConfigError(f"suite {suite.name!r} has no test questions (split: test)")
+
+
+# ------------------------------------------------------------------------------------------ public formats
+
+
+def load_public(kind: str, source: Path, select: Selection) -> tuple[list[dict], list[dict]]:
+    """Documents and questions from SQuAD, CMRC 2018 or BEIR data."""
+    if not source.exists():
+        raise ConfigError(
+            f"{kind} data {source} does not exist; give its location with --data PATH "
+            "(SQuAD/CMRC: the JSON file; BEIR: the dataset folder)"
+        )
+    if kind == "beir":
+        docs, questions = _from_beir(source, select)
+    else:
+        try:
+            payload = json.loads(source.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{source} is not a {kind.upper()} JSON file: {exc}") from exc
+        if kind == "cmrc" and isinstance(payload, list):
+            docs, questions = _from_cmrc(payload, select)
+        elif isinstance(payload, dict) and isinstance(payload.get("data"), list):
+            docs, questions = _from_squad(payload, select)
+        else:
+            raise ConfigError(f"{source} does not look like {kind.upper()} data (no 'data' list of articles)")
+    questions = _sample(questions, select)
+    if not questions:
+        raise ConfigError(f"{source}: the selection holds no questions")
+    return docs, questions
+
+
+def _from_squad(payload: dict, select: Selection) -> tuple[list[dict], list[dict]]:
+    docs, questions = [], []
+    for article in payload["data"][: select.documents]:
+        title = str(article.get("title", "")).replace("_", " ")
+        slug = _slug(title) or "article"
+        for p, para in enumerate(article.get("paragraphs", [])):
+            doc_id = f"{slug}/{p:03d}"
+            docs.append({"id": doc_id, "title": title, "text": para["context"]})
+            for qa in para.get("qas", []):
+                impossible = bool(qa.get("is_impossible"))
+                answers = list(dict.fromkeys(a["text"] for a in qa.get("answers", []) if a.get("text", "").strip()))
+                questions.append(
+                    {
+                        "id": str(qa["id"]),
+                        "question": qa["question"].strip(),
+                        "answers": [] if impossible else answers,
+                        "sources": [doc_id],
+                        "answerable": not impossible and bool(answers),
+                    }
+                )
+    return docs, questions
+
+
+def _from_cmrc(payload: list, select: Selection) -> tuple[list[dict], list[dict]]:
+    docs, questions = [], []
+    for item in payload[: select.documents]:
+        doc_id = str(item["context_id"])
+        docs.append({"id": doc_id, "title": str(item.get("title", "")), "text": item["context_text"]})
+        for qa in item.get("qas", []):
+            answers = list(dict.fromkeys(a["text"] if isinstance(a, dict) else a for a in qa.get("answers", [])))
+            questions.append(
+                {
+                    "id": str(qa["query_id"]),
+                    "question": qa["query_text"].strip(),
+                    "answers": [a for a in answers if a.strip()],
+                    "sources": [doc_id],
+                    "answerable": True,
+                }
+            )
+    return docs, questions
+
+
+def _from_beir(folder: Path, select: Selection) -> tuple[list[dict], list[dict]]:
+    from .beir import load_beir
+
+    data = load_beir(folder)
+    docs = [{"id": d, "title": v["title"], "text": v["text"]} for d, v in data.corpus.items() if v["text"].strip()]
+    docs = docs[: select.documents]
+    kept = {d["id"] for d in docs}
+    questions = []
+    for qid, text in data.queries.items():
+        sources = [d for d, grade in data.qrels[qid].items() if grade > 0 and d in kept]
+        if sources:  # retrieval only: BEIR has no answer strings
+            questions.append({"id": qid, "question": text, "answers": [], "sources": sources, "answerable": True})
+    return docs, questions
+
+
+def _sample(questions: list[dict], select: Selection) -> list[dict]:
+    rng = random.Random(select.seed)
+    picked = list(questions)
+    if select.questions is not None and len(picked) > select.questions:
+        picked = sorted(rng.sample(range(len(picked)), select.questions))
+        picked = [questions[i] for i in picked]
+    order = list(range(len(picked)))
+    rng.shuffle(order)
+    n_test = max(1, round(len(picked) * select.test_share))
+    test = set(order[:n_test])
+    return [
+        {**q, "split": "test" if i in test else "train", "lang": language(q["question"])} for i, q in enumerate(picked)
+    ]
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^\w-]+", "-", text.strip()).strip("-")[:60]
