@@ -225,7 +225,7 @@ def _adapter(kind: str, suite: Suite, config, kb, retriever, work: Path, train, 
 
 def training_examples(kind: str, suite: Suite, config, kb, retriever) -> list:
     """The examples an adapter of `kind` learns from (see the module docstring)."""
-    from .tunedata import Example, raft_examples, to_examples
+    from .tunedata import Example, qa_from_chunks, raft_examples, to_examples
 
     train_qs = [q for q in suite.split("train") if q["answers"] or not q["answerable"]]
     records = [
@@ -239,6 +239,8 @@ def training_examples(kind: str, suite: Suite, config, kb, retriever) -> list:
         for q in train_qs
     ]
     if kind == "raft":
+        if suite.train.raft_from_documents:
+            records += qa_from_chunks(retriever.chunks)
         if not records:
             return []
         return raft_examples(

@@ -63,6 +63,7 @@ class TrainBudget:
     max_length: int = 768
     ft_data: str = "both"  # what the plain fine-tune learns from: documents, training questions, or both
     raft_no_gold: float = 0.2  # share of RAFT examples without their gold passage (taught to refuse)
+    raft_from_documents: bool = True  # add cloze questions made from the documents' fact sentences to RAFT data
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -337,20 +338,26 @@ def load_public(kind: str, source: Path, select: Selection) -> tuple[list[dict],
     if kind == "beir":
         docs, questions = _from_beir(source, select)
     else:
-        try:
-            payload = json.loads(source.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{source} is not a {kind.upper()} JSON file: {exc}") from exc
-        if kind == "cmrc" and isinstance(payload, list):
-            docs, questions = _from_cmrc(payload, select)
-        elif isinstance(payload, dict) and isinstance(payload.get("data"), list):
-            docs, questions = _from_squad(payload, select)
-        else:
-            raise ConfigError(f"{source} does not look like {kind.upper()} data (no 'data' list of articles)")
+        docs, questions = _from_json(kind, source, select)
     questions = _sample(questions, select)
     if not questions:
         raise ConfigError(f"{source}: the selection holds no questions")
     return docs, questions
+
+
+def _from_json(kind: str, source: Path, select: Selection) -> tuple[list[dict], list[dict]]:
+    try:
+        payload = json.loads(source.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{source} is not a {kind.upper()} JSON file: {exc}") from exc
+    try:
+        if kind == "cmrc" and isinstance(payload, list):
+            return _from_cmrc(payload, select)
+        if isinstance(payload, dict) and isinstance(payload.get("data"), list):
+            return _from_squad(payload, select)
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ConfigError(f"{source}: a record lacks a field {kind.upper()} data has ({exc!r})") from exc
+    raise ConfigError(f"{source} does not look like {kind.upper()} data (no 'data' list of articles)")
 
 
 def _from_squad(payload: dict, select: Selection) -> tuple[list[dict], list[dict]]:
@@ -363,7 +370,8 @@ def _from_squad(payload: dict, select: Selection) -> tuple[list[dict], list[dict
             docs.append({"id": doc_id, "title": title, "text": para["context"]})
             for qa in para.get("qas", []):
                 impossible = bool(qa.get("is_impossible"))
-                answers = list(dict.fromkeys(a["text"] for a in qa.get("answers", []) if a.get("text", "").strip()))
+                answers = list(dict.fromkeys(str(a.get("text", "")) for a in qa.get("answers", [])))
+                answers = [a for a in answers if a.strip()]
                 questions.append(
                     {
                         "id": str(qa["id"]),
@@ -382,7 +390,8 @@ def _from_cmrc(payload: list, select: Selection) -> tuple[list[dict], list[dict]
         doc_id = str(item["context_id"])
         docs.append({"id": doc_id, "title": str(item.get("title", "")), "text": item["context_text"]})
         for qa in item.get("qas", []):
-            answers = list(dict.fromkeys(a["text"] if isinstance(a, dict) else a for a in qa.get("answers", [])))
+            answers = [str(a.get("text", "") if isinstance(a, dict) else a) for a in qa.get("answers", [])]
+            answers = list(dict.fromkeys(answers))
             questions.append(
                 {
                     "id": str(qa["query_id"]),
