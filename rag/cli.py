@@ -157,6 +157,29 @@ def build_parser() -> argparse.ArgumentParser:
     pa.add_argument("--out", required=True, metavar="DIR")
 
     p = sub.add_parser(
+        "serve",
+        help="HTTP API for bots: OpenAI chat completions (streamed too), search, feedback",
+        description="Serve the index over HTTP with FastAPI/uvicorn. API keys come from RAG_API_KEYS "
+        "(comma-separated) and/or --api-keys-file; --no-auth is only allowed on a loopback address.",
+    )
+    p.add_argument("--index", help=INDEX_HELP)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--api-keys-file", metavar="FILE", help="API keys, one per line (adds to RAG_API_KEYS)")
+    p.add_argument("--no-auth", action="store_true", help="accept requests without a key (loopback only)")
+    p.add_argument("--adapters-dir", default="adapters", help="adapters offered as models, by folder name")
+    p.add_argument("--indexes-dir", default="indexes", help="indexes a request may name (default indexes/)")
+    p.add_argument(
+        "--mode", choices=["extractive", "generative", "auto"], help="how answers are made (default: extractive)"
+    )
+    p.add_argument("--model", help="generator: a causal LM id or folder (default: SmolLM2-135M-Instruct, bundled)")
+    p.add_argument("--generation-slots", type=int, default=1, help="concurrent generations (default 1)")
+    p.add_argument("--max-queue", type=int, default=32, help="answers waiting for a slot before 503 (default 32)")
+    p.add_argument("--max-body-bytes", type=int, default=1_000_000, help="largest request body (default 1 MB)")
+    p.add_argument("--feedback-log", default="feedback.jsonl", help="where POST /v1/feedback appends (JSONL)")
+    p.add_argument("--log-questions", action="store_true", help="log questions (off: they may hold personal data)")
+
+    p = sub.add_parser(
         "eval",
         help="compare closed-book, RAG, fine-tuned and RAFT systems on a suite; writes a report",
         description="Answer a suite's test questions with each system, score them (retrieval recall/MRR/nDCG, "
@@ -231,6 +254,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_tune(args)
         if args.command == "adapters":
             return cmd_adapters(args)
+        if args.command == "serve":
+            return cmd_serve(args)
         if args.command == "eval":
             return cmd_eval(args)
         if args.command == "eval-retrieval":
@@ -538,6 +563,40 @@ def cmd_adapters(args) -> int:
         return 0
     build_parser().parse_args(["adapters", "--help"])
     return 2
+
+
+def cmd_serve(args) -> int:
+    from .serve import ServeConfig, Service, read_api_keys, run
+
+    config, _ = _config(args)
+    if args.mode:
+        config.answer.mode = args.mode
+    if args.model:
+        config.generate.model = args.model
+    serve = ServeConfig(
+        host=args.host,
+        port=args.port,
+        index=str(index_path(args.index)),
+        indexes_dir=args.indexes_dir,
+        adapters_dir=args.adapters_dir,
+        api_keys=read_api_keys(os.environ.get("RAG_API_KEYS"), args.api_keys_file),
+        no_auth=args.no_auth,
+        max_body_bytes=args.max_body_bytes,
+        generation_slots=args.generation_slots,
+        max_queue=args.max_queue,
+        feedback_log=args.feedback_log,
+        log_questions=args.log_questions,
+    )
+    from . import store
+
+    store.require_manifest(Path(serve.index))  # a clear error now rather than on the first request
+    service = Service(serve, config)
+    print(f"rag serve: loading {serve.index} ...", file=sys.stderr, flush=True)
+    service.warm_up()
+    keys = "no auth (loopback only)" if serve.no_auth else f"{len(serve.api_keys)} API key(s)"
+    print(f"rag serve: http://{serve.host}:{serve.port}/v1 ({keys}); Ctrl-C stops", file=sys.stderr, flush=True)
+    run(service)
+    return 0
 
 
 def cmd_eval(args) -> int:

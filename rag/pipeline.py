@@ -132,8 +132,10 @@ class RAG:
         closed_book: bool = False,
         history: list[dict] | None = None,
         on_text: Callable[[str], None] | None = None,
+        max_new_tokens: int | None = None,
     ) -> Answer:
-        """Answer `question`. `on_text` receives the answer as it is produced (streaming)."""
+        """Answer `question`. `on_text` receives the answer as it is produced (streaming); an exception it
+        raises stops generation and propagates (how a server drops the work of a client that went away)."""
         from .errors import ConfigError
 
         if not isinstance(question, str) or not question.strip():
@@ -142,7 +144,9 @@ class RAG:
         lang = language(question)
         timings: dict[str, float] = {}
         if closed_book:
-            return self._generate(question, [], history or [], lang, timings, on_text, closed_book=True)
+            return self._generate(
+                question, [], history or [], lang, timings, on_text, closed_book=True, max_new_tokens=max_new_tokens
+            )
         if self.retriever is None:
             raise ConfigError("this RAG has no index: give one, or ask with closed_book=True")
         started = time.perf_counter()
@@ -161,7 +165,15 @@ class RAG:
             )
         if mode == "extractive":
             return self._extractive(question, hits, lang, timings, on_text, notes)
-        answer = self._generate(question, hits, history or [], lang, timings, on_text if mode == "generative" else None)
+        answer = self._generate(
+            question,
+            hits,
+            history or [],
+            lang,
+            timings,
+            on_text if mode == "generative" else None,
+            max_new_tokens=max_new_tokens,
+        )
         answer.notes = notes + answer.notes
         if mode == "generative":
             return answer
@@ -227,12 +239,15 @@ class RAG:
             **self._model_info(),
         )
 
-    def _generate(self, question, hits, history, lang, timings, on_text, closed_book=False) -> Answer:
+    def _generate(
+        self, question, hits, history, lang, timings, on_text, closed_book=False, max_new_tokens=None
+    ) -> Answer:
         gen = self.generator
-        budget = min(self.config.answer.max_prompt_tokens, gen.context_window - gen.config.max_new_tokens - 32)
+        new_tokens = max_new_tokens or gen.config.max_new_tokens
+        budget = min(self.config.answer.max_prompt_tokens, gen.context_window - new_tokens - 32)
         hits, history = fit_budget(question, hits, history, gen.count_tokens, budget)
         prompt = gen.render(build_messages(question, hits, history, lang))
-        result = gen.generate(prompt, on_text=on_text)
+        result = gen.generate(prompt, max_new_tokens=new_tokens, on_text=on_text)
         timings["generate_s"] = result.seconds
         timings["new_tokens"] = result.new_tokens
         timings["prompt_tokens"] = result.prompt_tokens
