@@ -46,7 +46,23 @@ eval-retrieval: $(STAMP) ## retrieval metrics on SQuAD 2.0 and CMRC 2018 subsets
 	rag eval retrieval --squad ../shared/data/squad2-dev-half/dev-v2.0.json --mode dense,bm25,hybrid
 	rag eval retrieval --cmrc ../shared/data/cmrc2018-dev/cmrc2018_dev.json --mode dense,bm25,hybrid
 
-clean: ## remove built indexes and caches (not the sample corpus)
-	rm -rf indexes/default indexes/*/ .pytest_cache .ruff_cache benchmarks/work .make
+eval: $(STAMP) ## compare closed-book/RAG/fine-tuned/RAFT on the sample suite, SQuAD 2.0 and CMRC 2018 subsets (hours on CPU)
+	rag prepare
+	rag eval eval/suites/sample.yaml --out eval/reports/sample
+	rag eval eval/suites/squad.yaml --out eval/reports/squad
+	rag eval eval/suites/cmrc.yaml --out eval/reports/cmrc
 
-.PHONY: help install index corpus test test-fast lint format bench eval-retrieval clean
+eval-ci: $(STAMP) ## small-budget evaluation that fails below eval/thresholds/*.json (run by .ci/run)
+	rag prepare
+	rag eval eval/suites/sample.yaml --systems rag --answer-mode extractive \
+		--out eval/reports/ci-extractive --check eval/thresholds/ci-extractive.json
+	rag eval eval/suites/sample.yaml --systems closed-book,rag,ft+rag,raft+rag --train-steps 8 --train-minutes 6 \
+		--out eval/reports/ci-generative --check eval/thresholds/ci-generative.json
+
+serve: $(STAMP) ## serve indexes/default over HTTP on 127.0.0.1:8000 (API keys from RAG_API_KEYS)
+	rag serve --index $(INDEX)
+
+clean: ## remove built indexes and caches (not the sample corpus)
+	rm -rf indexes/default indexes/*/ .pytest_cache .ruff_cache benchmarks/work eval/work .make
+
+.PHONY: help install index corpus test test-fast lint format bench eval-retrieval eval eval-ci serve clean

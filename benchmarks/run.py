@@ -6,7 +6,9 @@ Each benchmark reports the project's number, the baseline's number from the same
 - search latency on a warm index of 100k chunks (dense and hybrid, query embedding included);
 - re-index of the sample knowledge base with nothing changed (a cold `rag index` process);
 - `rag --help` cold start;
-- peak memory of a `rag index` process indexing about 10k chunks.
+- peak memory of a `rag index` process indexing about 10k chunks;
+- generation and tuning speed vs raw transformers / PEFT scripts;
+- `rag serve` under load (concurrent searches and chats) vs the same work in process.
 
 Usage: python -m benchmarks.run [--quick] [--only NAME[,NAME]]
 """
@@ -340,6 +342,137 @@ def bench_tuning(quick: bool) -> dict:
     return out
 
 
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, int(round(q * len(ordered) + 0.5)) - 1))]
+
+
+def bench_serve_load(quick: bool) -> dict:
+    """`rag serve` under load: 50 concurrent searches and 8 concurrent generative chats at once, from the
+    official `openai` client and plain HTTP. Baselines from the same run: the same searches and answers in
+    process, one at a time (what the HTTP layer and the queue add)."""
+    import socket
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+    import openai
+
+    from rag.pipeline import RAG
+    from rag.retrieve import Retriever
+
+    work = WORK / "sample"
+    if not (work / "indexes/default/manifest.json").exists():
+        bench_reindex_unchanged(True)
+    questions = [json.loads(x)["question"] for x in (ROOT / "eval/questions.jsonl").read_text().splitlines() if x]
+    searches, chats, max_tokens = (20, 4, 24) if quick else (50, 8, 48)
+    search_qs = (questions * 2)[:searches]
+    chat_qs = [q for q in questions if q.isascii()][:chats]
+
+    # in-process baselines (warm)
+    retriever = Retriever(work / "indexes/default")
+    retriever.search("warm up", k=5)
+    base_search = []
+    for q in search_qs:
+        t = time.perf_counter()
+        retriever.search(q, k=5)
+        base_search.append(time.perf_counter() - t)
+    rag = RAG(work / "indexes/default")
+    rag.ask(chat_qs[0], mode="generative", max_new_tokens=4)  # load the generator
+    base_chat = []
+    for q in chat_qs:
+        t = time.perf_counter()
+        rag.ask(q, mode="generative", max_new_tokens=max_tokens)
+        base_chat.append(time.perf_counter() - t)
+    del rag, retriever
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    key = "bench-key-0123456789abcdef"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rag", "serve", "--port", str(port), "--max-queue", "64"],
+        cwd=work,
+        env={**os.environ, "RAG_API_KEYS": key},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 180
+        while time.time() < deadline:
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.5)
+        headers = {"Authorization": f"Bearer {key}"}
+        api = openai.OpenAI(api_key=key, base_url=f"{url}/v1", max_retries=0, timeout=600)
+        api.chat.completions.create(
+            model="rag",
+            messages=[{"role": "user", "content": chat_qs[0]}],
+            max_tokens=4,
+            extra_body={"mode": "generative"},
+        )  # loads the generator in the server
+        http = httpx.Client(timeout=120)
+        sequential = []
+        for q in search_qs:
+            t = time.perf_counter()
+            http.post(f"{url}/v1/search", headers=headers, json={"query": q, "k": 5}).raise_for_status()
+            sequential.append(time.perf_counter() - t)
+
+        def search(q):
+            t = time.perf_counter()
+            with httpx.Client(timeout=120) as c:
+                ok = c.post(f"{url}/v1/search", headers=headers, json={"query": q, "k": 5}).status_code == 200
+            return "search", ok, time.perf_counter() - t
+
+        def chat(q):
+            t = time.perf_counter()
+            try:
+                reply = api.chat.completions.create(
+                    model="rag",
+                    messages=[{"role": "user", "content": q}],
+                    max_tokens=max_tokens,
+                    extra_body={"mode": "generative"},
+                )
+                ok = bool(reply.choices[0].message.content)
+            except openai.OpenAIError:
+                ok = False
+            return "chat", ok, time.perf_counter() - t
+
+        with ThreadPoolExecutor(max_workers=searches + chats) as pool:
+            started = time.perf_counter()
+            futures = [pool.submit(chat, q) for q in chat_qs] + [pool.submit(search, q) for q in search_qs]
+            results = [f.result() for f in futures]
+            wall = time.perf_counter() - started
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    s_times = [t for kind, ok, t in results if kind == "search"]
+    c_times = [t for kind, ok, t in results if kind == "chat"]
+    errors = sum(1 for _, ok, _ in results if not ok)
+
+    def ms(x):
+        return round(1000 * x, 1)
+
+    return {
+        "searches": searches,
+        "chats": chats,
+        "max_tokens": max_tokens,
+        "errors": errors,
+        "wall_s": round(wall, 2),
+        "search_in_process_p50_ms": ms(statistics.median(base_search)),
+        "search_http_sequential_p50_ms": ms(statistics.median(sequential)),
+        "search_http_overhead_ratio": round(statistics.median(sequential) / statistics.median(base_search), 2),
+        "search_under_load_p50_ms": ms(statistics.median(s_times)),
+        "search_under_load_p99_ms": ms(_pct(s_times, 0.99)),
+        "chat_in_process_mean_s": round(statistics.mean(base_chat), 2),
+        "chat_under_load_p50_s": round(statistics.median(c_times), 2),
+        "chat_under_load_p99_s": round(_pct(c_times, 0.99), 2),
+        "chat_queue_ratio": round(max(c_times) / sum(base_chat), 2),
+    }
+
+
 BENCHES = {
     "index_throughput": bench_index_throughput,
     "search_latency": bench_search_latency,
@@ -348,6 +481,7 @@ BENCHES = {
     "index_memory": bench_index_memory,
     "generation": bench_generation,
     "tuning": bench_tuning,
+    "serve_load": bench_serve_load,
 }
 
 
@@ -451,6 +585,29 @@ def write_report(results: dict) -> None:
                 f"| {name} | {m['trainable_share']:.3%} | {m['adapter_mb']} | {m['s_per_step']} | {m['peak_mb']} |"
             )
         lines.append("")
+    r = results.get("serve_load")
+    if r:
+        lines += [
+            "## Serving under load",
+            "",
+            f"`rag serve` (one uvicorn process, default models) receiving {r['searches']} searches and {r['chats']} "
+            f"generative chats (max_tokens {r['max_tokens']}, official `openai` client) all at once: **{r['errors']} errors**, "
+            f"all done in {r['wall_s']} s.",
+            "",
+            "| | p50 | p99 | baseline (same run) |",
+            "|---|---|---|---|",
+            f"| search under load | {r['search_under_load_p50_ms']} ms | {r['search_under_load_p99_ms']} ms | "
+            f"in process, one at a time: {r['search_in_process_p50_ms']} ms |",
+            f"| search over HTTP, one at a time | {r['search_http_sequential_p50_ms']} ms | | HTTP overhead ratio "
+            f"{r['search_http_overhead_ratio']} |",
+            f"| chat under load | {r['chat_under_load_p50_s']} s | {r['chat_under_load_p99_s']} s | in process, one at a "
+            f"time: {r['chat_in_process_mean_s']} s each |",
+            "",
+            f"Generation is queued (one at a time on a CPU), so the last of {r['chats']} simultaneous chats waits for the "
+            f"others: the slowest took {r['chat_queue_ratio']}x the in-process time of all {r['chats']} answers in a row "
+            "(1.0 would mean the queue adds nothing).",
+            "",
+        ]
     RESULTS_MD.write_text("\n".join(lines), encoding="utf-8")
 
 

@@ -413,3 +413,19 @@ def test_eval_cli_errors_are_one_line(tmp_path):
     assert "Traceback" not in done.stderr
     done = run_cli("eval", "x.yaml", "--systems", "best", cwd=tmp_path)
     assert done.returncode == 1
+
+
+def test_public_data_with_odd_records(tmp_path):
+    from rag.suite import load_suite
+
+    odd = [dict(CMRC[0], qas=[{"query_id": "Q1", "query_text": "几年？", "answers": [1998, " "]}])]
+    (tmp_path / "odd.json").write_text(json.dumps(odd, ensure_ascii=False), encoding="utf-8")
+    (tmp_path / "c.yaml").write_text("name: c\ncmrc: odd.json\n")
+    assert load_suite(tmp_path / "c.yaml").questions[0]["answers"] == ["1998"]  # numbers become text, blanks go
+    broken = [{"context_id": "X", "qas": []}]  # no context_text
+    (tmp_path / "odd.json").write_text(json.dumps(broken))
+    with pytest.raises(ConfigError, match="lacks a field CMRC data has"):
+        load_suite(tmp_path / "c.yaml")
+    (tmp_path / "odd.json").write_bytes(b"\xff\xfe not json")
+    with pytest.raises(ConfigError, match="is not a CMRC JSON file"):
+        load_suite(tmp_path / "c.yaml")

@@ -186,10 +186,14 @@ def test_models_and_adapter_selection(server):
     assert api.models.retrieve("support-v1").id == "support-v1"
 
 
-@pytest.mark.parametrize("name", ["../adapters/support-v1", "support-v1/../../x", "..", "/etc/passwd", "a b", ".hidden"])
+@pytest.mark.parametrize(
+    "name", ["../adapters/support-v1", "support-v1/../../x", "..", "/etc/passwd", "a b", ".hidden"]
+)
 def test_path_like_model_and_index_names_are_rejected(server, name):
     url, _, _ = server
-    r = httpx.post(f"{url}/v1/chat/completions", headers=AUTH, json={"model": name, "messages": [{"role": "user", "content": "q"}]})
+    r = httpx.post(
+        f"{url}/v1/chat/completions", headers=AUTH, json={"model": name, "messages": [{"role": "user", "content": "q"}]}
+    )
     assert r.status_code == 400 and "no paths" in r.json()["error"]["message"]
     r = httpx.post(f"{url}/v1/search", headers=AUTH, json={"query": "reset", "index": name})
     assert r.status_code == 400 and r.json()["error"]["param"] == "index"
@@ -211,7 +215,9 @@ def test_search_and_other_indexes(server):
 def test_feedback_is_appended_to_the_log(server, tmp_path):
     url, _, _ = server
     reply = client(url).chat.completions.create(model="rag", messages=[{"role": "user", "content": "reset?"}])
-    r = httpx.post(f"{url}/v1/feedback", headers=AUTH, json={"answer_id": reply.id, "rating": -1, "comment": "wrong time"})
+    r = httpx.post(
+        f"{url}/v1/feedback", headers=AUTH, json={"answer_id": reply.id, "rating": -1, "comment": "wrong time"}
+    )
     assert r.status_code == 200 and r.json()["recorded"] is True
     r = httpx.post(f"{url}/v1/feedback", headers=AUTH, json={"answer_id": "chatcmpl-unknown", "rating": 1})
     assert r.status_code == 200
@@ -272,14 +278,18 @@ def test_oversized_bodies_get_413(server):
         for _ in range(30):
             yield b"x" * 1000
 
-    r = httpx.post(f"{url}/v1/chat/completions", headers={**AUTH, "content-type": "application/json"}, content=chunked())
+    r = httpx.post(
+        f"{url}/v1/chat/completions", headers={**AUTH, "content-type": "application/json"}, content=chunked()
+    )
     assert r.status_code == 413
 
 
 def test_logs_hold_no_keys_questions_or_prompts(server, caplog):
     url, _, _ = server
     with caplog.at_level("INFO", logger="rag.serve"):
-        client(url).chat.completions.create(model="rag", messages=[{"role": "user", "content": "my card 4111-1111 reset?"}])
+        client(url).chat.completions.create(
+            model="rag", messages=[{"role": "user", "content": "my card 4111-1111 reset?"}]
+        )
     text = caplog.text
     assert "answer chatcmpl-" in text and "question_chars=" in text
     assert "4111" not in text and KEY not in text and "<system>" not in text
@@ -420,11 +430,15 @@ def test_rag_serve_with_the_real_models(sample_index):
         api = client(url)
         reply = api.chat.completions.create(
             model="rag",
-            messages=[{"role": "user", "content": "How long do I hold the RESET button to factory reset the HomeHub R7?"}],
+            messages=[
+                {"role": "user", "content": "How long do I hold the RESET button to factory reset the HomeHub R7?"}
+            ],
         )
         assert "12 seconds" in reply.choices[0].message.content
         assert reply.model_extra["rag"]["sources"][0]["source"].endswith("homehub-r7-manual.md")
-        refusal = api.chat.completions.create(model="rag", messages=[{"role": "user", "content": "Who is the CEO of Nimbus?"}])
+        refusal = api.chat.completions.create(
+            model="rag", messages=[{"role": "user", "content": "Who is the CEO of Nimbus?"}]
+        )
         assert refusal.model_extra["rag"]["refused"] is True
         stream = api.chat.completions.create(
             model="rag",
