@@ -188,7 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
         "Retrieval metrics alone on BEIR/SQuAD/CMRC data: `rag eval retrieval --help`.",
     )
     p.add_argument("suite", metavar="SUITE", help="suite file (YAML or JSON), e.g. eval/suites/sample.yaml")
-    p.add_argument("--systems", help="comma-separated: closed-book, rag, ft, ft+rag, raft+rag (default: the suite's)")
+    p.add_argument(
+        "--systems", help="comma-separated: closed-book, rag, ft, ft+rag, raft+rag, extractive (default: the suite's)"
+    )
     p.add_argument("--out", metavar="DIR", help="report folder (default eval/reports/<suite>-<time>)")
     p.add_argument("--limit", type=int, metavar="N", help="only the first N test questions")
     p.add_argument("--data", metavar="PATH", help="where the suite's SQuAD/CMRC/BEIR data is (overrides its path)")

@@ -11,6 +11,9 @@ Systems:
 - closed-book: the base model alone.             - rag: the base model over retrieved passages.
 - ft: an adapter trained on the knowledge base's documents and/or the training questions, closed book.
 - ft+rag: that adapter over retrieved passages.  - raft+rag: a RAFT adapter (Zhang et al. 2024) over passages.
+- extractive: rag's default answer mode, no language model: the best passage sentence, cited (a reference
+  point for what the generator adds or loses).
+RAG systems answer in the suite's `answer_mode` (generative by default), with the same refusal rule.
 """
 
 from __future__ import annotations
@@ -29,8 +32,8 @@ from .errors import ConfigError
 from .metrics import contains_gold, exact_match, mrr_at_k, ndcg_at_k, recall_at_k, rouge_l, token_f1
 from .suite import Suite, parse_systems
 
-ADAPTER_OF = {"closed-book": None, "rag": None, "ft": "ft", "ft+rag": "ft", "raft+rag": "raft"}
-RETRIEVES = {"closed-book": False, "rag": True, "ft": False, "ft+rag": True, "raft+rag": True}
+ADAPTER_OF = {"closed-book": None, "rag": None, "ft": "ft", "ft+rag": "ft", "raft+rag": "raft", "extractive": None}
+RETRIEVES = {"closed-book": False, "rag": True, "ft": False, "ft+rag": True, "raft+rag": True, "extractive": True}
 
 
 @dataclass
@@ -305,7 +308,7 @@ def _answer_all(system, adapter, questions, suite, config, kb, retriever, genera
             top = retrieved[q["id"]]
         started = time.perf_counter()
         if RETRIEVES[system]:
-            answer = rag.ask(q["question"], mode=suite.answer_mode)
+            answer = rag.ask(q["question"], mode="extractive" if system == "extractive" else suite.answer_mode)
         else:
             answer = rag.ask(q["question"], closed_book=True)
         latency = time.perf_counter() - started

@@ -30,7 +30,7 @@ from .config import Config
 from .errors import ConfigError
 from .prompt import language
 
-SYSTEMS = ("closed-book", "rag", "ft", "ft+rag", "raft+rag")
+SYSTEMS = ("closed-book", "rag", "ft", "ft+rag", "raft+rag", "extractive")
 ANSWER_MODES = ("generative", "auto", "extractive")
 FT_DATA = ("both", "documents", "questions")
 _KEYS = {
@@ -100,7 +100,7 @@ class Suite:
     questions: list[dict]
     corpus: Path | None = None  # a folder of files (sources are paths relative to it)
     documents: list[dict] | None = None  # or documents {"id", "title", "text"} (sources are their ids)
-    systems: list[str] = field(default_factory=lambda: list(SYSTEMS))
+    systems: list[str] = field(default_factory=lambda: list(SYSTEMS[:5]))
     answer_mode: str = "generative"
     train: TrainBudget = field(default_factory=TrainBudget)
     adapters: dict[str, str | None] = field(default_factory=dict)
