@@ -173,7 +173,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--mode", choices=["extractive", "generative", "auto"], help="how answers are made (default: extractive)"
     )
     p.add_argument("--model", help="generator: a causal LM id or folder (default: SmolLM2-135M-Instruct, bundled)")
-    p.add_argument("--generation-slots", type=int, default=1, help="concurrent generations (default 1)")
+    p.add_argument(
+        "--workers", type=int, default=1, help="worker processes on the same port, sharing the index (default 1)"
+    )
+    p.add_argument("--generation-slots", type=int, default=1, help="concurrent generations per worker (default 1)")
     p.add_argument("--max-queue", type=int, default=32, help="answers waiting for a slot before 503 (default 32)")
     p.add_argument("--max-body-bytes", type=int, default=1_000_000, help="largest request body (default 1 MB)")
     p.add_argument("--feedback-log", default="feedback.jsonl", help="where POST /v1/feedback appends (JSONL)")
@@ -592,12 +595,20 @@ def cmd_serve(args) -> int:
     from . import store
 
     store.require_manifest(Path(serve.index))  # a clear error now rather than on the first request
-    service = Service(serve, config)
-    print(f"rag serve: loading {serve.index} ...", file=sys.stderr, flush=True)
-    service.warm_up()
+    if args.workers < 1:
+        from .errors import ConfigError
+
+        raise ConfigError(f"--workers must be at least 1, got {args.workers}")
+    service = Service(serve, config, mmap=args.workers > 1)
+    if args.workers == 1:
+        print(f"rag serve: loading {serve.index} ...", file=sys.stderr, flush=True)
+        service.warm_up()
     keys = "no auth (loopback only)" if serve.no_auth else f"{len(serve.api_keys)} API key(s)"
-    print(f"rag serve: http://{serve.host}:{serve.port}/v1 ({keys}); Ctrl-C stops", file=sys.stderr, flush=True)
-    run(service)
+    workers = f", {args.workers} workers" if args.workers > 1 else ""
+    print(
+        f"rag serve: http://{serve.host}:{serve.port}/v1 ({keys}{workers}); Ctrl-C stops", file=sys.stderr, flush=True
+    )
+    run(service, workers=args.workers)
     return 0
 
 

@@ -65,14 +65,21 @@ class EmbedConfig:
 class IndexConfig:
     """How vectors are stored and searched."""
 
-    factory: str = "Flat"  # exact search; e.g. "IVF1024,PQ32" or "HNSW32" for large corpora
+    factory: str = "Flat"  # exact search; e.g. "IVF1024,PQ48" or "HNSW32" for millions of chunks
     nprobe: int = 16  # inverted lists visited per query by IVF indexes (recall vs speed)
+    refine: int = 0  # compressed indexes: re-score this many candidates exactly from the stored vectors
+    shard_size: int = 0  # > 0: add vectors in shards of this size and merge them (bounded memory per step)
+    device: str | None = None  # None: a GPU when the faiss GPU build sees one, else the CPU; "cpu" forces it
 
     def __post_init__(self) -> None:
         if not self.factory or not isinstance(self.factory, str):
             raise ConfigError(f"index `factory` must be a FAISS index_factory string, got {self.factory!r}")
         if not isinstance(self.nprobe, int) or self.nprobe < 1:
             raise ConfigError(f"index `nprobe` must be a positive integer, got nprobe={self.nprobe!r}")
+        for name in ("refine", "shard_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 0:
+                raise ConfigError(f"index `{name}` must be a whole number >= 0, got {name}={value!r}")
 
 
 @dataclass

@@ -249,13 +249,20 @@ def _write(folder, config, embedder, chunker_settings, chunks, vectors, files) -
     try:
         store.write_chunks(writer.path / store.CHUNKS, chunks)
         store.save_vectors(writer.path, vectors)
-        dense = VectorIndex.build(vectors, config.index.factory, config.index.nprobe, dim=embedder.dim)
+        dense = VectorIndex.build(
+            vectors, config.index.factory, config.index.nprobe, dim=embedder.dim, shard_size=config.index.shard_size
+        )
         dense.save(writer.path / store.DENSE)
         KeywordIndex.build([c.indexed_text for c in chunks]).save(writer.path / store.KEYWORDS)
         manifest = store.Manifest(
             embedder=embedder.describe(),
             chunker=chunker_settings,
-            index={"factory": config.index.factory, "nprobe": config.index.nprobe},
+            index={
+                "factory": config.index.factory,
+                "nprobe": config.index.nprobe,
+                "refine": config.index.refine,
+                "device": config.index.device,
+            },
             files=dict(sorted(files.items())),
             chunks=len(chunks),
         )

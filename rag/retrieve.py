@@ -76,6 +76,7 @@ class Retriever:
             )
         self._chunks = list(chunks)
         self.vectors = vectors
+        self._refine = 0
         self.dense = VectorIndex.build(vectors, dim=embedder.dim)
         self.keywords = KeywordIndex.build(texts if "bm25" in modes else [])
         self._loaded = True
@@ -100,7 +101,8 @@ class Retriever:
                 self.manifest.index.get("factory", "Flat"),
                 self.manifest.index.get("nprobe", 16),
                 mmap=self._mmap,
-            )
+            ).to_device(self.manifest.index.get("device"))
+            self._refine = int(self.manifest.index.get("refine", 0) or 0)
             self.keywords = KeywordIndex.load(gen / store.KEYWORDS, mmap=self._mmap)
             if not (len(self._chunks) == len(self.dense) == len(self.keywords) == len(self.vectors)):
                 raise store.IndexFormatError(
@@ -159,7 +161,9 @@ class Retriever:
             qvec = qvecs[i] if qvecs is not None else None
             dense: dict[int, float] = {}
             if qvec is not None:
-                scores, ids = self.dense.search(qvec[None, :], k if mode == "dense" else pool)
+                scores, ids = self.dense.search(
+                    qvec[None, :], k if mode == "dense" else pool, exact=self.vectors, refine=self._refine
+                )
                 dense = {int(row): float(s) for row, s in zip(ids[0], scores[0]) if row >= 0}
             bm25: dict[int, float] = {}
             if mode in ("bm25", "hybrid"):

@@ -130,8 +130,16 @@ class Cancelled(Exception):
 class Service:
     """What the endpoints share: indexes, generators per adapter, the generation queue, recent answers."""
 
-    def __init__(self, serve: ServeConfig, config: Config | None = None, embedder=None, generator_factory=None):
+    def __init__(
+        self,
+        serve: ServeConfig,
+        config: Config | None = None,
+        embedder=None,
+        generator_factory=None,
+        mmap: bool = False,
+    ):
         self.serve = serve
+        self.mmap = mmap  # open indexes memory-mapped (several worker processes then share the pages)
         self.config = config or Config()
         self._embedder = embedder  # tests pass a HashEmbedder
         self._generator_factory = generator_factory  # tests pass fakes: adapter folder (or None) -> generator
@@ -205,7 +213,11 @@ class Service:
             if key not in self._retrievers:
                 try:
                     self._retrievers[key] = Retriever(
-                        folder, self.config.retrieve, embedder=self._embedder, embed_config=self.config.embed
+                        folder,
+                        self.config.retrieve,
+                        embedder=self._embedder,
+                        embed_config=self.config.embed,
+                        mmap=self.mmap,
                     )
                 except ConfigError as exc:
                     raise APIError(503, f"the index is not available: {exc}", "index_unavailable") from exc
@@ -361,6 +373,7 @@ def create_app(service: Service):
     async def health():
         return {
             "status": "ok",
+            "pid": os.getpid(),
             "index": serve.index,
             "models_loaded": [a or DEFAULT_MODEL for a in service._generators],
             "waiting": service.waiting,
@@ -688,14 +701,49 @@ def _version() -> str:
     return __version__
 
 
-def run(service: Service) -> None:
-    """Serve until interrupted (uvicorn, one process)."""
-    import uvicorn
+SETTINGS_ENV = "RAG_SERVE_SETTINGS"  # how `--workers N` hands the settings to each worker process
 
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(levelname)s:     rag: %(message)s"))
-    log.addHandler(handler)
+
+def _setup_logging() -> None:
+    if not log.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter(f"%(levelname)s:     rag[{os.getpid()}]: %(message)s"))
+        log.addHandler(handler)
     log.setLevel(logging.INFO)
     log.propagate = False
-    app = create_app(service)
-    uvicorn.run(app, host=service.serve.host, port=service.serve.port, log_level="info", access_log=True)
+
+
+def run(service: Service, workers: int = 1) -> None:
+    """Serve until interrupted: one process, or `workers` uvicorn worker processes on the same port that each
+    load the models and open the index memory-mapped (the operating system shares its pages between them)."""
+    import uvicorn
+
+    _setup_logging()
+    if workers <= 1:
+        app = create_app(service)
+        uvicorn.run(app, host=service.serve.host, port=service.serve.port, log_level="info", access_log=True)
+        return
+    from dataclasses import asdict
+
+    settings = {"serve": asdict(service.serve), "config": asdict(service.config)}
+    settings["serve"]["api_keys"] = []  # keys travel in their own variable, not in a settings blob
+    os.environ[SETTINGS_ENV] = json.dumps(settings)
+    os.environ["RAG_SERVE_KEYS"] = ",".join(service.serve.api_keys)
+    uvicorn.run(
+        "rag.serve:app_from_env",
+        factory=True,
+        host=service.serve.host,
+        port=service.serve.port,
+        workers=workers,
+        log_level="info",
+    )
+
+
+def app_from_env():
+    """The app of one worker process, from the settings `run(workers=N)` put in the environment."""
+    _setup_logging()
+    settings = json.loads(os.environ[SETTINGS_ENV])
+    serve = ServeConfig(**{**settings["serve"], "api_keys": read_api_keys(os.environ.get("RAG_SERVE_KEYS"))})
+    service = Service(serve, Config.from_dict(settings["config"], SETTINGS_ENV), mmap=True)
+    service.warm_up()
+    return create_app(service)

@@ -454,3 +454,70 @@ def test_rag_serve_with_the_real_models(sample_index):
         proc.terminate()
         output = proc.communicate(timeout=30)[0]
     assert KEY not in output and "How long is the warranty" not in output
+
+
+def _start(args: list[str], cwd, port: int):
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "RAG_API_KEYS": KEY}
+    return subprocess.Popen(
+        [sys.executable, "-m", "rag", "serve", "--port", str(port), *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def _wait_healthy(url: str, seconds: float = 180) -> dict:
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            r = httpx.get(f"{url}/health", timeout=2)
+            if r.status_code == 200:
+                return r.json()
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"{url} never became healthy")
+
+
+@pytest.mark.slow
+def test_two_workers_share_one_index(sample_index):
+    """Scaling out: two `rag serve` processes over the same read-only index answer alike, and one
+    `rag serve --workers 2` starts two worker processes on one port."""
+    work, _ = sample_index
+    ports = [_free_port(), _free_port()]
+    procs = [_start([], work, ports[0]), _start(["--indexes-dir", "indexes"], work, ports[1])]
+    try:
+        question = [{"role": "user", "content": "How long do I hold the RESET button to factory reset the HomeHub R7?"}]
+        answers, pids = [], set()
+        for port in ports:
+            url = f"http://127.0.0.1:{port}"
+            pids.add(_wait_healthy(url)["pid"])
+            reply = client(url).chat.completions.create(model="rag", messages=question)
+            answers.append((reply.choices[0].message.content, reply.model_extra["rag"]["sources"][0]["chunk_id"]))
+        assert len(pids) == 2 and answers[0] == answers[1] and "12 seconds" in answers[0][0]
+    finally:
+        for p in procs:
+            p.terminate()
+            p.wait(30)
+    port = _free_port()
+    proc = _start(["--workers", "2"], work, port)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        _wait_healthy(url)
+        seen = set()
+        deadline = time.time() + 120
+        while len(seen) < 2 and time.time() < deadline:  # the kernel spreads new connections over the workers
+            with httpx.Client() as c:
+                r = c.post(f"{url}/v1/search", headers=AUTH, json={"query": "reset router", "k": 1})
+                assert r.status_code == 200
+                seen.add(c.get(f"{url}/health").json()["pid"])
+        assert len(seen) == 2
+    finally:
+        proc.terminate()
+        output = proc.communicate(timeout=30)[0]
+    assert KEY not in output
