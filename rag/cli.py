@@ -71,6 +71,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chunk-overlap", type=int, metavar="TOKENS", help="overlap between chunks (default 32)")
     p.add_argument("--factory", help="FAISS index_factory string (default Flat = exact), e.g. IVF1024,PQ32")
     p.add_argument("--nprobe", type=int, help="IVF lists visited per query (default 16)")
+    p.add_argument("--refine", type=int, help="compressed indexes: re-score this many candidates exactly (e.g. 100)")
+    p.add_argument("--shard-size", type=int, help="build the vector index in shards of this many rows, merged")
+    p.add_argument(
+        "--engine",
+        choices=["local", "ray"],
+        default="local",
+        help="local (default) or ray: read, chunk and embed on a Ray cluster (pip install 'rag[ray]')",
+    )
+    p.add_argument("--address", help="Ray cluster address for --engine ray (default: $RAY_ADDRESS, else local Ray)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     _add_embed_args(p)
 
@@ -323,6 +332,10 @@ def _config(args):
         config.index.factory = args.factory
     if getattr(args, "nprobe", None) is not None:
         config.index.nprobe = args.nprobe
+    if getattr(args, "refine", None) is not None:
+        config.index.refine = args.refine
+    if getattr(args, "shard_size", None) is not None:
+        config.index.shard_size = args.shard_size
     config.index.__post_init__()
     return config, explicit
 
@@ -333,7 +346,16 @@ def cmd_index(args) -> int:
     config, explicit = _config(args)
     folder = index_path(args.index)
     progress = False if args.no_progress or args.json else None
-    summary = build_index(args.paths, folder, config, rebuild=args.rebuild, progress=progress, explicit=explicit)
+    summary = build_index(
+        args.paths,
+        folder,
+        config,
+        rebuild=args.rebuild,
+        progress=progress,
+        explicit=explicit,
+        engine=args.engine,
+        address=args.address,
+    )
     if args.json:
         print(json.dumps(summary.to_dict(), ensure_ascii=False))
     else:

@@ -79,6 +79,8 @@ def build_index(
     rebuild: bool = False,
     progress: bool | None = None,
     explicit: Iterable[str] = (),
+    engine: str = "local",
+    address: str | None = None,
 ) -> IndexSummary:
     """Index the files under `paths` into `index_dir`, embedding only what changed.
 
@@ -87,7 +89,15 @@ def build_index(
     settings re-chunk every file. `embedder` overrides the one `config` names (tests pass a HashEmbedder).
     Raises `NothingIndexedError` when no file can be indexed (the previous index stays as it was),
     `LoadError` for a path that does not exist, `IndexLockedError` when another process is writing.
+    `engine="ray"` reads, chunks and embeds on a Ray cluster (`address`, else a local Ray instance; see
+    `rag.distributed`); the index written is the same.
     """
+    if engine not in ("local", "ray"):
+        raise ConfigError(f"`engine` must be local or ray, got {engine!r}")
+    if engine == "ray":
+        from .distributed import require_ray
+
+        require_ray()  # fail before any work when Ray is missing
     started = time.perf_counter()
     config = config or Config()
     explicit = set(explicit) | ({"embed"} if embedder is not None else set())
@@ -144,7 +154,15 @@ def build_index(
         if embedder is None:
             embedder = load_embedder(config.embed)
         chunker = Chunker(config.chunk, embedder.count_tokens, embedder.max_tokens)
-        new_chunks = _load_and_chunk(changed, chunker, entries, old_files, summary, progress)
+        if engine == "ray":
+            from . import distributed
+
+            outcomes = distributed.load_and_chunk(changed, config.chunk, _embed_config(embedder, config), address)
+        else:
+            outcomes = (
+                _chunk_file(sf, chunker) for sf in _progress(changed, progress and len(changed) > 20, "reading")
+            )
+        new_chunks = _collect(changed, outcomes, entries, old_files, summary)
 
         final_files = {**kept_elsewhere, **entries}
         if not final_files:
@@ -161,7 +179,11 @@ def build_index(
             old_vectors = np.asarray(store.load_vectors(gen)[rows], dtype=np.float32)
 
         fresh = [c for source in sorted(new_chunks) for c in new_chunks[source]]
-        fresh_vectors = embedder.embed_documents([c.indexed_text for c in fresh], progress=progress and len(fresh) > 64)
+        texts = [c.indexed_text for c in fresh]
+        if engine == "ray":
+            fresh_vectors = distributed.embed(texts, _embed_config(embedder, config), embedder.dim, address)
+        else:
+            fresh_vectors = embedder.embed_documents(texts, progress=progress and len(fresh) > 64)
         summary.embedded = len(fresh)
 
         chunks = old_chunks + fresh
@@ -219,26 +241,44 @@ def _classify(files: list[SourceFile], old_files: dict, summary: IndexSummary) -
     return changed, entries
 
 
-def _load_and_chunk(changed, chunker, entries, old_files, summary, progress) -> dict[str, list[Chunk]]:
+def _chunk_file(sf: SourceFile, chunker: Chunker) -> list[Chunk] | Exception:
+    try:
+        return chunker.split(load_file(sf.path, sf.source))
+    except Exception as exc:  # LoadError, or a parser bug on one hostile file: never abort the run
+        if not isinstance(exc, LoadError):
+            log.debug("unexpected error reading %s", sf.source, exc_info=True)
+        return exc
+
+
+def _collect(changed, outcomes, entries, old_files, summary) -> dict[str, list[Chunk]]:
+    """Chunks per source from each file's outcome (its chunks or the exception that stopped it)."""
     new_chunks: dict[str, list[Chunk]] = {}
-    for sf in _progress(changed, progress and len(changed) > 20, "reading"):
-        try:
-            chunks = chunker.split(load_file(sf.path, sf.source))
-            if not chunks:
-                raise LoadError("no text found in the file")
-        except Exception as exc:  # LoadError, or a parser bug on one hostile file: never abort the run
-            reason = str(exc) if isinstance(exc, LoadError) else f"cannot be read ({type(exc).__name__}: {exc})"
-            if not isinstance(exc, LoadError):
-                log.debug("unexpected error reading %s", sf.source, exc_info=True)
+    for sf, outcome in zip(changed, outcomes):
+        if isinstance(outcome, list) and not outcome:
+            outcome = LoadError("no text found in the file")
+        if isinstance(outcome, Exception):
+            reason = str(outcome) if isinstance(outcome, LoadError) else _unexpected(outcome)
             summary.skipped.append(Skipped(sf.source, reason))
             entries.pop(sf.source, None)
             if sf.source in old_files:
                 summary.removed.append(sf.source)
             continue
-        new_chunks[sf.source] = chunks
-        entries[sf.source]["chunks"] = len(chunks)
+        new_chunks[sf.source] = outcome
+        entries[sf.source]["chunks"] = len(outcome)
         summary.indexed.append(sf.source)
     return new_chunks
+
+
+def _unexpected(exc: Exception) -> str:
+    text = str(exc)
+    return text if text.startswith("cannot be read") else f"cannot be read ({type(exc).__name__}: {exc})"
+
+
+def _embed_config(embedder: Embedder, config: Config):
+    """The settings that rebuild `embedder` in another process (Ray workers)."""
+    from .config import EmbedConfig
+
+    return getattr(embedder, "config", None) or EmbedConfig(model=embedder.id)
 
 
 def _write(folder, config, embedder, chunker_settings, chunks, vectors, files) -> None:
