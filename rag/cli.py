@@ -129,12 +129,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base", help="base model id or folder (default: the default generator)")
     p.add_argument("--max-steps", type=int, default=-1, help="training steps (default: --epochs epochs)")
     p.add_argument("--epochs", type=float, default=3.0, help="epochs when --max-steps is not given (default 3)")
+    p.add_argument("--max-minutes", type=float, help="stop and save after this many minutes of training")
     p.add_argument("--lr", type=float, help="learning rate (default: the method's)")
     p.add_argument("--batch-size", type=int, default=4, help="examples per step (default 4)")
     p.add_argument(
         "--max-length", type=int, default=768, help="tokens per example; longer supervised ones are dropped and counted"
     )
     p.add_argument("--rank", type=int, default=8, help="LoRA rank (bottleneck size is 8x)")
+    p.add_argument("--dropout", type=float, default=0.05, help="LoRA dropout (default 0.05)")
     p.add_argument("--init-adapter", metavar="DIR", help="continue from an earlier adapter (sequential fine-tuning)")
     p.add_argument(
         "--raft", action="store_true", help="build retrieval-augmented examples from question/answer DATA and --index"
@@ -521,9 +523,11 @@ def cmd_tune(args) -> int:
         batch_size=args.batch_size,
         max_length=args.max_length,
         rank=args.rank,
+        dropout=args.dropout,
         init_adapter=args.init_adapter,
         resume=args.resume,
         seed=args.seed,
+        max_minutes=args.max_minutes,
     )
     data = args.data
     if args.raft:
@@ -538,6 +542,8 @@ def cmd_tune(args) -> int:
             records += qa_from_chunks(retriever.chunks)
         data = raft_examples(records, retriever, without_gold=args.raft_no_gold, seed=args.seed)
     result = tune(data, args.out, options)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0  # under `accelerate launch`, rank 0 reports
     if args.json:
         print(json.dumps(result.to_dict(), ensure_ascii=False))
     else:

@@ -44,6 +44,7 @@ class TuneOptions:
     eval_share: float = 0.1  # validation split (when there are at least 10 examples)
     seed: int = 0
     rank: int = 8  # LoRA/AdaLoRA rank, bottleneck size is 8x this
+    dropout: float = 0.05  # LoRA/AdaLoRA dropout (0 makes runs bit-for-bit repeatable across process counts)
     virtual_tokens: int = 16  # prefix / prompt / ptuning
     init_adapter: str | None = None  # continue from an earlier adapter (sequential fine-tuning)
     save_steps: int = 50
@@ -142,7 +143,11 @@ def peft_config(method: str, options: TuneOptions, total_steps: int):
     task = peft.TaskType.CAUSAL_LM
     if method in ("lora", "qlora"):
         return peft.LoraConfig(
-            task_type=task, r=options.rank, lora_alpha=2 * options.rank, lora_dropout=0.05, target_modules="all-linear"
+            task_type=task,
+            r=options.rank,
+            lora_alpha=2 * options.rank,
+            lora_dropout=options.dropout,
+            target_modules="all-linear",
         )
     if method == "adalora":
         return peft.AdaLoraConfig(
@@ -250,7 +255,8 @@ def tune(
     total = sum(p.numel() for p in model.parameters())
 
     partial = out.with_name(out.name + ".partial")
-    if partial.exists() and not options.resume:
+    main = _is_main_process()  # under `accelerate launch`, only rank 0 touches the output folders
+    if main and partial.exists() and not options.resume:
         shutil.rmtree(partial)
     cuda = torch.cuda.is_available()
     args = TrainingArguments(
@@ -306,10 +312,16 @@ def tune(
     )
     stage = {"method": options.method, "out": str(out), "data_hash": data_info["hash"], "base": options.base}
     result.lineage = lineage + [stage]
-    _save(model, tokenizer, out, options, result, data_info, trainer.state.log_history)
-    shutil.rmtree(partial, ignore_errors=True)
+    if main:
+        _save(model, tokenizer, out, options, result, data_info, trainer.state.log_history)
+        shutil.rmtree(partial, ignore_errors=True)
     result.model = model.eval()
     return result
+
+
+def _is_main_process() -> bool:
+    """True in a single-process run and on rank 0 of a distributed one (`accelerate launch`, torchrun)."""
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def _time_limit(seconds: float):
