@@ -188,7 +188,6 @@ def _adapter(kind: str, suite: Suite, config, kb, retriever, work: Path, train, 
         meta = _read_meta(folder)
         return folder, {"source": "given", "folder": folder, **_cost(meta)}
     from .tune import TuneOptions
-    from .tunedata import data_hash
 
     budget = suite.train
     examples = training_examples(kind, suite, config, kb, retriever)
@@ -208,7 +207,7 @@ def _adapter(kind: str, suite: Suite, config, kb, retriever, work: Path, train, 
         seed=budget.seed,
         save_steps=max(budget.steps, 50),
     )
-    key = data_hash([{"kind": kind, "options": asdict(options)}] + [asdict(e) for e in examples])
+    key = adapter_key(kind, options, examples)
     folder = work / "adapters" / f"{kind}-{key[:12]}"
     if (folder / "rag_tune.json").is_file():
         log(f"{kind} adapter: reusing {folder} (same data and settings)")
@@ -224,6 +223,17 @@ def _adapter(kind: str, suite: Suite, config, kb, retriever, work: Path, train, 
 
     result = train(examples, folder, options)
     return str(folder), {"source": "trained", "folder": str(folder), **_cost({"metrics": result})}
+
+
+def adapter_key(kind: str, options, examples) -> str:
+    """What a cached adapter is known by: its kind, the settings that differ from the defaults (so that a new
+    setting with a default does not invalidate earlier adapters) and its examples."""
+    from .tune import TuneOptions
+    from .tunedata import data_hash
+
+    defaults = asdict(TuneOptions())
+    changed = {k: v for k, v in asdict(options).items() if defaults.get(k) != v}
+    return data_hash([{"kind": kind, "options": changed}] + [asdict(e) for e in examples])
 
 
 def training_examples(kind: str, suite: Suite, config, kb, retriever) -> list:
