@@ -473,6 +473,43 @@ def bench_serve_load(quick: bool) -> dict:
     }
 
 
+def bench_ray_ingest(quick: bool) -> dict:
+    """`rag index --engine ray` on a local Ray instance (this machine's CPUs) vs the local engine, same files,
+    same run, both from a cold process (model loading included: a Ray job loads the model in every actor)."""
+    paras = _paragraphs()[: 100 if quick else 400]
+    kb = WORK / "ray_kb"
+    shutil.rmtree(kb, ignore_errors=True)
+    kb.mkdir(parents=True)
+    for i, (title, text) in enumerate(paras):
+        (kb / f"{i:04d}.md").write_text(f"# {title.replace('_', ' ')}\n\n{text}\n", encoding="utf-8")
+    times, chunks = {}, {}
+    for engine in ("local", "ray"):
+        index = WORK / f"ray_index_{engine}"
+        shutil.rmtree(index, ignore_errors=True)
+        elapsed, proc = _cli("index", str(kb), "--index", str(index), "--engine", engine, "--json")
+        times[engine] = elapsed
+        chunks[engine] = json.loads(proc.stdout.strip().splitlines()[-1])["chunks"]
+    from rag import store
+
+    same = []
+    for engine in ("local", "ray"):
+        index = WORK / f"ray_index_{engine}"
+        gen = store.generation_path(index, store.read_manifest(index))
+        same.append(((gen / store.CHUNKS).read_text(encoding="utf-8"), np.load(gen / store.VECTORS)))
+    return {
+        "files": len(paras),
+        "chunks": chunks["local"],
+        "local_s": round(times["local"], 1),
+        "ray_s": round(times["ray"], 1),
+        "local_chunks_per_s": round(chunks["local"] / times["local"], 1),
+        "ray_chunks_per_s": round(chunks["ray"] / times["ray"], 1),
+        "ratio": round(times["local"] / times["ray"], 3),
+        "same_chunks": same[0][0] == same[1][0],
+        "max_vector_diff": float(np.abs(same[0][1] - same[1][1]).max()),
+        "cpus": os.cpu_count(),
+    }
+
+
 BENCHES = {
     "index_throughput": bench_index_throughput,
     "search_latency": bench_search_latency,
@@ -482,6 +519,7 @@ BENCHES = {
     "generation": bench_generation,
     "tuning": bench_tuning,
     "serve_load": bench_serve_load,
+    "ray_ingest": bench_ray_ingest,
     "large_index": lambda quick: __import__("benchmarks.large_index", fromlist=["run"]).run(
         100_000 if quick else 1_000_000, "IVF1024,PQ48"
     ),
@@ -609,6 +647,17 @@ def write_report(results: dict) -> None:
         ]
         lines += [f"| {x['nprobe']} | {x['refine']} | {x['recall@10']} | {x['p50_ms']} |" for x in f["sweep"]]
         lines.append("")
+    r = results.get("ray_ingest")
+    if r:
+        lines += [
+            "## Ingestion on Ray (local instance)",
+            "",
+            f"{r['files']} SQuAD paragraphs ({r['chunks']} chunks), cold `rag index` processes on {r['cpus']} CPUs: local engine "
+            f"{r['local_s']} s ({r['local_chunks_per_s']} chunks/s), `--engine ray` {r['ray_s']} s ({r['ray_chunks_per_s']} chunks/s): "
+            f"**ratio {r['ratio']}** (Ray's start-up and one model per actor cost more than they gain on one small machine; "
+            f"the point is a cluster). Same chunks: {r['same_chunks']}; largest vector difference {r['max_vector_diff']:.1e}.",
+            "",
+        ]
     r = results.get("serve_load")
     if r:
         lines += [

@@ -429,3 +429,15 @@ def test_public_data_with_odd_records(tmp_path):
     (tmp_path / "odd.json").write_bytes(b"\xff\xfe not json")
     with pytest.raises(ConfigError, match="is not a CMRC JSON file"):
         load_suite(tmp_path / "c.yaml")
+
+
+def test_adapter_cache_key_ignores_settings_left_at_their_defaults():
+    from rag.harness import adapter_key
+    from rag.tune import TuneOptions
+    from rag.tunedata import Example
+
+    examples = [Example(text="Hold RESET for 12 seconds.")]
+    assert adapter_key("ft", TuneOptions(), examples) == adapter_key("ft", TuneOptions(dropout=0.05), examples)
+    assert adapter_key("ft", TuneOptions(), examples) != adapter_key("ft", TuneOptions(lr=1e-3), examples)
+    assert adapter_key("ft", TuneOptions(), examples) != adapter_key("raft", TuneOptions(), examples)
+    assert adapter_key("ft", TuneOptions(), examples) != adapter_key("ft", TuneOptions(), examples * 2)
