@@ -54,7 +54,7 @@ eval: $(STAMP) ## compare closed-book/RAG/fine-tuned/RAFT on the sample suite, S
 
 eval-ci: $(STAMP) ## small-budget evaluation that fails below eval/thresholds/*.json (run by .ci/run)
 	rag prepare
-	rag eval eval/suites/sample.yaml --systems rag --answer-mode extractive \
+	rag eval eval/suites/sample.yaml --systems extractive \
 		--out eval/reports/ci-extractive --check eval/thresholds/ci-extractive.json
 	rag eval eval/suites/sample.yaml --systems closed-book,rag,ft+rag,raft+rag --train-steps 8 --train-minutes 6 \
 		--out eval/reports/ci-generative --check eval/thresholds/ci-generative.json
