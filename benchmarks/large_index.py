@@ -60,7 +60,9 @@ def _recall(found: np.ndarray, truth: np.ndarray) -> float:
 
 def _peak_rss_of(code: str) -> float:
     """Peak resident memory (MB) of a fresh Python process running `code`."""
-    script = f"import resource, sys\nsys.path.insert(0, {str(ROOT)!r})\n{code}\nprint(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+    # VmHWM, not ru_maxrss: the latter keeps the parent's peak across fork + exec
+    peak = "print([int(x.split()[1]) for x in open('/proc/self/status') if x.startswith('VmHWM')][0])"
+    script = f"import sys\nsys.path.insert(0, {str(ROOT)!r})\n{code}\n{peak}"
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
     return round(int(out.strip().splitlines()[-1]) / 1024, 1)
 
@@ -92,9 +94,9 @@ def run(n: int, factory: str, queries_n: int = 300) -> dict:
     index = VectorIndex.load(WORK / "ivf.faiss", factory, mmap=True)
     stored = np.load(WORK / "vectors.npy", mmap_mode="r")
     sweep = []
-    for nprobe in (8, 16, 32, 64):
+    for nprobe, refines in ((16, (0, 100)), (32, (0, 100, 400)), (64, (0, 100, 400)), (128, (400, 1000))):
         index.set_nprobe(nprobe)
-        for refine in (0, 100):
+        for refine in refines:
             _, ids = index.search(queries, 10, exact=stored, refine=refine)
             sweep.append(
                 {

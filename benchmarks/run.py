@@ -640,7 +640,8 @@ def write_report(results: dict) -> None:
             "",
             f"Chosen setting (fastest with recall@10 >= 0.95, else the most accurate): nprobe {c['nprobe']}, refine {c['refine']}: "
             f"**recall@10 {c['recall@10']} at p50 {c['p50_ms']} ms** (target {r['target']}); latency ratio to exact "
-            f"{r['latency_ratio']}, memory ratio {r['memory_ratio']}.",
+            f"{r['latency_ratio']}, memory ratio {r['memory_ratio']} (peak RSS counts the memory-mapped vector pages that "
+            "`refine` reads: shared, evictable page cache, not private memory).",
             "",
             "| nprobe | refine | recall@10 | p50 ms |",
             "|---|---|---|---|",
