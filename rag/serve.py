@@ -120,6 +120,15 @@ class APIError(Exception):
         return {"error": {"message": self.message, "type": kind, "param": self.param, "code": self.code}}
 
 
+def _plain_name(name: str, what: str) -> str:
+    """`name` if it is a plain folder name (no path, no traversal), else a 400 naming the parameter."""
+    if not NAME.match(name) or ".." in name:
+        raise APIError(
+            400, f"{what} names are letters, digits, '.', '_' and '-' (no paths), got {name!r}", f"invalid_{what}", what
+        )
+    return name
+
+
 class Cancelled(Exception):
     """Raised from the streaming callback when the client has gone away: stops the generation."""
 
@@ -157,14 +166,7 @@ class Service:
     def index_folder(self, name: str | None) -> Path:
         if name is None or name == "default":
             return Path(self.serve.index)
-        if not NAME.match(name) or ".." in name:
-            raise APIError(
-                400,
-                f"index names are letters, digits, '.', '_' and '-' (no paths), got {name!r}",
-                "invalid_index",
-                "index",
-            )
-        folder = Path(self.serve.indexes_dir) / name
+        folder = Path(self.serve.indexes_dir) / _plain_name(name, "index")
         if not (folder / "manifest.json").is_file():
             raise APIError(404, f"no index named {name!r} under {self.serve.indexes_dir}/", "index_not_found", "index")
         return folder
@@ -172,14 +174,7 @@ class Service:
     def adapter_folder(self, model: str) -> str | None:
         if model in (DEFAULT_MODEL, self.config.generate.model):
             return None
-        if not NAME.match(model) or ".." in model:
-            raise APIError(
-                400,
-                f"model names are letters, digits, '.', '_' and '-' (no paths), got {model!r}",
-                "invalid_model",
-                "model",
-            )
-        folder = Path(self.serve.adapters_dir) / model
+        folder = Path(self.serve.adapters_dir) / _plain_name(model, "model")
         if not (folder / "adapter_config.json").is_file() and not (folder / "rag_tune.json").is_file():
             raise APIError(
                 404, f"the model {model!r} does not exist; GET /v1/models lists the models", "model_not_found", "model"

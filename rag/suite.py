@@ -288,19 +288,15 @@ def check_question(record, where: str) -> dict:
 
 def read_corpus_jsonl(path: Path) -> list[dict]:
     """A corpus file: one document per line, {"id" (or BEIR's "_id"), "title" (optional), "text"}."""
+    from .records import parse_jsonl
+
     docs, seen = [], set()
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{path} line {number}: not valid JSON ({exc.msg})") from exc
-        doc_id = record.get("id", record.get("_id")) if isinstance(record, dict) else None
+    for number, record in enumerate(parse_jsonl(path.read_text(encoding="utf-8"), str(path)), start=1):
+        doc_id = record.get("id", record.get("_id"))
         if doc_id is None or not isinstance(record.get("text"), str) or not record["text"].strip():
-            raise ConfigError(f'{path} line {number}: a corpus document looks like {{"id": "...", "text": "..."}}')
+            raise ConfigError(f'{path} record {number}: a corpus document looks like {{"id": "...", "text": "..."}}')
         if str(doc_id) in seen:
-            raise ConfigError(f"{path} line {number}: duplicate document id {doc_id!r}")
+            raise ConfigError(f"{path} record {number}: duplicate document id {doc_id!r}")
         seen.add(str(doc_id))
         docs.append({"id": str(doc_id), "title": str(record.get("title") or ""), "text": record["text"]})
     if not docs:

@@ -441,3 +441,25 @@ def test_adapter_cache_key_ignores_settings_left_at_their_defaults():
     assert adapter_key("ft", TuneOptions(), examples) != adapter_key("ft", TuneOptions(lr=1e-3), examples)
     assert adapter_key("ft", TuneOptions(), examples) != adapter_key("raft", TuneOptions(), examples)
     assert adapter_key("ft", TuneOptions(), examples) != adapter_key("ft", TuneOptions(), examples * 2)
+
+
+def test_corpus_jsonl_suites(tmp_path):
+    from rag.suite import load_suite
+
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text(
+        '{"_id": "d1", "title": "Router", "text": "Hold RESET for 12 seconds."}\n\n{"id": "d2", "text": "x"}\n'
+    )
+    _questions(tmp_path / "q.jsonl", [dict(QUESTIONS[0], sources=["d1"])])
+    (tmp_path / "s.yaml").write_text("name: c\ncorpus: corpus.jsonl\nquestions: q.jsonl\n")
+    suite = load_suite(tmp_path / "s.yaml")
+    assert [d["id"] for d in suite.documents] == ["d1", "d2"] and suite.documents[0]["title"] == "Router"
+    corpus.write_text('{"id": "d1", "text": "a"}\n{"id": "d1", "text": "b"}\n')
+    with pytest.raises(ConfigError, match="record 2: duplicate document id 'd1'"):
+        load_suite(tmp_path / "s.yaml")
+    corpus.write_text('{"id": "d1", "body": "a"}\n')
+    with pytest.raises(ConfigError, match='looks like {"id"'):
+        load_suite(tmp_path / "s.yaml")
+    corpus.write_text("not json\n")
+    with pytest.raises(ConfigError, match="line 1 is not valid JSON"):
+        load_suite(tmp_path / "s.yaml")
