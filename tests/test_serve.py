@@ -420,13 +420,7 @@ def test_rag_serve_with_the_real_models(sample_index):
     )
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.5)
+        _wait_healthy(url, 120)
         api = client(url)
         reply = api.chat.completions.create(
             model="rag",
