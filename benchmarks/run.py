@@ -220,7 +220,8 @@ def bench_generation(quick: bool) -> dict:
     import torch
 
     from rag.config import GenerateConfig
-    from rag.generate import Generator, prepare_model
+    from rag.generate import Generator
+    from rag.models import prepare_model
 
     new = 32 if quick else 64
     started = time.perf_counter()

@@ -34,7 +34,7 @@ def _texts(tokenizer, n: int = 64) -> list[str]:
 def ours(method: str, steps: int) -> dict:
     from transformers import AutoTokenizer
 
-    from rag.generate import prepare_model
+    from rag.models import prepare_model
     from rag.tune import TuneOptions, tune
     from rag.tunedata import Example
 
@@ -77,7 +77,7 @@ def plain(method: str, steps: int) -> dict:
         TrainingArguments,
     )
 
-    from rag.generate import prepare_model
+    from rag.models import prepare_model
 
     location = prepare_model()
     tok = AutoTokenizer.from_pretrained(location)

@@ -1,7 +1,10 @@
-"""PEFT adapters: load one onto a base model, checking that it was trained for that model.
+"""PEFT adapters: find them, load one onto a base model (checking it was trained for that model), merge one.
 
 Adapters are PEFT's standard folders (`adapter_config.json` + `adapter_model.safetensors`), so adapters
-made by other tools load here and ours load elsewhere.
+made by other tools load here and ours load elsewhere. `rag tune --method full` writes a full model folder
+instead (`config.json` + weights + `rag_tune.json`); it is listed here too and loads with `--model`.
+
+What this module does not do: train (`rag.tune`) or locate base models (`rag.models`).
 """
 
 from __future__ import annotations
@@ -9,7 +12,29 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .atomic import atomic_dir
 from .errors import ConfigError, require
+from .models import prepare_model
+
+META = "rag_tune.json"  # what `rag tune` writes beside the weights: base, method, data hash, metrics, lineage
+
+
+def is_adapter_folder(folder: str | Path) -> bool:
+    """True for a folder `rag` can use as a tuned model: a PEFT adapter (ours or another tool's), a bottleneck
+    adapter, or a full model written by `rag tune`."""
+    folder = Path(folder).expanduser()
+    return (folder / "adapter_config.json").is_file() or (folder / META).is_file()
+
+
+def read_meta(folder: str | Path) -> dict:
+    """`rag_tune.json` of a tuned folder ({} for adapters made by other tools)."""
+    path = Path(folder) / META
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path} is not valid JSON ({exc.msg})") from exc
 
 
 def adapter_base(adapter_dir: str | Path) -> str | None:
@@ -24,6 +49,41 @@ def adapter_base(adapter_dir: str | Path) -> str | None:
         return json.loads(config.read_text(encoding="utf-8")).get("base_model_name_or_path")
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{config} is not valid JSON ({exc.msg})") from exc
+
+
+def list_adapters(root: str | Path = "adapters", recursive: bool = True) -> list[dict]:
+    """Tuned folders under `root` (all depths, or only its children): path, name, method, base model, steps,
+    eval loss and lineage, sorted by path. An unreadable `rag_tune.json` is listed with method "?"."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    candidates = root.rglob("*") if recursive else root.iterdir()
+    rows = []
+    for folder in sorted(p for p in candidates if p.is_dir() and is_adapter_folder(p)):
+        try:
+            meta = read_meta(folder)
+        except ConfigError:
+            meta = {}
+        base = meta.get("base_model")
+        if base is None and (folder / "adapter_config.json").is_file():
+            try:
+                base = adapter_base(folder)
+            except ConfigError:
+                base = None
+        metrics = meta.get("metrics", {})
+        rows.append(
+            {
+                "path": str(folder),
+                "name": folder.name,
+                "method": meta.get("method", "?"),
+                "base": base,
+                "steps": metrics.get("steps"),
+                "eval_loss": metrics.get("eval_loss"),
+                "lineage": [s.get("method") for s in meta.get("lineage", [])],
+                "modified": int(folder.stat().st_mtime),
+            }
+        )
+    return rows
 
 
 def same_base(recorded: str | None, model_id: str) -> bool:
@@ -60,12 +120,9 @@ def load_adapter(model, adapter_dir: str | Path, model_id: str):
 
 def merge_adapter(adapter_dir: str | Path, out: str | Path) -> str:
     """Merge a LoRA-family adapter into its base model and save a full model folder at `out` (atomically)."""
-    import os
     import shutil
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from .generate import prepare_model
 
     base = adapter_base(adapter_dir)
     if not base:
@@ -78,15 +135,10 @@ def merge_adapter(adapter_dir: str | Path, out: str | Path) -> str:
             "prompt-style and bottleneck adapters are loaded with --adapter instead"
         )
     merged = model.merge_and_unload()
-    out = Path(out)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    merged.save_pretrained(str(tmp), safe_serialization=True)
-    AutoTokenizer.from_pretrained(location).save_pretrained(str(tmp))
-    meta = Path(adapter_dir) / "rag_tune.json"
-    if meta.exists():
-        shutil.copy(meta, tmp / "rag_tune.json")
-    if out.exists():
-        shutil.rmtree(out)
-    os.rename(tmp, out)
+    with atomic_dir(out) as tmp:
+        merged.save_pretrained(str(tmp), safe_serialization=True)
+        AutoTokenizer.from_pretrained(location).save_pretrained(str(tmp))
+        meta = Path(adapter_dir) / META
+        if meta.exists():
+            shutil.copy(meta, tmp / META)
     return str(out)

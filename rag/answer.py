@@ -1,27 +1,29 @@
-"""From retrieved passages to an answer: extractive selection, citation parsing and grounding checks.
+"""From retrieved passages to an answer text: extractive selection, and checks of a generated answer.
 
 Pure functions over hits and strings (the embedder, when given, only scores sentences):
 - `extract`: the passage sentence that best answers the question (semantic similarity, overlap with the
   question's keywords, and the kind of answer the question asks for: a number, a price, a time ...).
-- `parse_citations`, `looks_like_refusal`: reading a generated answer.
-- `ungrounded`: numbers, codes and names in an answer that its cited passages do not contain; the automatic
-  answer mode falls back to the extractive answer when there are any.
+- `looks_like_refusal`: a generated reply that says the answer is not available.
+- `ungrounded`, `is_looping`: numbers, codes and names in an answer that its cited passages do not contain,
+  and replies that repeat themselves; the automatic answer mode falls back to the extractive answer then.
+
+What this module does not do: decide whether there is evidence at all (`rag.evidence`), parse citations
+(`rag.text`) or generate (`rag.generate`).
 """
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from .evidence import expected_type, idf_weights, keyword_overlap
 from .keywords import tokenize
-from .prompt import _FIELD, is_instruction_like, split_sentences
+from .text import FIELD, ITEM, is_instruction_like, split_sentences, strip_citations
 from .types import Hit
 
-_CITATION = re.compile(r"\[(\d+(?:\s*[,，、]\s*\d+)*)\]")
 _REFUSALS = re.compile(
     r"could not find|couldn't find|cannot find|can't find|not (?:in|found in) the (?:knowledge base|context|passages)"
     r"|no information|not mentioned|does not (?:say|mention|contain)|don't know|do not know|unable to (?:find|answer)"
@@ -31,61 +33,12 @@ _REFUSALS = re.compile(
 # facts that must be copied, never invented: numbers (with units), codes like NX-301, amounts, addresses
 _FACT = re.compile(r"[A-Za-z]*\d[\w.:/-]*|[A-Z]{2,}[\w-]*")
 
-ANSWER_TYPES = [
-    (
-        "price",
-        re.compile(r"how much|price|cost|fee|多少钱|价格|费用|收费", re.I),
-        re.compile(r"[€$¥£%]|\b(EUR|USD|euros?|dollars?|percent)\b|\d\s*元|free|免费", re.I),
-    ),
-    (
-        "time",
-        re.compile(r"\bwhen\b|what time|hours|几点|时间", re.I),
-        re.compile(
-            r"\d{1,2}[:.]\d{2}|\d+\s*(am|pm|days?|hours?|minutes?|weeks?|months?|years?)|monday|tuesday|friday|every day|\d{4}|点|周|\d+\s*(天|小时|分钟)",
-            re.I,
-        ),
-    ),
-    (
-        "number",
-        re.compile(
-            r"how (?:long|many|much|far|quickly|big|large)|what (?:is the )?(?:maximum|minimum|largest|range)|多少|几|多久|多长|多大|多远|最大",
-            re.I,
-        ),
-        re.compile(
-            r"(?<![A-Za-z\d-])\d|\b(one|two|three|four|five|six|seven|eight|nine|ten|twelve)\b|[一二三四五六七八九十两]",
-            re.I,
-        ),
-    ),
-]
-
-
-_ITEM = re.compile(r"^\s*([-*+•]\s|\d+[.)]\s|\|)")
-
 
 @dataclass
 class Extract:
     text: str
     passage: int  # 1-based number of the hit it came from
     score: float
-
-
-def expected_type(question: str) -> tuple[str, re.Pattern] | None:
-    for name, asks, pattern in ANSWER_TYPES:
-        if asks.search(question):
-            return name, pattern
-    return None
-
-
-def _idf_weights(question_tokens: list[str], idf: dict[str, float] | None) -> dict[str, float]:
-    return {t: (idf.get(t, 1.0) if idf else 1.0) for t in set(question_tokens)}
-
-
-def keyword_overlap(question_tokens: list[str], text_tokens: set[str], weights: dict[str, float]) -> float:
-    """IDF-weighted share of the question's keywords that occur in the text (0..1)."""
-    total = sum(weights.values())
-    if total == 0:
-        return 0.0
-    return sum(w for t, w in weights.items() if t in text_tokens) / total
 
 
 def extract(
@@ -103,7 +56,7 @@ def extract(
     Instruction-like sentences (prompt injection) are never chosen.
     """
     q_tokens = tokenize(question)
-    weights = _idf_weights(q_tokens, idf)
+    weights = idf_weights(q_tokens, idf)
     wanted = expected_type(question)
     candidates: list[tuple[int, str, str, int]] = []  # (hit number, sentence, with context, index in passage)
     for n, hit in enumerate(hits, start=1):
@@ -140,38 +93,19 @@ def extract(
     best = int(np.argmax(scored))
     n, sentence, _, index = candidates[best]
     # a short sentence often needs the next one ("Press RESET." + "Hold it for 12 seconds.")
-    if max_sentences > 1 and len(sentence) < 40 and not _ITEM.match(sentence) and not _FIELD.match(sentence):
-        following = [c for c in candidates if c[0] == n and c[3] == index + 1 and not _ITEM.match(c[1])]
+    if max_sentences > 1 and len(sentence) < 40 and not ITEM.match(sentence) and not FIELD.match(sentence):
+        following = [c for c in candidates if c[0] == n and c[3] == index + 1 and not ITEM.match(c[1])]
         if following:
             sentence = f"{sentence} {following[0][1]}"
     # a list item or table row means little without the heading it sits under ("What is not covered")
     context = hits[n - 1].chunk.context
-    if _ITEM.match(sentence) and context:
+    if ITEM.match(sentence) and context:
         item = re.sub(r"^\s*([-*+•]|\d+[.)])\s*", "", sentence).strip()
         if item.startswith("|"):  # a table row: its cells, without the pipes
             item = ", ".join(cell.strip() for cell in item.strip("| ").split("|") if cell.strip())
         sentence = f"{context.split(' > ')[-1]}: {item}"
     sentence = re.sub(r"^(A|Answer|答)[:：]\s*", "", sentence)  # an FAQ record's answer label
     return Extract(text=sentence, passage=n, score=float(scored[best]))
-
-
-def parse_citations(text: str, passages: int) -> list[int]:
-    """Passage numbers cited as [n] or [n, m] in `text`, in order, without duplicates or out-of-range ones.
-
-    >>> parse_citations("Hold it 12 s [2]. See also [1, 2] and [9].", 3)
-    [2, 1]
-    """
-    seen: list[int] = []
-    for match in _CITATION.finditer(text):
-        for part in re.split(r"[,，、]", match.group(1)):
-            n = int(part)
-            if 1 <= n <= passages and n not in seen:
-                seen.append(n)
-    return seen
-
-
-def strip_citations(text: str) -> str:
-    return re.sub(r"\s*" + _CITATION.pattern, "", text).strip()
 
 
 def looks_like_refusal(text: str) -> bool:
@@ -208,48 +142,3 @@ def is_looping(text: str) -> bool:
             if chunk == words[start + size : start + 2 * size] == words[start + 2 * size : start + 3 * size]:
                 return True
     return bool(re.search(r"(.{2,12}?)\1{3,}", text.replace(" ", "")))
-
-
-def corpus_idf(keyword_index) -> dict[str, float]:
-    """IDF of every token in a bm25s keyword index (rare words matter more in keyword overlap)."""
-    retriever = getattr(keyword_index, "retriever", None)
-    if retriever is None:
-        return {}
-    n_docs = max(1, len(keyword_index))
-    matrix = retriever.scores
-    indptr = np.asarray(matrix["indptr"])
-    df = np.diff(indptr)
-    return {
-        token: math.log(1 + (n_docs - df[i] + 0.5) / (df[i] + 0.5))
-        for token, i in retriever.vocab_dict.items()
-        if i < len(df)
-    }
-
-
-_PROPER = re.compile(r"(?<![.?!:]\s)(?<!^)\b[A-Z][A-Za-z]+\b|\b[A-Z]{2,}\b")
-_ZH_ENTITY_TAGS = {"ns", "nr", "nt", "nrt", "nz"}  # jieba part-of-speech tags of places, people, organisations
-
-
-def entities(question: str) -> list[str]:
-    """Names in a question: capitalised words not at a sentence start, acronyms, and Chinese place, person
-    and organisation names (jieba's part-of-speech tags).
-
-    >>> entities("What are the opening hours of the Paris service centre?")
-    ['Paris']
-    """
-    found = [m.group() for m in _PROPER.finditer(question.strip())]
-    if re.search(r"[\u4e00-\u9fff]", question):
-        import jieba.posseg as pseg
-
-        found += [w.word for w in pseg.cut(question) if w.flag in _ZH_ENTITY_TAGS and len(w.word) >= 2]
-    return list(dict.fromkeys(found))
-
-
-def missing_entities(question: str, vocabulary) -> list[str]:
-    """The question's names that the knowledge base never mentions: it cannot hold the answer about them."""
-    missing = []
-    for name in entities(question):
-        tokens = tokenize(name)
-        if tokens and not any(t in vocabulary for t in tokens):
-            missing.append(name)
-    return missing

@@ -1,8 +1,10 @@
 """Typed settings for every stage, with checks that name the field, the bad value and the fix.
 
 Settings come from the dataclass defaults, then an optional TOML file (`rag.toml`, sections named after
-the dataclasses' fields of `Config`), then command-line flags. Unknown keys fail loudly instead of being
-ignored, so a typo never silently falls back to a default.
+the dataclasses' fields of `Config`), then command-line flags or per-call arguments. Unknown keys fail
+loudly instead of being ignored, so a typo never silently falls back to a default. Configs are frozen:
+a variant is derived with `Config.override(...)` (or `dataclasses.replace`), which checks it again, so an
+invalid config cannot exist.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ ANSWER_MODES = ("extractive", "generative", "auto")
 RETRIEVAL_MODES = ("dense", "bm25", "hybrid")
 
 
-@dataclass
+@dataclass(frozen=True)
 class ChunkConfig:
     """How documents are cut into chunks. Sizes are in the embedder's tokens."""
 
@@ -40,7 +42,7 @@ class ChunkConfig:
             )
 
 
-@dataclass
+@dataclass(frozen=True)
 class EmbedConfig:
     """Which sentence-transformers model embeds chunks and queries, and how."""
 
@@ -50,9 +52,13 @@ class EmbedConfig:
     batch_size: int = 128  # most texts per batch; batches are really bounded by batch_tokens
     batch_tokens: int | None = None  # padded tokens per batch; None: 2048 on CPU (measured fastest), 16384 on GPU
     device: str | None = None  # None: CUDA when available, else CPU
-    languages: list[str] | None = None  # what the model reads; None: from its model card ("language:")
+    languages: tuple[str, ...] | None = None  # what the model reads; None: from its model card ("language:")
 
     def __post_init__(self) -> None:
+        if self.languages is not None:
+            if isinstance(self.languages, str) or not all(isinstance(x, str) for x in self.languages):
+                raise ConfigError(f"embedder `languages` must be a list of language codes, got {self.languages!r}")
+            object.__setattr__(self, "languages", tuple(self.languages))
         if not self.model or not isinstance(self.model, str):
             raise ConfigError(f"embedder `model` must be a model id or a folder, got model={self.model!r}")
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
@@ -61,7 +67,7 @@ class EmbedConfig:
             raise ConfigError(f"embedder `batch_tokens` must be a positive integer, got {self.batch_tokens!r}")
 
 
-@dataclass
+@dataclass(frozen=True)
 class IndexConfig:
     """How vectors are stored and searched."""
 
@@ -82,7 +88,7 @@ class IndexConfig:
                 raise ConfigError(f"index `{name}` must be a whole number >= 0, got {name}={value!r}")
 
 
-@dataclass
+@dataclass(frozen=True)
 class RetrieveConfig:
     """How a query finds chunks."""
 
@@ -104,7 +110,7 @@ class RetrieveConfig:
             )
 
 
-@dataclass
+@dataclass(frozen=True)
 class GenerateConfig:
     """Which causal LM writes answers, and how."""
 
@@ -127,7 +133,7 @@ class GenerateConfig:
             raise ConfigError(f"generator `temperature` must be between 0 and 2, got {self.temperature!r}")
 
 
-@dataclass
+@dataclass(frozen=True)
 class AnswerConfig:
     """How an answer is produced from retrieved passages, and when to refuse instead."""
 
@@ -145,7 +151,7 @@ class AnswerConfig:
             raise ConfigError(f"answer `min_evidence` must be between 0 and 1, got {self.min_evidence!r}")
 
 
-@dataclass
+@dataclass(frozen=True)
 class Config:
     """All settings. `Config.load()` reads `rag.toml` (or the file in $RAG_CONFIG) when present."""
 
@@ -168,12 +174,36 @@ class Config:
             values = data.get(name, {})
             if not isinstance(values, dict):
                 raise ConfigError(f"{origin}: section [{name}] must be a table, got {values!r}")
-            known = {f.name for f in dataclasses.fields(section_cls)}
-            bad = set(values) - known
-            if bad:
-                raise ConfigError(f"{origin}: unknown key(s) {sorted(bad)} in [{name}]; known keys are {sorted(known)}")
-            built[name] = section_cls(**values)
+            built[name] = _build(section_cls, values, name, origin)
         return cls(**built)
+
+    def override(self, **sections: dict[str, Any] | None) -> Config:
+        """A copy with some fields changed, section by section, checked again:
+        `config.override(answer={"mode": "auto"}, generate={"model": "m"})`. Fields set to None are left as
+        they are (an unset command-line flag); an unknown section or field is a `ConfigError`.
+
+        >>> Config().override(answer={"mode": "auto", "k": None}).answer.mode
+        'auto'
+        >>> Config().override(answer={"mdoe": "auto"})
+        Traceback (most recent call last):
+        ...
+        rag.errors.ConfigError: unknown key(s) ['mdoe'] in [answer]; known keys are ['k', 'max_prompt_tokens', 'min_evidence', 'mode']
+        """
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = set(sections) - known
+        if unknown:
+            raise ConfigError(f"unknown section(s) {sorted(unknown)}; known sections are {sorted(known)}")
+        changed = {}
+        for name, values in sections.items():
+            values = {k: v for k, v in (values or {}).items() if v is not None}
+            if values:
+                section = getattr(self, name)
+                changed[name] = _build(type(section), {**dataclasses.asdict(section), **values}, name)
+        return dataclasses.replace(self, **changed) if changed else self
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        """Plain values, section by section (what `from_dict` reads back)."""
+        return dataclasses.asdict(self)
 
     @classmethod
     def load(cls, path: str | os.PathLike | None = None) -> Config:
@@ -191,3 +221,21 @@ class Config:
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {p} is not valid TOML: {exc}") from exc
         return cls.from_dict(data, origin=str(p))
+
+
+def _build(section_cls, values: dict[str, Any], section: str, origin: str | None = None):
+    """`section_cls(**values)`, with unknown keys and wrong value types reported as `ConfigError`s that name
+    the section (and the file, `origin`)."""
+    where = f"{origin}: " if origin else ""
+    known = {f.name for f in dataclasses.fields(section_cls)}
+    bad = set(values) - known
+    if bad:
+        raise ConfigError(f"{where}unknown key(s) {sorted(bad)} in [{section}]; known keys are {sorted(known)}")
+    try:
+        return section_cls(**values)
+    except ConfigError as exc:
+        if origin:
+            raise ConfigError(f"{origin}: {exc}") from None
+        raise
+    except TypeError as exc:  # a value of the wrong type reached a comparison inside a check
+        raise ConfigError(f"{where}[{section}]: a value has the wrong type ({exc})") from exc

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import LoadError
+from .text import CJK_WIDE_CHAR
 from .types import Document
 
 # Bumped whenever loading or chunking changes what a file turns into: indexes built by an older version are
@@ -236,10 +237,7 @@ def _cjk_share(text: str) -> float:
     wide = [ch for ch in text if ord(ch) > 127]
     if not wide:
         return 0.0
-    cjk = sum(
-        1 for ch in wide if "\u4e00" <= ch <= "\u9fff" or "\u3000" <= ch <= "\u303f" or "\uff00" <= ch <= "\uffef"
-    )
-    return cjk / len(wide)
+    return sum(1 for ch in wide if CJK_WIDE_CHAR.match(ch)) / len(wide)
 
 
 _CONTROL = re.compile("[\x00-\x08\x0e-\x1f\x7f-\x9f\ufffd]")

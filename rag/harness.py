@@ -18,16 +18,15 @@ RAG systems answer in the suite's `answer_mode` (generative by default), with th
 
 from __future__ import annotations
 
-import copy
 import hashlib
-import json
 import re
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from .adapters import is_adapter_folder, read_meta
 from .errors import ConfigError
 from .metrics import contains_gold, exact_match, mrr_at_k, ndcg_at_k, recall_at_k, rouge_l, token_f1
 from .suite import Suite, parse_systems
@@ -75,7 +74,7 @@ def run_eval(
     questions = suite.split("test")[:limit]
     started_wall = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     started = time.perf_counter()
-    config = copy.deepcopy(suite.config)
+    config = suite.config
     run = EvalRun(suite, systems, {}, started=started_wall, k=config.answer.k, limit=limit)
 
     reads_documents = any(ADAPTER_OF[s] == "ft" for s in systems) and "ft" not in suite.adapters
@@ -183,9 +182,9 @@ def _adapter(kind: str, suite: Suite, config, kb, retriever, work: Path, train, 
     """The adapter folder for `kind` ("ft" or "raft") and what it cost: given, cached, or trained now."""
     if kind in suite.adapters:
         folder = suite.adapters[kind]
-        if not Path(folder, "adapter_config.json").is_file() and not Path(folder, "config.json").is_file():
+        if not is_adapter_folder(folder) and not Path(folder, "config.json").is_file():
             raise ConfigError(f"adapters.{kind}: {folder} is not an adapter folder (no adapter_config.json)")
-        meta = _read_meta(folder)
+        meta = read_meta(folder)
         return folder, {"source": "given", "folder": folder, **_cost(meta)}
     from .tune import TuneOptions
 
@@ -209,9 +208,9 @@ def _adapter(kind: str, suite: Suite, config, kb, retriever, work: Path, train, 
     )
     key = adapter_key(kind, options, examples)
     folder = work / "adapters" / f"{kind}-{key[:12]}"
-    if (folder / "rag_tune.json").is_file():
+    if is_adapter_folder(folder):
         log(f"{kind} adapter: reusing {folder} (same data and settings)")
-        return str(folder), {"source": "cached", "folder": str(folder), **_cost(_read_meta(folder))}
+        return str(folder), {"source": "cached", "folder": str(folder), **_cost(read_meta(folder))}
     log(
         f"{kind} adapter: training {budget.method} on {len(examples)} examples ({budget.steps} steps, {budget.minutes} min at most)"
     )
@@ -267,11 +266,6 @@ def training_examples(kind: str, suite: Suite, config, kb, retriever) -> list:
     return examples
 
 
-def _read_meta(folder) -> dict:
-    path = Path(folder) / "rag_tune.json"
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-
-
 def _cost(meta: dict) -> dict:
     result = meta.get("metrics") or {}  # rag_tune.json keeps a run's TuneResult under "metrics"
     return {
@@ -295,8 +289,7 @@ def _cost(meta: dict) -> dict:
 def _answer_all(system, adapter, questions, suite, config, kb, retriever, generator_for, retrieved, progress):
     from .pipeline import RAG
 
-    cfg = copy.deepcopy(config)
-    cfg.generate.adapter = adapter
+    cfg = replace(config, generate=replace(config.generate, adapter=adapter))
     if generator_for is None:
         from .generate import Generator
 

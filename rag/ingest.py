@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from . import store
+from .atomic import write_json
 from .chunks import Chunker
 from .config import Config
 from .documents import Skipped, SourceFile, discover, load_file
@@ -112,7 +113,7 @@ def build_index(
     with store.write_lock(folder):
         previous = None if rebuild else store.read_manifest(folder)
         if previous is not None:
-            _adopt_stored_settings(config, previous, explicit)
+            config = _adopt_stored_settings(config, previous, explicit)
             wanted = embedder.id if embedder is not None else config.embed.model
             if wanted != previous.embedder.get("id"):
                 raise ConfigError(
@@ -157,7 +158,7 @@ def build_index(
         if engine == "ray":
             from . import distributed
 
-            outcomes = distributed.load_and_chunk(changed, config.chunk, _embed_config(embedder, config), address)
+            outcomes = distributed.load_and_chunk(changed, config.chunk, _embed_config(embedder), address)
         else:
             outcomes = (
                 _chunk_file(sf, chunker) for sf in _progress(changed, progress and len(changed) > 20, "reading")
@@ -181,7 +182,7 @@ def build_index(
         fresh = [c for source in sorted(new_chunks) for c in new_chunks[source]]
         texts = [c.indexed_text for c in fresh]
         if engine == "ray":
-            fresh_vectors = distributed.embed(texts, _embed_config(embedder, config), embedder.dim, address)
+            fresh_vectors = distributed.embed(texts, _embed_config(embedder), embedder.dim, address)
         else:
             fresh_vectors = embedder.embed_documents(texts, progress=progress and len(fresh) > 64)
         summary.embedded = len(fresh)
@@ -205,15 +206,19 @@ def _requested(config: Config) -> dict:
     return {"size": config.chunk.size, "overlap": config.chunk.overlap, "pipeline": PIPELINE_VERSION}
 
 
-def _adopt_stored_settings(config: Config, previous: store.Manifest, explicit: set[str]) -> None:
+def _adopt_stored_settings(config: Config, previous: store.Manifest, explicit: set[str]) -> Config:
+    """`config` with the index's own embedder and chunk settings, except in the sections the caller chose."""
+    embed, chunk = {}, {}
     if "embed" not in explicit:
         stored = previous.embedder
-        config.embed.model = stored["id"]
-        config.embed.query_prefix = stored.get("query_prefix", "")
-        config.embed.document_prefix = stored.get("document_prefix", "")
+        embed = {
+            "model": stored["id"],
+            "query_prefix": stored.get("query_prefix", ""),
+            "document_prefix": stored.get("document_prefix", ""),
+        }
     if "chunk" not in explicit and previous.chunker.get("requested"):
-        config.chunk.size = previous.chunker["requested"]["size"]
-        config.chunk.overlap = previous.chunker["requested"]["overlap"]
+        chunk = {"size": previous.chunker["requested"]["size"], "overlap": previous.chunker["requested"]["overlap"]}
+    return config.override(embed=embed, chunk=chunk)
 
 
 def _classify(files: list[SourceFile], old_files: dict, summary: IndexSummary) -> tuple[list[SourceFile], dict]:
@@ -274,7 +279,7 @@ def _unexpected(exc: Exception) -> str:
     return text if text.startswith("cannot be read") else f"cannot be read ({type(exc).__name__}: {exc})"
 
 
-def _embed_config(embedder: Embedder, config: Config):
+def _embed_config(embedder: Embedder):
     """The settings that rebuild `embedder` in another process (Ray workers)."""
     from .config import EmbedConfig
 
@@ -316,12 +321,8 @@ def _refresh_mtimes(folder: Path, previous: store.Manifest, entries: dict[str, d
     """Record new mtimes of files whose content did not change, so the next run need not hash them."""
     if all(previous.files.get(k) == v for k, v in entries.items()):
         return
-    import json
-
     previous.files = {**previous.files, **entries}
-    tmp = folder / f".{store.MANIFEST}.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps(previous.to_dict(), ensure_ascii=False, indent=1), encoding="utf-8")
-    os.replace(tmp, folder / store.MANIFEST)
+    write_json(folder / store.MANIFEST, previous.to_dict())
 
 
 def _progress(items, enabled: bool, desc: str):

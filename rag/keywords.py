@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-_CJK_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
+from .text import CJK_RUN
+
 _WORD = re.compile(r"[^\W_]+(?:[-./:][^\W_]+)*", re.UNICODE)
 
 EN_STOP = frozenset(
@@ -57,7 +58,7 @@ def tokenize(text: str) -> list[str]:
     """
     tokens: list[str] = []
     pos = 0
-    for match in _CJK_RUN.finditer(text):
+    for match in CJK_RUN.finditer(text):
         tokens.extend(_latin_tokens(text[pos : match.start()]))
         tokens.extend(t for t in _jieba().lcut_for_search(match.group()) if t not in ZH_STOP)
         pos = match.end()

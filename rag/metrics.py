@@ -15,6 +15,8 @@ import string
 from collections import Counter
 from collections.abc import Mapping, Sequence
 
+from .text import CHAR_OR_WORD, CJK_CHARS, CJK_WIDE_CHAR, strip_citations
+
 
 def ndcg_at_k(ranked: Sequence[str], qrels: Mapping[str, int], k: int = 10) -> float:
     """Normalised discounted cumulative gain of the top `k`.
@@ -79,10 +81,8 @@ def retrieval_metrics(run: Mapping[str, Sequence[str]], qrels: Mapping[str, Mapp
 # CMRC 2018's script segments it. Citation markers ("[1]", "[1, 2]") are removed from predictions first.
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
-_CITATION = re.compile(r"\s*\[\d+(?:\s*[,，、]\s*\d+)*\]")
-_HAS_CJK = re.compile(r"[\u3000-\u303f\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef]")
-_MIXED_TOKEN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]|[^\W_]+", re.UNICODE)
 _ASCII_PUNCT = set(string.punctuation)
+_CJK_OR_REST = re.compile(f"[{CJK_CHARS}]|[^\\W_{CJK_CHARS}]+")
 
 
 def normalize_answer(text: str) -> str:
@@ -101,23 +101,13 @@ def answer_tokens(text: str) -> list[str]:
     >>> answer_tokens("The R7 router."), answer_tokens("按住 RESET 键12秒。")
     (['r7', 'router'], ['按', '住', 'reset', '键', '12', '秒'])
     """
-    if _HAS_CJK.search(text):
+    if CJK_WIDE_CHAR.search(text):
         tokens = []
-        for match in _MIXED_TOKEN.finditer(text.lower()):
-            token = match.group()
+        for match in CHAR_OR_WORD.finditer(text.lower()):
             # a run of CJK and digits matched by [^\W_]+ is split into characters, digits kept together
-            tokens.extend(re.findall(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]|[^\W_\u3400-\u9fff]+", token))
+            tokens.extend(_CJK_OR_REST.findall(match.group()))
         return tokens
     return normalize_answer(text).split()
-
-
-def strip_citations(text: str) -> str:
-    """The answer without its passage citations.
-
-    >>> strip_citations("Hold it for 12 seconds [1]. See also [2, 3].")
-    'Hold it for 12 seconds. See also.'
-    """
-    return _CITATION.sub("", text).strip()
 
 
 def _best(prediction: str, golds: Sequence[str], score) -> float:

@@ -1,38 +1,38 @@
 """Questions in, grounded answers out: retrieve -> decide whether there is evidence -> answer -> check.
 
-`RAG` loads the index and models once and is safe to share between the threads of a bot process
-(retrieval runs concurrently; generation is serialised per model). Answer modes:
+`RAG` loads the index and models once and is safe to share between the threads and tasks of a bot process
+(retrieval runs concurrently; generation is serialised per model). It answers synchronously (`ask`,
+`stream`, `chat`) and from asyncio code (`aask`, `astream`, `ChatSession.aask`): the blocking work runs in
+worker threads, never on the event loop, and a cancelled task stops its generation at the next token.
+
+Answer modes:
 - "extractive": the passage sentence that best answers the question, cited; no generation (fast, and
   never says anything its source does not).
 - "generative": the causal LM answers from the numbered passages with the shared prompt (`rag.prompt`).
 - "auto": generate, then check the reply (it cites a passage, every number/code/name in it appears in the
   passages, it does not loop, it is in the question's language); fall back to the extractive answer when
   a check fails.
-Refusal: when the best passage's relevance is below `answer.min_evidence`, the fixed refusal is returned
-without calling the model; a generated reply that says it cannot find the answer is flagged refused too.
+Refusal: when the best passage's evidence (`rag.evidence`) is below `answer.min_evidence`, or the question
+names something the knowledge base never mentions, the fixed refusal is returned without calling the model;
+a generated reply that says it cannot find the answer is flagged refused too.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
+import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 
-from .answer import (
-    corpus_idf,
-    extract,
-    is_looping,
-    keyword_overlap,
-    looks_like_refusal,
-    missing_entities,
-    parse_citations,
-    ungrounded,
-)
+from . import evidence as ev
+from .answer import extract, is_looping, looks_like_refusal, ungrounded
 from .config import DEFAULT_INDEX, Config
-from .keywords import tokenize
-from .prompt import REFUSAL, build_messages, fit_budget, language
+from .errors import ConfigError
+from .prompt import REFUSAL, build_messages, fit_budget
+from .text import language, parse_citations
 from .types import Answer, Hit
 
 _FOLLOW_UP = re.compile(
@@ -40,24 +40,6 @@ _FOLLOW_UP = re.compile(
     r"|^(那|还有|另外|它|这个|那个)|(它|这个|那个|这些|那些)",
     re.IGNORECASE,
 )
-
-
-# words that frame a question ("how long", "how much") rather than name what it is about; a knowledge base
-# that never uses them can still hold the answer (stemmed, as the keyword tokenizer leaves them)
-QUESTION_FRAME = frozenset(
-    "long much mani far often soon quick quickli big larg old kind type way thing get need want know tell pleas "
-    "happen possibl mean exact usual typic 多久 多长 多少 多大 多远 怎么样 为什么 是否 可以 需要 知道 告诉".split()
-)
-
-
-@dataclass
-class Evidence:
-    """How well the retrieved passages match the question (0..1), and from what."""
-
-    score: float
-    dense: float
-    keywords: float
-    unknown: float  # IDF-weighted share of the question's keywords that occur nowhere in the index
 
 
 class RAG:
@@ -70,7 +52,8 @@ class RAG:
         retriever=None,
         generator=None,
     ):
-        """`index=None` makes a closed-book system (the generator alone), for comparisons."""
+        """`index=None` makes a closed-book system (the generator alone), for comparisons. `retriever` and
+        `generator` replace the ones the config names (a shared `Retriever`, a fake in tests)."""
         from .retrieve import Retriever
 
         self.config = config or Config()
@@ -79,48 +62,39 @@ class RAG:
         self.retriever = retriever
         self._generator = generator
         self._idf: dict[str, float] | None = None
+        self._lock = threading.Lock()
 
     @property
     def generator(self):
+        """The causal LM (loaded on first use: extractive answers never load it)."""
         if self._generator is None:
-            from .generate import Generator
+            with self._lock:
+                if self._generator is None:
+                    from .generate import Generator
 
-            self._generator = Generator(self.config.generate)
+                    self._generator = Generator(self.config.generate)
         return self._generator
 
     @property
     def idf(self) -> dict[str, float]:
         if self._idf is None:
             self.retriever.chunks  # noqa: B018 - loads the index
-            self._idf = corpus_idf(self.retriever.keywords)
+            self._idf = ev.corpus_idf(self.retriever.keywords)
         return self._idf
 
     # Evidence ------------------------------------------------------------------------------------------
 
-    def evidence(self, question: str, hits: list[Hit]) -> Evidence:
-        """Relevance of the best hit: cosine similarity where the embedder can read the question, keyword
-        overlap where it cannot, lowered by question keywords the knowledge base never mentions."""
+    def evidence(self, question: str, hits: list[Hit]) -> ev.Evidence:
+        """How strongly `hits` support an answer to `question` (see `rag.evidence.score`)."""
         if not hits:
-            return Evidence(0.0, 0.0, 0.0, 1.0)
-        q_tokens = [t for t in tokenize(question) if t not in QUESTION_FRAME]
-        idf = self.idf
-        top_idf = max(idf.values()) if idf else 1.0
-        weights = {t: idf.get(t, top_idf) for t in set(q_tokens)}
-        total = sum(weights.values()) or 1.0
-        unknown = sum(w for t, w in weights.items() if t not in idf) / total
-        reads = self.retriever.embedder.coverage(question)
-        best = Evidence(0.0, 0.0, 0.0, unknown)
-        for hit in hits:
-            dense = max(0.0, hit.scores.get("dense", 0.0))
-            overlap = keyword_overlap(q_tokens, set(tokenize(hit.chunk.indexed_text)), weights)
-            score = (reads * dense + (1 - reads) * overlap) * (1 - unknown)
-            if score > best.score:
-                best = Evidence(score, dense, overlap, unknown)
-        return best
+            return ev.score(question, hits, {}, 0.0)
+        return ev.score(question, hits, self.idf, self.retriever.embedder.coverage(question))
 
     # Answering -----------------------------------------------------------------------------------------
 
     def retrieve(self, question: str, k: int | None = None, history: list[dict] | None = None) -> list[Hit]:
+        """The passages an answer to `question` would be made from (a follow-up borrows the previous
+        question's words, see `standalone_query`)."""
         query = standalone_query(question, history or [])
         return self.retriever.search(query, k=k or self.config.answer.k)
 
@@ -133,59 +107,45 @@ class RAG:
         history: list[dict] | None = None,
         on_text: Callable[[str], None] | None = None,
         max_new_tokens: int | None = None,
+        cancel: threading.Event | None = None,
     ) -> Answer:
-        """Answer `question`. `on_text` receives the answer as it is produced (streaming); an exception it
-        raises stops generation and propagates (how a server drops the work of a client that went away)."""
-        from .errors import ConfigError
-
-        if not isinstance(question, str) or not question.strip():
-            raise ConfigError("the question is empty")
-        mode = mode or self.config.answer.mode
-        lang = language(question)
-        timings: dict[str, float] = {}
+        """Answer `question`. `k`, `mode` and `max_new_tokens` override the config for this call and are
+        checked like it (`ConfigError` naming the field and the allowed values). `history` is the earlier
+        turns ({"role": "user"|"assistant", "content"}). `on_text` receives the answer as it is produced; an
+        exception it raises stops generation and propagates. Setting `cancel` stops generation at the next
+        token (`Cancelled` is raised)."""
+        config = self.config.override(answer={"k": k, "mode": mode}, generate={"max_new_tokens": max_new_tokens})
+        _check_question(question, history)
+        call = _Call(question, language(question), history or [], on_text, cancel, config, max_new_tokens)
         if closed_book:
-            return self._generate(
-                question, [], history or [], lang, timings, on_text, closed_book=True, max_new_tokens=max_new_tokens
-            )
+            return self._generate(call, [], closed_book=True)
         if self.retriever is None:
             raise ConfigError("this RAG has no index: give one, or ask with closed_book=True")
         started = time.perf_counter()
-        hits = self.retrieve(question, k, history)
-        ev = self.evidence(standalone_query(question, history or []), hits)
-        timings["retrieve_s"] = time.perf_counter() - started
-        notes = [
-            f"evidence {ev.score:.3f} (dense {ev.dense:.3f}, keywords {ev.keywords:.3f}, unknown {ev.unknown:.3f})"
-        ]
-        if ev.score < self.config.answer.min_evidence:
-            return self._refuse(question, hits, lang, timings, on_text, notes + ["below min_evidence: no evidence"])
-        missing = missing_entities(question, self.idf)
-        if missing:
-            return self._refuse(
-                question, hits, lang, timings, on_text, notes + [f"never mentioned: {', '.join(missing)}"]
-            )
-        if mode == "extractive":
-            return self._extractive(question, hits, lang, timings, on_text, notes)
-        answer = self._generate(
-            question,
-            hits,
-            history or [],
-            lang,
-            timings,
-            on_text if mode == "generative" else None,
-            max_new_tokens=max_new_tokens,
+        hits = self.retrieve(question, config.answer.k, history)
+        found = self.evidence(standalone_query(question, history or []), hits)
+        call.timings["retrieve_s"] = time.perf_counter() - started
+        call.notes.append(
+            f"evidence {found.score:.3f} (dense {found.dense:.3f}, keywords {found.keywords:.3f}, "
+            f"unknown {found.unknown:.3f})"
         )
-        answer.notes = notes + answer.notes
-        if mode == "generative":
-            return answer
+        if found.score < config.answer.min_evidence:
+            return self._refuse(call, hits, "below min_evidence: no evidence")
+        missing = ev.missing_entities(question, self.idf)
+        if missing:
+            return self._refuse(call, hits, f"never mentioned: {', '.join(missing)}")
+        if config.answer.mode == "extractive":
+            return self._extractive(call, hits)
+        if config.answer.mode == "generative":
+            return self._generate(call, hits)
         # auto: the evidence check passed, so a reply that claims there is no answer is not trusted either
+        answer = self._generate(call, hits, stream=False)
         problems = ["says the answer is not in the passages"] if answer.refused else self.check(question, answer)
         if not problems:
-            if on_text is not None:
-                on_text(answer.answer)
+            call.emit(answer.answer)
             return answer
-        fallback = self._extractive(
-            question, hits, lang, timings, on_text, answer.notes + [f"generated answer rejected: {'; '.join(problems)}"]
-        )
+        call.notes.append(f"generated answer rejected: {'; '.join(problems)}")
+        fallback = self._extractive(call, hits)
         fallback.prompt = answer.prompt
         return fallback
 
@@ -204,99 +164,177 @@ class RAG:
             problems.append("answers in another language")
         return problems
 
-    def _model_info(self) -> dict:
+    def _model_info(self, call: _Call) -> dict:
         """The generator an answer was made with, named even when it did not have to run."""
-        if self.config.answer.mode == "extractive" and self._generator is None:
+        if call.config.answer.mode == "extractive" and self._generator is None:
             return {"model": None, "adapter": None}
-        gen = self.config.generate
-        return {"model": gen.model, "adapter": gen.adapter}
+        return {"model": call.config.generate.model, "adapter": call.config.generate.adapter}
 
-    def _refuse(self, question, hits, lang, timings, on_text, notes) -> Answer:
-        text = REFUSAL[lang]
-        if on_text is not None:
-            on_text(text)
-        return Answer(question, text, True, hits, [], "refusal", timings=timings, notes=notes, **self._model_info())
+    def _refuse(self, call: _Call, hits: list[Hit], why: str) -> Answer:
+        call.notes.append(why)
+        text = REFUSAL[call.lang]
+        call.emit(text)
+        return call.answer(text, True, hits, [], "refusal", **self._model_info(call))
 
-    def _extractive(self, question, hits, lang, timings, on_text, notes) -> Answer:
+    def _extractive(self, call: _Call, hits: list[Hit]) -> Answer:
         started = time.perf_counter()
-        best = extract(question, hits, self.retriever.embedder, self.idf)
-        timings["generate_s"] = time.perf_counter() - started
-        timings["new_tokens"] = 0
+        best = extract(call.question, hits, self.retriever.embedder, self.idf)
+        call.timings["generate_s"] = time.perf_counter() - started
+        call.timings["new_tokens"] = 0
         if best is None:
-            return self._refuse(question, hits, lang, timings, on_text, notes + ["no sentence to extract"])
+            return self._refuse(call, hits, "no sentence to extract")
         text = f"{best.text} [{best.passage}]"
-        if on_text is not None:
-            on_text(text)
-        return Answer(
-            question,
-            text,
-            False,
-            hits,
-            [best.passage],
-            "extractive",
-            timings=timings,
-            notes=notes,
-            **self._model_info(),
-        )
+        call.emit(text)
+        return call.answer(text, False, hits, [best.passage], "extractive", **self._model_info(call))
 
-    def _generate(
-        self, question, hits, history, lang, timings, on_text, closed_book=False, max_new_tokens=None
-    ) -> Answer:
+    def _generate(self, call: _Call, hits: list[Hit], closed_book: bool = False, stream: bool = True) -> Answer:
         gen = self.generator
-        new_tokens = max_new_tokens or gen.config.max_new_tokens
-        budget = min(self.config.answer.max_prompt_tokens, gen.context_window - new_tokens - 32)
-        hits, history = fit_budget(question, hits, history, gen.count_tokens, budget)
-        prompt = gen.render(build_messages(question, hits, history, lang))
-        result = gen.generate(prompt, max_new_tokens=new_tokens, on_text=on_text)
-        timings["generate_s"] = result.seconds
-        timings["new_tokens"] = result.new_tokens
-        timings["prompt_tokens"] = result.prompt_tokens
+        new_tokens = call.max_new_tokens or gen.config.max_new_tokens
+        budget = min(call.config.answer.max_prompt_tokens, gen.context_window - new_tokens - 32)
+        hits, history = fit_budget(call.question, hits, call.history, gen.count_tokens, budget)
+        prompt = gen.render(build_messages(call.question, hits, history, call.lang))
+        result = gen.generate(
+            prompt, max_new_tokens=new_tokens, on_text=call.on_text if stream else None, cancel=call.cancel
+        )
+        call.timings.update(generate_s=result.seconds, new_tokens=result.new_tokens, prompt_tokens=result.prompt_tokens)
         if result.first_token_s is not None:
-            timings["first_token_s"] = result.first_token_s
-        text = result.text
-        refused = looks_like_refusal(text)
-        notes = ["generation stopped: repetition"] if result.stopped_for_repetition else []
-        return Answer(
-            question,
-            text,
-            refused,
+            call.timings["first_token_s"] = result.first_token_s
+        if result.stopped_for_repetition:
+            call.notes.append("generation stopped: repetition")
+        answer = call.answer(
+            result.text,
+            looks_like_refusal(result.text),
             hits,
-            parse_citations(text, len(hits)),
+            parse_citations(result.text, len(hits)),
             "closed-book" if closed_book else "generative",
             model=gen.id,
             adapter=gen.config.adapter,
-            timings=timings,
-            prompt=prompt,
-            notes=notes,
         )
+        answer.prompt = prompt
+        return answer
+
+    # Streaming and asyncio -----------------------------------------------------------------------------
 
     def stream(self, question: str, **kwargs) -> Iterator[str | Answer]:
-        """Yield the answer's text pieces as they are produced, then the finished `Answer`."""
+        """Yield the answer's text pieces as they are produced, then the finished `Answer`. Stopping early
+        (breaking out of the loop) stops the generation at its next token."""
         import queue
-        import threading
 
         pieces: queue.Queue = queue.Queue()
-        box: dict = {}
-
-        def run():
-            try:
-                box["answer"] = self.ask(question, on_text=pieces.put, **kwargs)
-            except BaseException as exc:  # re-raised in the caller's thread
-                box["error"] = exc
-            finally:
-                pieces.put(None)
-
-        worker = threading.Thread(target=run, daemon=True)
+        cancel = threading.Event()
+        worker = threading.Thread(
+            target=_produce, args=(self.ask, question, kwargs, cancel, pieces.put), daemon=True, name="rag-answer"
+        )
         worker.start()
-        while (piece := pieces.get()) is not None:
-            yield piece
-        worker.join()
-        if "error" in box:
-            raise box["error"]
-        yield box["answer"]
+        try:
+            while True:
+                kind, value = pieces.get()
+                if kind == "text":
+                    yield value
+                elif kind == "error":
+                    raise value
+                else:
+                    yield value
+                    return
+        finally:
+            cancel.set()
+
+    async def aask(self, question: str, **kwargs) -> Answer:
+        """`ask` for asyncio code: runs in a worker thread; cancelling the awaiting task stops the answer's
+        generation at the next token."""
+        cancel = threading.Event()
+        future = asyncio.get_running_loop().run_in_executor(None, lambda: self.ask(question, cancel=cancel, **kwargs))
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved even when abandoned
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            cancel.set()
+            raise
+
+    async def astream(self, question: str, **kwargs) -> AsyncIterator[str | Answer]:
+        """`stream` for asyncio code: `async for piece in bot.astream(q)` yields text pieces, then the
+        `Answer`. Leaving the loop early, or cancelling the consuming task, stops the generation."""
+        loop = asyncio.get_running_loop()
+        pieces: asyncio.Queue = asyncio.Queue()
+        cancel = threading.Event()
+
+        def put(item) -> None:
+            try:
+                loop.call_soon_threadsafe(pieces.put_nowait, item)
+            except RuntimeError:  # the loop has closed: nobody is listening any more
+                cancel.set()
+
+        loop.run_in_executor(None, _produce, self.ask, question, kwargs, cancel, put)
+        try:
+            while True:
+                kind, value = await pieces.get()
+                if kind == "text":
+                    yield value
+                elif kind == "error":
+                    raise value
+                else:
+                    yield value
+                    return
+        finally:
+            cancel.set()
 
     def chat(self, closed_book: bool = False) -> ChatSession:
+        """A multi-turn conversation (sync and async: `ask`, `stream`, `aask`, `astream`)."""
         return ChatSession(self, closed_book=closed_book)
+
+
+def _produce(ask, question: str, kwargs: dict, cancel: threading.Event, put) -> None:
+    """Run `ask` (in a worker thread), handing ("text", piece) items, then ("done", answer) or ("error", exc)."""
+    try:
+        answer = ask(question, on_text=lambda text: put(("text", text)), cancel=cancel, **kwargs)
+        put(("done", answer))
+    except BaseException as exc:  # handed to the consumer, which re-raises it in its own thread or task
+        put(("error", exc))
+
+
+@dataclass
+class _Call:
+    """What one `ask` carries from stage to stage: the question, the settings in force, timings and notes."""
+
+    question: str
+    lang: str
+    history: list[dict]
+    on_text: Callable[[str], None] | None
+    cancel: threading.Event | None
+    config: Config
+    max_new_tokens: int | None  # this call's limit; None: the generator's own
+    timings: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def emit(self, text: str) -> None:
+        if self.on_text is not None:
+            self.on_text(text)
+
+    def answer(self, text, refused, hits, citations, mode, model=None, adapter=None) -> Answer:
+        return Answer(
+            self.question,
+            text,
+            refused,
+            hits,
+            citations,
+            mode,
+            model=model,
+            adapter=adapter,
+            timings=self.timings,
+            notes=self.notes,
+        )
+
+
+def _check_question(question, history) -> None:
+    if not isinstance(question, str) or not question.strip():
+        raise ConfigError("the question is empty; ask something with words in it")
+    for i, turn in enumerate(history or []):
+        if (
+            not isinstance(turn, dict)
+            or turn.get("role") not in ("user", "assistant")
+            or not isinstance(turn.get("content"), str)
+        ):
+            raise ConfigError(f"history[{i}] must be {{'role': 'user' or 'assistant', 'content': text}}, got {turn!r}")
 
 
 def standalone_query(question: str, history: list[dict]) -> str:
@@ -316,46 +354,42 @@ def standalone_query(question: str, history: list[dict]) -> str:
 
 @dataclass
 class ChatSession:
-    """A multi-turn conversation: follow-ups are retrieved with the context of the previous question."""
+    """A multi-turn conversation: follow-ups are retrieved with the context of the previous question. One
+    session is one conversation: ask its turns one after the other (`ask`/`stream`, or `aask`/`astream`)."""
 
     rag: RAG
     history: list[dict] = field(default_factory=list)
-    max_turns: int = 6
+    max_turns: int = 6  # earlier turns are forgotten (and the prompt budget drops them first)
     closed_book: bool = False
+
+    def _recent(self) -> list[dict]:
+        return self.history[-2 * self.max_turns :]
+
+    def _remember(self, question: str, answer: Answer) -> None:
+        self.history += [{"role": "user", "content": question}, {"role": "assistant", "content": answer.answer}]
 
     def ask(self, question: str, **kwargs) -> Answer:
         kwargs.setdefault("closed_book", self.closed_book)
-        answer = self.rag.ask(question, history=self.history[-2 * self.max_turns :], **kwargs)
-        self.history += [{"role": "user", "content": question}, {"role": "assistant", "content": answer.answer}]
+        answer = self.rag.ask(question, history=self._recent(), **kwargs)
+        self._remember(question, answer)
         return answer
 
+    def stream(self, question: str, **kwargs) -> Iterator[str | Answer]:
+        kwargs.setdefault("closed_book", self.closed_book)
+        for piece in self.rag.stream(question, history=self._recent(), **kwargs):
+            if isinstance(piece, Answer):
+                self._remember(question, piece)
+            yield piece
 
-def calibrate_min_evidence(rag: RAG, questions: list[dict], split: str | None = "train", margin: float = 0.9) -> dict:
-    """The refusal threshold from labelled questions: the highest evidence level that still lets 98% of the
-    answerable questions through, times `margin`. Returns the threshold and the evidence of every question,
-    so that the choice can be inspected. Questions are {"question", "answerable", "split"} records."""
-    import numpy as np
+    async def aask(self, question: str, **kwargs) -> Answer:
+        kwargs.setdefault("closed_book", self.closed_book)
+        answer = await self.rag.aask(question, history=self._recent(), **kwargs)
+        self._remember(question, answer)
+        return answer
 
-    rows = []
-    for q in questions:
-        if split and q.get("split") != split:
-            continue
-        hits = rag.retrieve(q["question"])
-        rows.append(
-            {
-                "id": q.get("id"),
-                "answerable": bool(q["answerable"]),
-                "evidence": rag.evidence(q["question"], hits).score,
-            }
-        )
-    answerable = [r["evidence"] for r in rows if r["answerable"]]
-    if not answerable:
-        raise ValueError("calibration needs answerable questions")
-    threshold = float(np.quantile(answerable, 0.02, method="lower")) * margin
-    refused = [r for r in rows if not r["answerable"] and r["evidence"] < threshold]
-    return {
-        "min_evidence": round(threshold, 3),
-        "questions": len(rows),
-        "unanswerable_refused": f"{len(refused)}/{sum(1 for r in rows if not r['answerable'])}",
-        "rows": rows,
-    }
+    async def astream(self, question: str, **kwargs) -> AsyncIterator[str | Answer]:
+        kwargs.setdefault("closed_book", self.closed_book)
+        async for piece in self.rag.astream(question, history=self._recent(), **kwargs):
+            if isinstance(piece, Answer):
+                self._remember(question, piece)
+            yield piece

@@ -8,9 +8,9 @@ out before they reach the model or an extractive answer.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 
+from .text import is_instruction_like, language, split_sentences
 from .types import Hit
 
 REFUSAL = {
@@ -32,89 +32,6 @@ SYSTEM = {
         f"{REFUSAL['zh']}"
     ),
 }
-
-_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
-_LATIN = re.compile(r"[A-Za-z]")
-_INJECTION = re.compile(
-    r"(ignore|disregard|forget)\s+(all\s+|any\s+)?(the\s+|your\s+)?(previous|prior|above|earlier|preceding)\s+"
-    r"(instructions?|prompts?|rules|messages)"
-    r"|you\s+are\s+(now|no\s+longer)\s+(a|an|the)?\s*\w+"
-    r"|(system|developer)\s+prompt"
-    r"|(tell|inform)\s+(every|all|each)\s+(customer|user)s?"
-    r"|忽略(之前|以上|前面|所有|先前)的?(所有)?(指令|指示|说明|规则)"
-    r"|你现在(是|不再是)",
-    re.IGNORECASE,
-)
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=\S)|(?<=[。！？；])")
-
-
-def language(text: str) -> str:
-    """'zh' when Chinese characters outnumber Latin letters by words, else 'en'.
-
-    >>> language("HomeHub R7 恢复出厂设置需要按住多少秒？"), language("How long is the warranty?")
-    ('zh', 'en')
-    """
-    cjk = len(_CJK.findall(text))
-    latin_words = len(re.findall(r"[A-Za-z]+", text))
-    return "zh" if cjk and cjk >= latin_words else "en"
-
-
-_BLOCK_START = re.compile(r"^\s*([-*+•]\s|\d+[.)]\s|\||#|>)")
-_RULE = re.compile(r"^\s*[-=|:+ ]{3,}\s*$")  # table separators, setext underlines, horizontal rules
-_LINE_END = re.compile(r"[.!?。！？:：;；)）]\s*$")
-
-
-_FIELD = re.compile(r"^[^:：\s][^:：]{0,24}[:：]\s*\S")  # "Model: NP-P1", "客服热线：400-..."
-
-
-def unwrap(text: str) -> list[str]:
-    """Logical lines of `text`: soft-wrapped lines of a paragraph joined; list items, table rows, headings and
-    "label: value" lines kept apart; rule lines (`|---|`, `=====`) dropped, together with the line they
-    underline when that is a table header or a setext heading (a title, not an answer)."""
-    lines: list[str] = []
-    for raw in text.split("\n"):
-        line = raw.strip()
-        if not line:
-            lines.append("")
-            continue
-        if _RULE.match(line):
-            if lines and lines[-1]:
-                lines[-1] = ""  # the table header or title above the rule
-            lines.append("")
-            continue
-        prev = lines[-1] if lines else ""
-        if (
-            prev
-            and not _BLOCK_START.match(line)
-            and not _FIELD.match(line)
-            and not _LINE_END.search(prev)
-            and not prev.startswith(("|", "#"))
-        ):
-            joiner = "" if _CJK.search(prev[-1:]) and _CJK.search(line[:1]) else " "
-            lines[-1] = prev + joiner + line
-        else:
-            lines.append(line)
-    return [line for line in lines if line]
-
-
-def split_sentences(text: str) -> list[str]:
-    r"""Sentences of `text`: ends at . ! ? followed by space, at 。！？；, and at paragraph, list-item and
-    table-row boundaries (soft line wraps are joined); never inside a number such as 14.90 or 192.168.77.1.
-
-    >>> split_sentences("Costs 14.90 euros. Open 192.168.77.1\nnow! 好的。再见")
-    ['Costs 14.90 euros.', 'Open 192.168.77.1 now!', '好的。', '再见']
-    >>> split_sentences("| Code | Meaning |\n|---|---|\n| E1 | No power |\n- item one\n- item two")
-    ['| E1 | No power |', '- item one', '- item two']
-    """
-    out = []
-    for line in unwrap(text):
-        out.extend(s.strip() for s in _SENTENCE_END.split(line) if s and s.strip())
-    return out
-
-
-def is_instruction_like(sentence: str) -> bool:
-    """True for text that addresses an AI assistant instead of informing a customer (prompt injection)."""
-    return bool(_INJECTION.search(sentence))
 
 
 def sanitize(text: str) -> str:
@@ -182,3 +99,13 @@ def fit_budget(
             text = text[: int(len(text) * 0.8)]
             hits[0] = replace(hits[0], chunk=replace(chunk, text=text))
     return hits, history
+
+
+def render(tokenizer, messages: Sequence[dict]) -> str:
+    """The prompt text a causal LM sees for `messages`, ready for the assistant's turn: the model's own chat
+    template, or a plain transcript for a base model without one. `rag ask` serves exactly this and
+    `rag tune` trains on exactly this, so an adapter learns the prompt it is used with."""
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
+    lines = [f"{m['role'].capitalize()}: {m['content']}" for m in messages]
+    return "\n\n".join(lines) + "\n\nAssistant:"

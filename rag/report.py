@@ -17,12 +17,12 @@ import json
 import math
 import os
 import platform
-import shutil
 import subprocess
 from dataclasses import asdict
 from itertools import combinations
 from pathlib import Path
 
+from .atomic import atomic_dir
 from .errors import ConfigError
 from .metrics import bootstrap_ci, paired_test
 
@@ -210,24 +210,16 @@ def read_thresholds(path: str | Path) -> dict:
 
 def write_report(run, out: str | Path, summary: dict | None = None) -> dict:
     """Write the report folder `out` (replacing an earlier one only once the new one is complete)."""
-    out = Path(out)
     summary = summary or summarize(run)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    _dump(tmp / "metrics.json", summary)
-    with open(tmp / "predictions.jsonl", "w", encoding="utf-8") as fh:
-        for system in run.systems:
-            for row in run.rows[system]:
-                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-    _dump(tmp / "config.json", environment(run))
-    charts = _charts(summary, tmp)
-    (tmp / "report.md").write_text(markdown(summary, run, charts), encoding="utf-8")
-    old = out.with_name(f".{out.name}.old-{os.getpid()}")
-    if out.exists():
-        out.rename(old)
-    tmp.rename(out)
-    shutil.rmtree(old, ignore_errors=True)
+    with atomic_dir(out) as tmp:
+        _dump(tmp / "metrics.json", summary)
+        with open(tmp / "predictions.jsonl", "w", encoding="utf-8") as fh:
+            for system in run.systems:
+                for row in run.rows[system]:
+                    fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+        _dump(tmp / "config.json", environment(run))
+        charts = _charts(summary, tmp)
+        (tmp / "report.md").write_text(markdown(summary, run, charts), encoding="utf-8")
     return summary
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import fsync_dir, fsync_tree, write_json
 from .errors import IndexFormatError, IndexLockedError
 from .types import Chunk
 
@@ -156,22 +157,6 @@ def write_lock(folder: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_tree(path: Path) -> None:
-    for root, _, files in os.walk(path):
-        for name in files:
-            with open(Path(root) / name, "rb") as fh:
-                os.fsync(fh.fileno())
-        _fsync_dir(Path(root))
-
-
 class GenerationWriter:
     """Write a new generation next to the current one, then commit it. Use inside `write_lock`."""
 
@@ -207,20 +192,13 @@ class GenerationWriter:
                 child.unlink(missing_ok=True)
 
     def commit(self, manifest: Manifest) -> None:
-        _fsync_tree(self.tmp)
-        final = self.folder / self.name
-        os.rename(self.tmp, final)
-        _fsync_dir(self.folder)
+        fsync_tree(self.tmp)
+        os.rename(self.tmp, self.folder / self.name)  # a new name: nothing is replaced yet
+        fsync_dir(self.folder)
         manifest.generation = self.name
         manifest.updated = now()
         manifest.created = self.previous.created if self.previous and self.previous.created else manifest.updated
-        tmp_manifest = self.folder / f".{MANIFEST}.tmp-{os.getpid()}"
-        with open(tmp_manifest, "w", encoding="utf-8") as fh:
-            json.dump(manifest.to_dict(), fh, ensure_ascii=False, indent=1)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp_manifest, self.folder / MANIFEST)
-        _fsync_dir(self.folder)
+        write_json(self.folder / MANIFEST, manifest.to_dict())  # replacing the manifest commits
         # the old generation is garbage now; readers that already opened it keep their file handles
         if self.previous is not None and self.previous.generation != self.name:
             shutil.rmtree(self.folder / self.previous.generation, ignore_errors=True)

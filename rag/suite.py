@@ -28,7 +28,7 @@ from pathlib import Path
 
 from .config import Config
 from .errors import ConfigError
-from .prompt import language
+from .text import language
 
 SYSTEMS = ("closed-book", "rag", "ft", "ft+rag", "raft+rag", "extractive")
 ANSWER_MODES = ("generative", "auto", "extractive")
@@ -51,7 +51,7 @@ _KEYS = {
 _PUBLIC = ("squad", "cmrc", "beir")
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainBudget:
     """What the harness may spend on each adapter it trains (the first limit reached ends training)."""
 
@@ -75,7 +75,7 @@ class TrainBudget:
             raise ConfigError(f"train `raft_no_gold` must be in [0, 1), got {self.raft_no_gold}")
 
 
-@dataclass
+@dataclass(frozen=True)
 class Selection:
     """Which part of a public dataset a suite uses (deterministic for a given seed)."""
 

@@ -21,12 +21,15 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .adapters import META
+from .atomic import atomic_dir
 from .config import DEFAULT_GENERATOR
 from .errors import ConfigError, require
+from .models import prepare_model
+from .prompt import render
 from .tunedata import Example, data_hash, read_records, to_examples
 
 METHODS = ("lora", "adalora", "ia3", "prefix", "prompt", "ptuning", "bottleneck", "full", "qlora")
-META = "rag_tune.json"
 
 
 @dataclass
@@ -98,20 +101,12 @@ def encode(example: Example, tokenizer, max_length: int) -> dict | None:
         ids = tokenizer(example.text + eos, add_special_tokens=False)["input_ids"]
         ids = ids[:max_length]  # documents are cut, not dropped: every window of text is useful
         return {"input_ids": ids, "labels": list(ids)}
-    prompt = render_prompt(tokenizer, example.messages[:-1])
+    prompt = render(tokenizer, example.messages[:-1])
     prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
     answer_ids = tokenizer(example.messages[-1]["content"] + eos, add_special_tokens=False)["input_ids"]
     if len(prompt_ids) + len(answer_ids) > max_length:
         return None
     return {"input_ids": prompt_ids + answer_ids, "labels": [-100] * len(prompt_ids) + answer_ids}
-
-
-def render_prompt(tokenizer, messages: list[dict]) -> str:
-    """The same rendering `rag ask` uses (`Generator.render`), from a tokenizer alone."""
-    if getattr(tokenizer, "chat_template", None):
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    lines = [f"{m['role'].capitalize()}: {m['content']}" for m in messages]
-    return "\n\n".join(lines) + "\n\nAssistant:"
 
 
 class _Collator:
@@ -175,8 +170,6 @@ def peft_config(method: str, options: TuneOptions, total_steps: int):
 def _load_base(options: TuneOptions):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from .generate import prepare_model
 
     location = prepare_model(options.base)
     kwargs = {}
@@ -367,10 +360,7 @@ def _wrap(model, options: TuneOptions, total_steps: int):
 
 
 def _save(model, tokenizer, out: Path, options, result: TuneResult, data_info: dict, history: list[dict]) -> None:
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
+    with atomic_dir(out) as tmp:
         if options.method == "full":
             model.save_pretrained(str(tmp), safe_serialization=True)
             tokenizer.save_pretrained(str(tmp))
@@ -397,16 +387,6 @@ def _save(model, tokenizer, out: Path, options, result: TuneResult, data_info: d
         (tmp / META).write_text(json.dumps(meta, indent=2, ensure_ascii=False))
         (tmp / "metrics.json").write_text(json.dumps({"log_history": history, **meta["metrics"]}, indent=2))
         _plot(history, tmp / "loss.png", options.method)
-        if out.exists():
-            old = out.with_name(f".{out.name}.old-{os.getpid()}")
-            os.rename(out, old)
-            os.rename(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            os.rename(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _plot(history: list[dict], path: Path, title: str) -> None:

@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import ConfigError
-from .prompt import REFUSAL, build_messages, language, split_sentences
+from .prompt import REFUSAL, build_messages
 from .records import parse_jsonl
+from .text import language, split_sentences
 from .types import Chunk, Hit
 
 FORMATS = ("alpaca", "chat", "qa", "text")

@@ -136,14 +136,17 @@ class FakeGenerator:
     def render(self, messages):
         return "\n".join(f"<{m['role']}>{m['content']}" for m in messages) + "\n<assistant>"
 
-    def generate(self, prompt, max_new_tokens=None, on_text=None):
+    def generate(self, prompt, max_new_tokens=None, on_text=None, cancel=None):
+        from rag.errors import Cancelled
         from rag.generate import Generation
 
         self.calls += 1
         self.prompts.append(prompt)
         text = self.reply(prompt) if callable(self.reply) else self.reply
-        if on_text:
-            for word in text.split(" "):
+        for word in text.split(" "):
+            if cancel is not None and cancel.is_set():
+                raise Cancelled("cancelled")
+            if on_text:
                 on_text(word + " ")
         return Generation(text=text, new_tokens=len(text.split()), prompt_tokens=len(prompt.split()), seconds=0.01)
 

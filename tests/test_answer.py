@@ -1,5 +1,7 @@
-from rag.answer import extract, facts, is_looping, looks_like_refusal, missing_entities, parse_citations, ungrounded
+from rag.answer import extract, facts, is_looping, looks_like_refusal, ungrounded
 from rag.embeddings import HashEmbedder
+from rag.evidence import missing_entities
+from rag.text import parse_citations
 from rag.types import Chunk, Hit
 
 

@@ -9,8 +9,8 @@ from conftest import questions
 
 from rag.answer import ungrounded
 from rag.pipeline import RAG
-from rag.prompt import language
 from rag.retrieve import Retriever
+from rag.text import language
 
 pytestmark = pytest.mark.slow
 

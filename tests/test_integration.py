@@ -130,7 +130,7 @@ def test_adapter_on_the_real_default_generator(sample_index, tmp_path):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from rag.generate import prepare_model
+    from rag.models import prepare_model
 
     base = AutoModelForCausalLM.from_pretrained(prepare_model())
     model = get_peft_model(base, LoraConfig(r=2, target_modules=["q_proj", "v_proj"]))

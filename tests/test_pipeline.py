@@ -12,9 +12,7 @@ from rag.retrieve import Retriever
 
 
 def make_rag(index, reply="Hold the RESET button for 12 seconds [1].", mode="extractive", min_evidence=0.1):
-    config = Config()
-    config.answer.mode = mode
-    config.answer.min_evidence = min_evidence
+    config = Config().override(answer={"mode": mode, "min_evidence": min_evidence})
     gen = FakeGenerator(reply)
     return RAG(
         index, config, retriever=Retriever(index, config.retrieve, embedder=HashEmbedder(64)), generator=gen
@@ -81,8 +79,7 @@ def test_injected_instructions_do_not_change_the_answer(hash_index):
     rag, gen = make_rag(hash_index, reply=obey_if_told, mode="generative")
     a = rag.ask("Is express shipping free?")
     assert "free forever" not in a.answer and "IGNORE ALL PREVIOUS" not in gen.prompts[-1]
-    rag.config.answer.mode = "extractive"
-    assert "free forever" not in rag.ask("Is shipping free forever?").answer
+    assert "free forever" not in rag.ask("Is shipping free forever?", mode="extractive").answer
 
 
 def test_streaming_yields_pieces_then_the_answer(hash_index):

@@ -1,4 +1,5 @@
-from rag.prompt import REFUSAL, build_messages, fit_budget, format_passage, language, sanitize, split_sentences
+from rag.prompt import REFUSAL, build_messages, fit_budget, format_passage, sanitize
+from rag.text import language, split_sentences
 from rag.types import Chunk, Hit
 
 

@@ -16,6 +16,8 @@ import httpx
 import pytest
 from conftest import ROOT, FakeGenerator
 
+from rag.errors import Cancelled
+
 openai = pytest.importorskip("openai")
 
 KEY = "test-key-0123456789abcdef"
@@ -34,7 +36,7 @@ class SlowGenerator(FakeGenerator):
         self.cancelled = 0
         self._count = threading.Lock()
 
-    def generate(self, prompt, max_new_tokens=None, on_text=None):
+    def generate(self, prompt, max_new_tokens=None, on_text=None, cancel=None):
         from rag.generate import Generation
 
         with self._count:
@@ -49,6 +51,9 @@ class SlowGenerator(FakeGenerator):
             words = [f"w{i}" for i in range(self.words)] + [f"[1] {question}"]
             for word in words:
                 time.sleep(self.pause)
+                if cancel is not None and cancel.is_set():
+                    self.cancelled += 1
+                    raise Cancelled("cancelled")
                 if on_text:
                     try:
                         on_text(word + " ")
@@ -82,9 +87,7 @@ def server(hash_index, tmp_path):
     (adapters / "support-v1").mkdir(parents=True)
     (adapters / "support-v1" / "adapter_config.json").write_text("{}")
     (adapters / "not-an-adapter").mkdir()
-    config = Config()
-    config.answer.mode = "generative"
-    config.answer.min_evidence = 0.0
+    config = Config().override(answer={"mode": "generative", "min_evidence": 0.0})
     generators: dict = {}
     serve = ServeConfig(
         index=str(hash_index),

@@ -1,0 +1,145 @@
+"""What the commands share: index names, flags that set config fields, and printing hits and answers."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import textwrap
+from pathlib import Path
+
+from ..config import DEFAULT_INDEX, AnswerConfig, EmbedConfig, GenerateConfig
+
+INDEX_HELP = f"index folder, or a bare name for indexes/NAME (default: {DEFAULT_INDEX})"
+
+
+def index_path(value: str | None) -> Path:
+    """`--index` value to a folder: a bare name means indexes/NAME.
+
+    >>> index_path("support"), index_path(None)
+    (PosixPath('indexes/support'), PosixPath('indexes/default'))
+    """
+    if not value:
+        return Path(DEFAULT_INDEX)
+    path = Path(value)
+    if len(path.parts) == 1 and not path.exists() and value not in (".", ".."):
+        return Path("indexes") / value
+    return path
+
+
+def settings(args: argparse.Namespace):
+    """The config for a command: `--config` (or ./rag.toml), then every flag whose `dest` names a setting
+    ("section.field") and was given. Returns (config, the set of (section, field) the flags changed)."""
+    from ..config import Config
+
+    sections: dict[str, dict] = {}
+    for dest, value in vars(args).items():
+        if "." in dest and value is not None:
+            section, name = dest.split(".", 1)
+            sections.setdefault(section, {})[name] = value
+    config = Config.load(args.config).override(**sections)
+    return config, {(s, f) for s, fields in sections.items() for f in fields}
+
+
+def add_embed_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--embedder",
+        dest="embed.model",
+        metavar="MODEL",
+        help="sentence-transformers model id or folder, or 'hash' (test fake)",
+    )
+    p.add_argument(
+        "--query-prefix", metavar="TEXT", dest="embed.query_prefix", help="put before each query, e.g. 'query: ' for e5"
+    )
+    p.add_argument(
+        "--document-prefix",
+        metavar="TEXT",
+        dest="embed.document_prefix",
+        help="put before each chunk, e.g. 'passage: ' for e5",
+    )
+    p.add_argument(
+        "--batch-size",
+        metavar="N",
+        dest="embed.batch_size",
+        type=int,
+        help=f"most texts per embedding batch (default {EmbedConfig.batch_size})",
+    )
+    p.add_argument(
+        "--device", metavar="DEVICE", dest="embed.device", help="torch device for the embedder, e.g. cpu or cuda"
+    )
+
+
+def add_answer_args(p: argparse.ArgumentParser, index: bool = True) -> None:
+    if index:
+        p.add_argument("--index", help=INDEX_HELP)
+    p.add_argument(
+        "-k", metavar="K", dest="answer.k", type=int, help=f"passages given to the answer (default {AnswerConfig.k})"
+    )
+    p.add_argument(
+        "--mode",
+        dest="answer.mode",
+        choices=["extractive", "generative", "auto"],
+        help=f"how answers are made (default: {AnswerConfig.mode})",
+    )
+    p.add_argument(
+        "--model",
+        metavar="MODEL",
+        dest="generate.model",
+        help="generator: a causal LM id or folder (default: the bundled SmolLM2)",
+    )
+    p.add_argument("--adapter", dest="generate.adapter", metavar="DIR", help="a PEFT adapter folder for the generator")
+    p.add_argument(
+        "--max-new-tokens",
+        metavar="N",
+        dest="generate.max_new_tokens",
+        type=int,
+        help=f"answer length limit in tokens (default {GenerateConfig.max_new_tokens})",
+    )
+
+
+def answer_settings(args: argparse.Namespace, closed_book: bool = False):
+    """The config of an answering command: naming a model or an adapter (or asking closed book) without a
+    mode means the user wants that model to answer, so the extractive default becomes generative."""
+    config, changed = settings(args)
+    wants_model = closed_book or ("generate", "model") in changed or ("generate", "adapter") in changed
+    if wants_model and ("answer", "mode") not in changed and config.answer.mode == "extractive":
+        config = config.override(answer={"mode": "generative"})
+    return config
+
+
+def print_hits(query: str, hits, multiple: bool) -> None:
+    if multiple:
+        print(f"== {query}")
+    if not hits:
+        print("no matching passages")
+    for hit in hits:
+        where = hit.chunk.source + (f" p.{hit.chunk.page}" if hit.chunk.page else "")
+        print(f"[{hit.rank}] {hit.score:.3f}  {where}" + (f"  ({hit.chunk.context})" if hit.chunk.context else ""))
+        text = " ".join(hit.chunk.text.split())
+        print(textwrap.indent(textwrap.shorten(text, 320, placeholder=" ..."), "    "))
+
+
+def print_answer(answer, streamed: bool) -> None:
+    print() if streamed else print(answer.answer)
+    if answer.citations:
+        for n in answer.citations:
+            hit = answer.sources[n - 1]
+            page = f", page {hit.chunk.page}" if hit.chunk.page else ""
+            print(f"  [{n}] {hit.chunk.source}{page}")
+    elif answer.refused:
+        print("  (no supporting passage found)")
+
+
+def read_lines(value: str) -> list[str]:
+    """The argument itself, or one item per non-blank line of standard input when it is '-'."""
+    if value == "-":
+        return [line.strip() for line in sys.stdin if line.strip()]
+    return [value]
+
+
+def options_from(cls, args: argparse.Namespace, **fixed):
+    """An options dataclass (`TuneOptions`, `TrainBudget`, ...) from the flags whose `dest` is one of its
+    fields and that were given; the rest keep the dataclass's defaults. `fixed` sets fields directly."""
+    import dataclasses
+
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if getattr(args, f.name, None) is not None}
+    return cls(**{**given, **fixed})

@@ -1,0 +1,139 @@
+"""`rag eval` (closed-book vs RAG vs fine-tuned vs RAFT on a suite, with a report) and `rag eval retrieval`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from .common import add_embed_args, settings
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "eval",
+        help="compare closed-book, RAG, fine-tuned and RAFT systems on a suite; writes a report",
+        description="Answer a suite's test questions with each system, score them (retrieval recall/MRR/nDCG, "
+        "EM, F1, ROUGE-L, contains-gold, refusals, citations, latency) with 95% bootstrap intervals and paired "
+        "tests, and write eval/reports/<run>/ (report.md, metrics.json, predictions.jsonl, charts). "
+        "Retrieval metrics alone on BEIR/SQuAD/CMRC data: `rag eval retrieval --help`.",
+    )
+    p.add_argument("suite", metavar="SUITE", help="suite file (YAML or JSON), e.g. eval/suites/sample.yaml")
+    p.add_argument(
+        "--systems", help="comma-separated: closed-book, rag, ft, ft+rag, raft+rag, extractive (default: the suite's)"
+    )
+    p.add_argument("--out", metavar="DIR", help="report folder (default eval/reports/<suite>-<time>)")
+    p.add_argument("--limit", type=int, metavar="N", help="only the first N test questions")
+    p.add_argument("--data", metavar="PATH", help="where the suite's SQuAD/CMRC/BEIR data is (overrides its path)")
+    p.add_argument("--answer-mode", choices=["generative", "auto", "extractive"], help="how RAG systems answer")
+    p.add_argument("--train-steps", dest="steps", type=int, metavar="N", help="training steps per adapter")
+    p.add_argument("--train-minutes", dest="minutes", type=float, metavar="M", help="training time limit per adapter")
+    p.add_argument(
+        "--adapter",
+        action="append",
+        default=[],
+        metavar="KIND=DIR",
+        help="use a trained adapter instead of training one: ft=DIR or raft=DIR (repeatable)",
+    )
+    p.add_argument("--work", metavar="DIR", help="index and adapter cache (default eval/work/<suite>)")
+    p.add_argument("--check", metavar="THRESHOLDS", help="JSON thresholds; exit 3 when a metric regresses below them")
+    p.add_argument("--json", action="store_true", help="print metrics.json")
+    p.set_defaults(func=cmd_eval)
+
+    pe = sub.add_parser(
+        "eval-retrieval",
+        help="retrieval metrics alone (nDCG@10, recall@10/100, MRR@10) on BEIR/SQuAD/CMRC data; also `rag eval retrieval`",
+    )
+    src = pe.add_mutually_exclusive_group(required=True)
+    src.add_argument("--beir", metavar="DIR", help="folder with corpus.jsonl, queries.jsonl, qrels/<split>.tsv")
+    src.add_argument("--squad", metavar="FILE", help="SQuAD v1/v2 JSON: paragraphs as documents")
+    src.add_argument("--cmrc", metavar="FILE", help="CMRC 2018 JSON: paragraphs as documents")
+    pe.add_argument(
+        "--ignore-identical-ids", action="store_true", help="drop hits whose id equals the query id (ArguAna, Quora)"
+    )
+    pe.add_argument("--split", default="test", help="qrels split (default test)")
+    pe.add_argument("--mode", default="dense", help="dense, bm25, hybrid, or a comma-separated list (default dense)")
+    pe.add_argument("--limit", type=int, help="evaluate only the first N queries")
+    pe.add_argument("--json", action="store_true", help="print JSON")
+    add_embed_args(pe)
+    pe.set_defaults(func=cmd_eval_retrieval)
+
+
+def cmd_eval(args) -> int:
+    import dataclasses
+    import time
+
+    from ..errors import ConfigError
+    from ..harness import run_eval
+    from ..report import check_thresholds, read_thresholds, write_report
+    from ..suite import load_suite, parse_systems
+
+    suite = load_suite(args.suite, data=args.data)
+    thresholds = read_thresholds(args.check) if args.check else None
+    if args.answer_mode:
+        suite.answer_mode = args.answer_mode
+    budget = {k: v for k, v in (("steps", args.steps), ("minutes", args.minutes)) if v is not None}
+    suite.train = dataclasses.replace(suite.train, **budget)
+    for spec in args.adapter:
+        kind, _, folder = spec.partition("=")
+        if kind not in ("ft", "raft") or not folder:
+            raise ConfigError(f"--adapter takes ft=DIR or raft=DIR, got {spec!r}")
+        suite.adapters[kind] = folder
+    systems = parse_systems(args.systems) if args.systems else None
+    if args.limit is not None and args.limit < 1:
+        raise ConfigError(f"--limit must be at least 1, got {args.limit}")
+    out = Path(args.out or Path("eval/reports") / f"{suite.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    run = run_eval(suite, systems=systems, limit=args.limit, work=args.work)
+    summary = write_report(run, out)
+    if args.json:
+        print(json.dumps(summary, ensure_ascii=False))
+    else:
+        print(f"report: {out / 'report.md'}")
+        for system in run.systems:
+            m = summary["systems"][system]["metrics"]
+            shown = "  ".join(
+                f"{name}={m[name]['mean']:.3f}"
+                for name in ("accuracy", "f1", "refusal_accuracy", "citation_precision", f"recall@{run.k}")
+                if name in m
+            )
+            print(f"  {system:12s} {shown}  p50={summary['systems'][system]['latency_p50_s']:.2f}s")
+    if thresholds is not None:
+        failures = check_thresholds(summary, thresholds)
+        if failures:
+            print(f"rag: regression against {args.check}:", file=sys.stderr)
+            for failure in failures:
+                print(f"  {failure}", file=sys.stderr)
+            return 3
+        print(f"thresholds {args.check}: all met")
+    return 0
+
+
+def cmd_eval_retrieval(args) -> int:
+    from .. import beir
+
+    config, _ = settings(args)
+    modes = [m.strip() for m in args.mode.split(",") if m.strip()]
+    if args.beir:
+        data = beir.load_beir(args.beir, args.split)
+    elif args.squad:
+        data = beir.from_squad(args.squad)
+    else:
+        data = beir.from_cmrc(args.cmrc)
+    report = beir.evaluate(
+        data,
+        config,
+        modes=modes,
+        limit=args.limit,
+        ignore_identical_ids=args.ignore_identical_ids,
+        progress=sys.stderr.isatty(),
+    )
+    if args.json:
+        print(json.dumps(report, ensure_ascii=False))
+        return 0
+    print(
+        f"{report['dataset']}: {report['queries']} queries, {report['documents']} documents, "
+        f"embedder {report['embedder']}"
+    )
+    for mode, metrics in report["modes"].items():
+        print(f"  {mode:7s} " + "  ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
+    return 0

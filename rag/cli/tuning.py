@@ -1,0 +1,115 @@
+"""`rag tune` and `rag adapters`: train an adapter (or a full model) on your data, list and merge them."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from ..tune import METHODS, TuneOptions
+from .common import INDEX_HELP, index_path, options_from
+
+
+def register(sub) -> None:
+    d = TuneOptions  # defaults shown in the help come from the options themselves
+    p = sub.add_parser("tune", help="tune an adapter (LoRA and the rest of the PEFT family) on your data")
+    p.add_argument(
+        "data",
+        metavar="DATA",
+        help="JSONL/JSON records (alpaca, chat messages, question/answer, text) or a folder of documents",
+    )
+    p.add_argument("--method", help=f"{', '.join(METHODS)} (default {d.method})")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (a PEFT adapter; a model for full)")
+    p.add_argument("--base", help="base model id or folder (default: the default generator)")
+    p.add_argument("--max-steps", type=int, help="training steps (default: --epochs epochs)")
+    p.add_argument("--epochs", type=float, help=f"epochs when --max-steps is not given (default {d.epochs:g})")
+    p.add_argument("--max-minutes", type=float, help="stop and save after this many minutes of training")
+    p.add_argument("--lr", type=float, help="learning rate (default: the method's)")
+    p.add_argument("--batch-size", type=int, help=f"examples per step (default {d.batch_size})")
+    p.add_argument(
+        "--max-length", type=int, help=f"tokens per example; longer ones are dropped and counted ({d.max_length})"
+    )
+    p.add_argument("--rank", type=int, help=f"LoRA rank (default {d.rank}; bottleneck size is 8x)")
+    p.add_argument("--dropout", type=float, help=f"LoRA dropout (default {d.dropout})")
+    p.add_argument("--init-adapter", metavar="DIR", help="continue from an earlier adapter (sequential fine-tuning)")
+    p.add_argument("--raft", action="store_true", help="build retrieval-augmented examples from Q/A DATA and --index")
+    p.add_argument("--index", help=INDEX_HELP + " (for --raft)")
+    p.add_argument(
+        "--raft-from-documents", action="store_true", help="with --raft: also ask about the index's own fact sentences"
+    )
+    p.add_argument(
+        "--raft-no-gold",
+        type=float,
+        default=0.2,
+        metavar="SHARE",
+        help="with --raft: share of examples without the gold passage, answered by refusal (default 0.2)",
+    )
+    p.add_argument("--resume", action="store_true", help="resume an interrupted run from its last checkpoint")
+    p.add_argument("--seed", type=int, help=f"random seed (default {d.seed})")
+    p.add_argument("--json", action="store_true", help="print a JSON summary")
+    p.set_defaults(func=cmd_tune)
+
+    p = sub.add_parser("adapters", help="list or merge tuned adapters")
+    p.set_defaults(parser=p)
+    actions = p.add_subparsers(dest="action", metavar="ACTION")
+    pa = actions.add_parser("list", help="adapters under a folder (default: adapters/)")
+    pa.add_argument("folder", nargs="?", default="adapters")
+    pa.add_argument("--json", action="store_true")
+    pa.set_defaults(func=cmd_adapters_list)
+    pa = actions.add_parser("merge", help="merge an adapter into its base model: a folder `rag ask --model` loads")
+    pa.add_argument("adapter", metavar="ADAPTER")
+    pa.add_argument("--out", required=True, metavar="DIR")
+    pa.set_defaults(func=cmd_adapters_merge)
+
+
+def cmd_tune(args) -> int:
+    from ..tune import tune
+
+    options = options_from(TuneOptions, args)
+    data = args.data
+    if args.raft:
+        from ..retrieve import Retriever
+        from ..tunedata import qa_from_chunks, raft_examples, read_records
+
+        retriever = Retriever(index_path(args.index))
+        records = [r for r in read_records(args.data) if r.get("split", "train") == "train"]
+        if args.raft_from_documents:
+            records += qa_from_chunks(retriever.chunks)
+        data = raft_examples(records, retriever, without_gold=args.raft_no_gold, seed=options.seed)
+    result = tune(data, args.out, options)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0  # under `accelerate launch`, rank 0 reports
+    if args.json:
+        print(json.dumps(result.to_dict(), ensure_ascii=False))
+        return 0
+    print(
+        f"{result.out}: {result.method}, {result.steps} steps, {result.trainable_params:,} trainable parameters "
+        f"({result.trainable_params / result.total_params:.2%}), train loss {result.train_loss:.4f}"
+        + (f", eval loss {result.eval_loss:.4f}" if result.eval_loss is not None else "")
+        + f", {result.seconds:.0f}s"
+        + (f"; {result.dropped_too_long} examples over --max-length dropped" if result.dropped_too_long else "")
+    )
+    return 0
+
+
+def cmd_adapters_list(args) -> int:
+    from ..adapters import list_adapters
+
+    rows = list_adapters(args.folder)
+    if args.json:
+        print(json.dumps(rows))
+    elif not rows:
+        print(f"no adapters under {args.folder}")
+    for r in rows if not args.json else []:
+        lineage = " -> ".join(str(m) for m in r["lineage"])
+        print(
+            f"{r['path']}  {r['method']}  base={r['base']}  steps={r['steps']}  eval_loss={r['eval_loss']}  "
+            f"lineage={lineage}"
+        )
+    return 0
+
+
+def cmd_adapters_merge(args) -> int:
+    from ..adapters import merge_adapter
+
+    print(f"merged model: {merge_adapter(args.adapter, args.out)}")
+    return 0
