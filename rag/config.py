@@ -174,7 +174,7 @@ class Config:
             values = data.get(name, {})
             if not isinstance(values, dict):
                 raise ConfigError(f"{origin}: section [{name}] must be a table, got {values!r}")
-            built[name] = _build(section_cls, values, name, origin)
+            built[name] = build_section(section_cls, values, name, origin)
         return cls(**built)
 
     def override(self, **sections: dict[str, Any] | None) -> Config:
@@ -198,7 +198,7 @@ class Config:
             values = {k: v for k, v in (values or {}).items() if v is not None}
             if values:
                 section = getattr(self, name)
-                changed[name] = _build(type(section), {**dataclasses.asdict(section), **values}, name)
+                changed[name] = build_section(type(section), {**dataclasses.asdict(section), **values}, name)
         return dataclasses.replace(self, **changed) if changed else self
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
@@ -223,7 +223,7 @@ class Config:
         return cls.from_dict(data, origin=str(p))
 
 
-def _build(section_cls, values: dict[str, Any], section: str, origin: str | None = None):
+def build_section(section_cls, values: dict[str, Any], section: str, origin: str | None = None):
     """`section_cls(**values)`, with unknown keys and wrong value types reported as `ConfigError`s that name
     the section (and the file, `origin`)."""
     where = f"{origin}: " if origin else ""
