@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -142,12 +143,8 @@ class Retriever:
         return self.search_many([query], k=k, mode=mode)[0]
 
     def search_many(self, queries: list[str], k: int | None = None, mode: str | None = None) -> list[list[Hit]]:
-        k = self.config.k if k is None else k
-        mode = self.config.mode if mode is None else mode
-        if mode not in ("dense", "bm25", "hybrid"):
-            raise ConfigError(f"retrieval mode must be dense, bm25 or hybrid, got mode={mode!r}")
-        if not isinstance(k, int) or k < 1:
-            raise ConfigError(f"k must be a positive integer, got k={k!r}")
+        settings = replace(self.config, **{n: v for n, v in (("k", k), ("mode", mode)) if v is not None})
+        k, mode = settings.k, settings.mode  # checked like the config: a bad value is a ConfigError naming it
         for q in queries:
             if not isinstance(q, str) or not q.strip():
                 raise ConfigError("the query is empty; ask a question with some words in it")

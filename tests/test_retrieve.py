@@ -37,12 +37,12 @@ def test_hybrid_carries_cosine_for_every_hit(index):
 def test_k_defaults_and_validation(index):
     r = Retriever(index, RetrieveConfig(k=1), embedder=HashEmbedder(64))
     assert len(r.search("shipping")) == 1
-    with pytest.raises(ConfigError, match="k must be"):
+    with pytest.raises(ConfigError, match="retrieval `k` must be a positive integer, got k=0"):
         r.search("shipping", k=0)
     with pytest.raises(ConfigError, match="empty"):
         r.search("   ")
     with pytest.raises(ConfigError, match="mode"):
-        r.search("x", mode="magic")
+        r.search("x", mode="magic")  # "retrieval `mode` must be one of dense, bm25, hybrid"
 
 
 def test_embedder_mismatch_names_both(index):

@@ -103,13 +103,17 @@ def test_refine_rescores_compressed_candidates_exactly():
 
 
 def test_device_choice():
-    index = VectorIndex.build(_clustered(100))
-    assert index.to_device("cpu") is index and index.to_device(None)._flat is not None  # no GPU here: CPU
     import faiss
 
-    if faiss.get_num_gpus() == 0:
+    index = VectorIndex.build(_clustered(100))
+    assert index.to_device("cpu") is index  # "cpu" always keeps the CPU index
+    if faiss.get_num_gpus() == 0:  # without a GPU, "auto" stays on the CPU and "cuda" is a clear error
+        assert index.to_device(None) is index and index.to_device(None)._flat is not None
         with pytest.raises(ConfigError, match="faiss GPU build"):
             VectorIndex.build(_clustered(100)).to_device("cuda")
+    else:  # with one, "auto" moves the search to it and gives the CPU's results
+        queries = _clustered(100)[:5]
+        np.testing.assert_array_equal(index.search(queries, 3)[1], index.to_device(None).search(queries, 3)[1])
 
 
 @pytest.mark.skipif("not __import__('faiss').get_num_gpus()", reason="needs the faiss GPU build and a GPU")

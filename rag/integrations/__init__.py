@@ -1,0 +1,1 @@
+"""Adapters to other frameworks. Each module imports its framework, so import only the one you use."""
