@@ -1,0 +1,83 @@
+"""A contract every embedder satisfies (the hash fake and the real bundled model alike), and calibration."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import run_cli
+
+from rag.embeddings import HashEmbedder, check_compatible
+from rag.errors import EmbedderMismatchError
+
+TEXTS = ["Hold the RESET button for 12 seconds.", "Express shipping costs 14.90 euros.", "退货需要7天。", ""]
+
+
+def _hash():
+    return HashEmbedder(64, query_prefix="q: ", document_prefix="d: ")
+
+
+def _real(request):
+    return request.getfixturevalue("real_embedder")
+
+
+EMBEDDERS = [
+    pytest.param(lambda request: _hash(), id="hash"),
+    pytest.param(_real, id="minilm", marks=pytest.mark.slow),
+]
+
+
+@pytest.fixture(params=EMBEDDERS)
+def embedder(request):
+    return request.param(request)
+
+
+def test_vectors_are_normalised_float32_rows_in_input_order(embedder):
+    docs = embedder.embed_documents(TEXTS)
+    assert docs.dtype == np.float32 and docs.shape == (len(TEXTS), embedder.dim) and docs.flags["C_CONTIGUOUS"]
+    norms = np.linalg.norm(docs[:3], axis=1)
+    np.testing.assert_allclose(norms, 1.0, rtol=1e-5)
+    one_by_one = np.stack([embedder.embed_documents([t])[0] for t in TEXTS[:3]])
+    np.testing.assert_allclose(docs[:3], one_by_one, atol=1e-5)  # batching never changes a vector
+    assert embedder.embed_documents([]).shape == (0, embedder.dim)
+    queries = embedder.embed_queries(TEXTS[:2])
+    assert queries.shape == (2, embedder.dim) and float(queries[0] @ docs[0]) > float(queries[0] @ docs[1])
+
+
+def test_tokens_coverage_and_description(embedder):
+    assert embedder.count_tokens("Hold the RESET button") > 0 and embedder.count_tokens("") == 0
+    assert 0 < embedder.max_tokens <= 512
+    assert 0.0 <= embedder.coverage("退货需要几天") <= embedder.coverage("How long is the warranty?") == 1.0
+    described = embedder.describe()
+    assert {"id", "dim", "query_prefix", "document_prefix", "normalized"} <= set(described)
+    assert described["dim"] == embedder.dim and described["id"] == embedder.id
+    check_compatible(described, embedder.describe())  # an index built with it accepts it
+    with pytest.raises(EmbedderMismatchError, match="rebuild"):
+        check_compatible(described, {**described, "id": "another-model"})
+
+
+def test_calibrate_reads_labelled_questions_and_reports(tmp_path, kb):
+    assert run_cli("index", "kb", "--index", "idx", "--embedder", "hash", cwd=tmp_path).returncode == 0
+    rows = [
+        {"question": "How long do I hold the RESET button?", "answerable": True, "split": "train"},
+        {"question": "How much does express shipping cost?", "answerable": True, "split": "train"},
+        {"question": "Who won the football world cup in 1990?", "answerable": False, "split": "train"},
+        {"question": "What does solid red mean?", "answerable": True, "split": "test"},
+    ]
+    (tmp_path / "q.jsonl").write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
+    res = run_cli("calibrate", "--questions", "q.jsonl", "--index", "idx", "--json", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert out["questions"] == 3 and len(out["rows"]) == 3 and 0 < out["min_evidence"] < 1
+    answerable = [r["evidence"] for r in out["rows"] if r["answerable"]]
+    assert out["min_evidence"] <= min(answerable)  # lets the answerable ones through
+    everything = run_cli(
+        "calibrate", "--questions", "q.jsonl", "--index", "idx", "--split", "all", "--json", cwd=tmp_path
+    )
+    assert json.loads(everything.stdout)["questions"] == 4
+    res = run_cli("calibrate", "--questions", "missing.jsonl", "--index", "idx", cwd=tmp_path)
+    assert res.returncode == 1 and "missing.jsonl does not exist" in res.stderr
+    (tmp_path / "bad.jsonl").write_text('{"question": "x", "answerable": false, "split": "train"}\n', encoding="utf-8")
+    res = run_cli("calibrate", "--questions", "bad.jsonl", "--index", "idx", cwd=tmp_path)
+    assert res.returncode == 1 and "needs" in res.stderr and "Traceback" not in res.stderr
