@@ -5,23 +5,21 @@ document per page), Word (.docx), FAQ records (.json .jsonl .csv). Text encoding
 or without BOM, UTF-16 with BOM, legacy code pages such as GBK or cp1252); line endings are normalised.
 
 A file that cannot be read raises `LoadError` with a reason a user can act on; ingestion records it as
-skipped and carries on. This module does no chunking or embedding.
+skipped and carries on. This module finds files, decodes text and hands each format to its parser in
+`rag.formats`; it does no chunking or embedding.
 """
 
 from __future__ import annotations
 
 import codecs
-import csv
-import io
-import json
 import os
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import LoadError
-from .text import CJK_WIDE_CHAR
+from .formats import html_to_markdown, load_docx, load_pdf, load_records, markdown_sections
+from .text import CJK_WIDE_CHAR, control_ratio
 from .types import Document
 
 # Bumped whenever loading or chunking changes what a file turns into: indexes built by an older version are
@@ -35,9 +33,6 @@ RECORD_SUFFIXES = {".json", ".jsonl", ".csv"}
 SUPPORTED_SUFFIXES = TEXT_SUFFIXES | MARKDOWN_SUFFIXES | HTML_SUFFIXES | RECORD_SUFFIXES | {".pdf", ".docx"}
 MAX_FILE_BYTES = 200 * 1024 * 1024  # larger files are nearly always data dumps, not documents
 IGNORED_DIRS = {"__pycache__", "node_modules"}
-
-QUESTION_KEYS = ("question", "q", "query", "title", "prompt", "instruction")
-ANSWER_KEYS = ("answer", "a", "response", "text", "content", "body", "output")
 
 
 @dataclass(frozen=True)
@@ -131,15 +126,15 @@ def load_file(path: Path, source: str | None = None) -> list[Document]:
     except OSError as exc:
         raise LoadError(f"cannot read the file: {exc.strerror or exc}") from exc
     if suffix == ".pdf":
-        docs = _load_pdf(data, source)
+        docs = load_pdf(data, source)
     elif suffix == ".docx":
-        docs = _load_docx(data, source)
+        docs = load_docx(data, source)
     elif suffix in HTML_SUFFIXES:
-        docs = sections_from_markdown(html_to_markdown(data), source)
+        docs = markdown_sections(html_to_markdown(data), source)
     elif suffix in MARKDOWN_SUFFIXES:
-        docs = sections_from_markdown(decode_text(data), source)
+        docs = markdown_sections(decode_text(data), source)
     elif suffix in RECORD_SUFFIXES:
-        docs = _load_records(data, source, suffix)
+        docs = load_records(decode_text(data), source, suffix)
     elif suffix in TEXT_SUFFIXES:
         docs = [Document(text=decode_text(data), source=source)]
     else:
@@ -189,7 +184,7 @@ def decode_text(data: bytes) -> str:
         except UnicodeDecodeError:
             text = _detect(data)
     text = text.replace("\r\n", "\n").replace("\r", "\n")
-    if _control_ratio(text) > 0.05:
+    if control_ratio(text) > 0.05:
         raise LoadError("binary data, not text (mostly control characters); convert it to a text format first")
     if not text.strip():
         raise LoadError("empty file (only white space)")
@@ -238,268 +233,3 @@ def _cjk_share(text: str) -> float:
     if not wide:
         return 0.0
     return sum(1 for ch in wide if CJK_WIDE_CHAR.match(ch)) / len(wide)
-
-
-_CONTROL = re.compile("[\x00-\x08\x0e-\x1f\x7f-\x9f\ufffd]")
-
-
-def _control_ratio(text: str) -> float:
-    sample = text[:20000]
-    return len(_CONTROL.findall(sample)) / len(sample) if sample else 0.0
-
-
-# --------------------------------------------------------------------------------------------- markdown
-
-
-_HEADERS = [("#" * n, f"h{n}") for n in range(1, 7)]
-
-
-def sections_from_markdown(text: str, source: str, page: int | None = None) -> list[Document]:
-    """One document per Markdown section, carrying its heading path (headings outside code fences)."""
-    from langchain_text_splitters import MarkdownHeaderTextSplitter
-
-    splitter = MarkdownHeaderTextSplitter(_HEADERS, strip_headers=True)
-    docs = []
-    for part in splitter.split_text(text):
-        body = "\n".join(line.rstrip() for line in part.page_content.split("\n")).strip()
-        headings = tuple(part.metadata[f"h{n}"] for n in range(1, 7) if f"h{n}" in part.metadata)
-        if body:
-            docs.append(Document(text=body, source=source, page=page, headings=headings))
-    return docs
-
-
-# ------------------------------------------------------------------------------------------------- html
-
-_INVISIBLE = [
-    "script",
-    "style",
-    "noscript",
-    "template",
-    "svg",
-    "canvas",
-    "iframe",
-    "object",
-    "head",
-    "nav",
-]  # nav: menus, not content
-_BLOCKS = [
-    "p",
-    "div",
-    "section",
-    "article",
-    "main",
-    "header",
-    "footer",
-    "aside",
-    "nav",
-    "blockquote",
-    "pre",
-    "table",
-    "tr",
-    "ul",
-    "ol",
-    "dl",
-    "dt",
-    "dd",
-    "figure",
-    "figcaption",
-    "form",
-    "fieldset",
-    "address",
-]
-
-
-def html_to_markdown(data: bytes | str) -> str:
-    """The visible text of an HTML page, with h1-h6 turned into Markdown headings and blocks into lines.
-
-    Scripts, styles, templates and the <head> are dropped (the <title> becomes the top heading when the
-    page has no <h1>). The encoding is taken from the page's declaration, else detected.
-    """
-    from bs4 import BeautifulSoup, NavigableString
-
-    if isinstance(data, bytes):
-        if b"\x00" in data[:8192] and not data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-            raise LoadError("binary data, not HTML (NUL bytes)")
-        if not data.strip():
-            raise LoadError("empty file")
-    soup = BeautifulSoup(data, "html.parser")
-    title = soup.title.get_text(" ", strip=True) if soup.title else ""
-    for tag in soup(_INVISIBLE):
-        tag.decompose()
-    for br in soup.find_all("br"):
-        br.replace_with(NavigableString("\n"))
-    for level in range(1, 7):
-        for h in soup.find_all(f"h{level}"):
-            label = " ".join(h.get_text(" ", strip=True).split())
-            h.replace_with(NavigableString(f"\n\n{'#' * level} {label}\n\n" if label else "\n"))
-    for li in soup.find_all("li"):
-        li.insert_before(NavigableString("\n- "))
-        li.insert_after(NavigableString("\n"))
-    for cell in soup.find_all(["td", "th"]):
-        cell.insert_after(NavigableString(" | "))
-    for tag in soup.find_all(_BLOCKS):
-        tag.insert_before(NavigableString("\n\n"))
-        tag.insert_after(NavigableString("\n\n"))
-    for row in soup.find_all("tr"):
-        row.insert_before(NavigableString("| "))  # a leading pipe keeps each row a line of its own
-    text = soup.get_text("")
-    text = _tidy(text)
-    if _control_ratio(text) > 0.05:
-        raise LoadError("binary data, not HTML (mostly control characters)")
-    if title and not re.search(r"^# ", text, flags=re.M):
-        text = f"# {title}\n\n{text}"
-    return text
-
-
-def _tidy(text: str) -> str:
-    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\xa0", " ")
-    lines = [re.sub(r"[ \t\f\v]+", " ", line).strip() for line in text.split("\n")]
-    lines = [re.sub(r"(\s*\|\s*)+$", "", line) for line in lines]
-    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
-
-
-# -------------------------------------------------------------------------------------------------- pdf
-
-
-def _load_pdf(data: bytes, source: str) -> list[Document]:
-    from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
-
-    if not data.lstrip().startswith(b"%PDF"):
-        raise LoadError("not a PDF file (no %PDF header); check the file or its extension")
-    try:
-        reader = PdfReader(io.BytesIO(data))
-        if reader.is_encrypted:
-            try:
-                ok = reader.decrypt("")
-            except Exception as exc:  # pypdf raises several types for unsupported crypto
-                raise LoadError(f"encrypted PDF that cannot be opened ({exc}); save a decrypted copy") from exc
-            if not ok:
-                raise LoadError("encrypted PDF: it needs a password; save a decrypted copy (e.g. qpdf --decrypt)")
-        pages = list(reader.pages)
-    except LoadError:
-        raise
-    except (PdfReadError, ValueError, KeyError, TypeError, OSError, AssertionError) as exc:
-        raise LoadError(f"damaged or truncated PDF ({type(exc).__name__}: {exc})") from exc
-    docs: list[Document] = []
-    errors = 0
-    for number, page in enumerate(pages, start=1):
-        try:
-            text = page.extract_text() or ""
-        except Exception:  # one bad page should not lose the rest of the document
-            errors += 1
-            continue
-        text = _tidy(text)
-        if text:
-            docs.append(Document(text=text, source=source, page=number))
-    if not docs:
-        if errors:
-            raise LoadError(f"damaged PDF: text extraction failed on all {errors} page(s)")
-        raise LoadError("PDF has no extractable text (a scan?); run OCR on it first")
-    return docs
-
-
-# ------------------------------------------------------------------------------------------------- docx
-
-
-def _load_docx(data: bytes, source: str) -> list[Document]:
-    import zipfile
-
-    from .errors import require
-
-    docx = require("docx", "python-docx", "reading .docx files")
-    try:
-        document = docx.Document(io.BytesIO(data))
-    except (zipfile.BadZipFile, KeyError, ValueError) as exc:
-        raise LoadError(f"damaged .docx file ({type(exc).__name__}: {exc})") from exc
-    lines = []
-    for para in document.paragraphs:
-        text = para.text.strip()
-        if not text:
-            continue
-        style = (para.style.name if para.style is not None else "") or ""
-        match = re.match(r"Heading (\d)", style)
-        if match:
-            lines.append(f"\n{'#' * min(int(match.group(1)), 6)} {text}\n")
-        elif style == "Title":
-            lines.append(f"\n# {text}\n")
-        else:
-            lines.append(text + "\n")
-    for table in document.tables:
-        for row in table.rows:
-            lines.append(" | ".join(cell.text.strip() for cell in row.cells) + "\n")
-    return sections_from_markdown("\n".join(lines), source)
-
-
-# ---------------------------------------------------------------------------------------------- records
-
-
-def _load_records(data: bytes, source: str, suffix: str) -> list[Document]:
-    text = decode_text(data)
-    if suffix == ".csv":
-        records = _csv_records(text)
-    elif suffix == ".jsonl":
-        from .records import parse_jsonl
-
-        records = parse_jsonl(text, "file", error=LoadError)
-    else:
-        try:
-            payload = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise LoadError(f"not valid JSON at line {exc.lineno} column {exc.colno} ({exc.msg})") from exc
-        records = _json_records(payload)
-    docs = []
-    for number, record in enumerate(records, start=1):
-        doc_text = _record_text(record)
-        if doc_text is None:
-            raise LoadError(
-                f"record {number} has no question/answer (or title/text) fields; FAQ records look like "
-                '{"question": "...", "answer": "..."}'
-            )
-        docs.append(Document(text=doc_text, source=source, meta={"record": number}))
-    return docs
-
-
-def _json_records(payload) -> list:
-    if isinstance(payload, list):
-        return payload
-    if isinstance(payload, dict):
-        for value in payload.values():  # {"faqs": [...]} and similar wrappers
-            if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
-                return value
-        if payload and all(isinstance(k, str) and isinstance(v, str) for k, v in payload.items()):
-            return [{"question": k, "answer": v} for k, v in payload.items()]  # {"question": "answer"}
-        return [payload]
-    raise LoadError("JSON holds neither records nor an object; expected a list of FAQ records")
-
-
-def _csv_records(text: str) -> list[dict]:
-    try:
-        dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t|")
-    except csv.Error:
-        dialect = csv.excel
-    rows = list(csv.DictReader(io.StringIO(text), dialect=dialect))
-    if not rows:
-        raise LoadError("CSV has a header but no rows")
-    return rows
-
-
-def _record_text(record) -> str | None:
-    if isinstance(record, str):
-        return record.strip() or None
-    if not isinstance(record, dict):
-        return None
-    lowered = {str(k).strip().lower(): v for k, v in record.items() if k is not None}
-    question = next((lowered[k] for k in QUESTION_KEYS if _is_text(lowered.get(k))), None)
-    answer = next((lowered[k] for k in ANSWER_KEYS if _is_text(lowered.get(k)) and lowered[k] is not question), None)
-    if question is not None and answer is not None:
-        return f"Q: {str(question).strip()}\nA: {str(answer).strip()}"
-    if answer is not None:
-        return str(answer).strip()
-    # a generic table row: keep every column, named
-    pairs = [f"{k}: {v}" for k, v in record.items() if k and _is_text(v)]
-    return "\n".join(pairs) if len(pairs) >= 2 else None
-
-
-def _is_text(value) -> bool:
-    return isinstance(value, (str, int, float)) and not isinstance(value, bool) and str(value).strip() != ""

@@ -43,6 +43,20 @@ def language(text: str) -> str:
     return "zh" if cjk and cjk >= latin_words else "en"
 
 
+_CONTROL = re.compile("[\x00-\x08\x0e-\x1f\x7f-\x9f\ufffd]")
+
+
+def control_ratio(text: str) -> float:
+    r"""Share of control and replacement characters in (the first 20,000 characters of) `text`: high for
+    binary data decoded as text.
+
+    >>> control_ratio("plain text"), control_ratio("\x00\x01ab")
+    (0.0, 0.5)
+    """
+    sample = text[:20000]
+    return len(_CONTROL.findall(sample)) / len(sample) if sample else 0.0
+
+
 # ------------------------------------------------------------------------------------------ lines, sentences
 
 BLOCK_START = re.compile(r"^\s*([-*+•]\s|\d+[.)]\s|\||#|>)")

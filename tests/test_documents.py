@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from rag.documents import decode_text, discover, html_to_markdown, load_file
+from rag.documents import decode_text, discover, load_file
+from rag.formats import html_to_markdown
 from rag.errors import LoadError
 
 
