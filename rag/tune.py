@@ -24,15 +24,13 @@ from pathlib import Path
 from .adapters import META
 from .atomic import atomic_dir
 from .config import DEFAULT_GENERATOR
-from .errors import ConfigError, require
-from .models import prepare_model
+from .errors import ConfigError
+from .methods import DEFAULT_LR, METHODS, load_base, wrap
 from .prompt import render
 from .tunedata import Example, data_hash, read_records, to_examples
 
-METHODS = ("lora", "adalora", "ia3", "prefix", "prompt", "ptuning", "bottleneck", "full", "qlora")
 
-
-@dataclass
+@dataclass(frozen=True)
 class TuneOptions:
     """Budget and hyperparameters of a tuning run."""
 
@@ -68,7 +66,7 @@ class TuneOptions:
     def learning_rate(self) -> float:
         if self.lr is not None:
             return self.lr
-        return {"prompt": 3e-2, "ptuning": 1e-2, "prefix": 1e-2, "full": 2e-5, "ia3": 3e-3}.get(self.method, 2e-4)
+        return DEFAULT_LR.get(self.method, 2e-4)
 
 
 @dataclass
@@ -131,66 +129,6 @@ class _Collator:
 # ---------------------------------------------------------------------------------------------- methods
 
 
-def peft_config(method: str, options: TuneOptions, total_steps: int):
-    """The PEFT config of a method (None for `full` and `bottleneck`, which do not use PEFT)."""
-    import peft
-
-    task = peft.TaskType.CAUSAL_LM
-    if method in ("lora", "qlora"):
-        return peft.LoraConfig(
-            task_type=task,
-            r=options.rank,
-            lora_alpha=2 * options.rank,
-            lora_dropout=options.dropout,
-            target_modules="all-linear",
-        )
-    if method == "adalora":
-        return peft.AdaLoraConfig(
-            task_type=task,
-            init_r=options.rank + 4,
-            target_r=options.rank,
-            total_step=max(total_steps, 2),
-            tinit=0,
-            tfinal=0,
-            target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
-        )
-    if method == "ia3":
-        return peft.IA3Config(task_type=task)
-    if method == "prefix":
-        return peft.PrefixTuningConfig(task_type=task, num_virtual_tokens=options.virtual_tokens)
-    if method == "prompt":
-        return peft.PromptTuningConfig(task_type=task, num_virtual_tokens=options.virtual_tokens)
-    if method == "ptuning":
-        return peft.PromptEncoderConfig(
-            task_type=task, num_virtual_tokens=options.virtual_tokens, encoder_hidden_size=128
-        )
-    return None
-
-
-def _load_base(options: TuneOptions):
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    location = prepare_model(options.base)
-    kwargs = {}
-    if options.method == "qlora":
-        if not torch.cuda.is_available():
-            raise ConfigError(
-                "qlora needs a CUDA GPU (4-bit weights run on bitsandbytes' GPU kernels); use --method lora on a CPU"
-            )
-        require("bitsandbytes", "bitsandbytes", "QLoRA")
-        from transformers import BitsAndBytesConfig
-
-        kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_compute_dtype=torch.bfloat16, bnb_4bit_quant_type="nf4"
-        )
-    tokenizer = AutoTokenizer.from_pretrained(location)
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(location, **kwargs)
-    return model, tokenizer
-
-
 def _lineage_of(options: TuneOptions) -> list[dict]:
     """Where this run starts: an earlier adapter's lineage, a merged model's lineage, or the base model."""
     for path in (options.init_adapter, options.base):
@@ -230,7 +168,7 @@ def tune(
     if not examples:
         raise ConfigError("the tuning data holds no examples")
     torch.manual_seed(options.seed)
-    model, tokenizer = _load_base(options)
+    model, tokenizer = load_base(options)
     encoded = [encode(e, tokenizer, options.max_length) for e in examples]
     dropped = sum(1 for e in encoded if e is None)
     encoded = [e for e in encoded if e is not None]
@@ -243,7 +181,7 @@ def tune(
     total_steps = options.max_steps if options.max_steps > 0 else math.ceil(steps_per_epoch * options.epochs)
 
     lineage = _lineage_of(options)
-    model = _wrap(model, options, total_steps)
+    model = wrap(model, options, total_steps)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
 
@@ -331,32 +269,6 @@ def _time_limit(seconds: float):
             return control
 
     return TimeLimit()
-
-
-def _wrap(model, options: TuneOptions, total_steps: int):
-    if options.method == "full":
-        for p in model.parameters():
-            p.requires_grad = True
-        return model
-    if options.method == "bottleneck":
-        from .bottleneck import add_bottleneck, load_bottleneck
-
-        if options.init_adapter:
-            return load_bottleneck(model, options.init_adapter, trainable=True)
-        return add_bottleneck(model, size=options.rank * 8)
-    import peft
-
-    if options.method == "qlora":
-        model = peft.prepare_model_for_kbit_training(model)
-    if options.init_adapter:
-        from .adapters import adapter_base, same_base
-
-        if not same_base(adapter_base(options.init_adapter), options.base):
-            raise ConfigError(
-                f"--init-adapter {options.init_adapter} was trained for another base model than {options.base}"
-            )
-        return peft.PeftModel.from_pretrained(model, options.init_adapter, is_trainable=True)
-    return peft.get_peft_model(model, peft_config(options.method, options, total_steps))
 
 
 def _save(model, tokenizer, out: Path, options, result: TuneResult, data_info: dict, history: list[dict]) -> None:

@@ -1,5 +1,7 @@
+
 """Every tuning method trains a few steps on a tiny random Llama made in-process, and reloads identically."""
 
+import dataclasses
 import json
 
 import pytest
@@ -179,8 +181,7 @@ def test_resume_continues_from_the_last_checkpoint(tiny, qa_file, tmp_path, monk
         return original(self, *a, **k)
 
     monkeypatch.setattr(Trainer, "training_step", count)
-    options.resume = True
-    result = tune(qa_file, tmp_path / "out", options)
+    result = tune(qa_file, tmp_path / "out", dataclasses.replace(options, resume=True))
     assert result.steps == 4 and resumed["n"] == 2  # steps 3 and 4 only: it went on from checkpoint-2
     assert (tmp_path / "out" / "adapter_config.json").exists()
 
