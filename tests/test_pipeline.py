@@ -101,21 +101,30 @@ def test_follow_up_questions_are_rewritten_for_retrieval(hash_index):
 
 
 def test_concurrent_questions_do_not_interfere(hash_index):
-    rag, _ = make_rag(hash_index, mode="generative")
-    results, errors = [], []
+    """Eight threads share one RAG: each answer is the generation for its own prompt, with its own passages."""
 
-    def worker(q):
+    def echo(prompt):  # the answer quotes the question it was generated for
+        return f"Hold it for 12 seconds [1]. ({prompt.rsplit('Question: ', 1)[-1].splitlines()[0]})"
+
+    rag, gen = make_rag(hash_index, reply=echo, mode="generative")
+    results, errors = {}, []
+
+    def worker(i):
         try:
-            results.append((q, rag.ask(q).question))
+            results[i] = rag.ask(f"How long do I hold the RESET button? ticket {i}")
         except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
-    threads = [threading.Thread(target=worker, args=(f"How long do I hold the RESET button? {i}",)) for i in range(8)]
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert not errors and all(q == got for q, got in results) and len(results) == 8
+    assert not errors and sorted(results) == list(range(8)) and gen.calls == 8
+    for i, answer in results.items():
+        assert answer.question.endswith(f"ticket {i}") and answer.answer.endswith(f"ticket {i})")
+        assert f"ticket {i}" in answer.prompt and answer.citations == [1]
+        assert answer.sources[0].chunk.source == "kb/router.md"
 
 
 def test_closed_book_needs_no_index():
