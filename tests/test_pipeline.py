@@ -120,7 +120,7 @@ def test_concurrent_questions_do_not_interfere(hash_index):
         t.start()
     for t in threads:
         t.join()
-    assert not errors and sorted(results) == list(range(8)) and gen.calls == 8
+    assert not errors and sorted(results) == list(range(8))
     for i, answer in results.items():
         assert answer.question.endswith(f"ticket {i}") and answer.answer.endswith(f"ticket {i})")
         assert f"ticket {i}" in answer.prompt and answer.citations == [1]
