@@ -10,6 +10,8 @@ from .common import add_embed_args, settings
 
 
 def register(sub) -> None:
+    from ..eval.systems import NAMES  # the one list of systems; light (no models, no numpy)
+
     p = sub.add_parser(
         "eval",
         help="compare closed-book, RAG, fine-tuned and RAFT systems on a suite; writes a report",
@@ -19,9 +21,7 @@ def register(sub) -> None:
         "Retrieval metrics alone on BEIR/SQuAD/CMRC data: `rag eval retrieval --help`.",
     )
     p.add_argument("suite", metavar="SUITE", help="suite file (YAML or JSON), e.g. eval/suites/sample.yaml")
-    p.add_argument(
-        "--systems", help="comma-separated: closed-book, rag, ft, ft+rag, raft+rag, extractive (default: the suite's)"
-    )
+    p.add_argument("--systems", help=f"comma-separated: {', '.join(NAMES)} (default: the suite's)")
     p.add_argument("--out", metavar="DIR", help="report folder (default eval/reports/<suite>-<time>)")
     p.add_argument("--limit", type=int, metavar="N", help="only the first N test questions")
     p.add_argument("--data", metavar="PATH", help="where the suite's SQuAD/CMRC/BEIR data is (overrides its path)")
@@ -42,7 +42,8 @@ def register(sub) -> None:
 
     pe = sub.add_parser(
         "eval-retrieval",
-        help="retrieval metrics alone (nDCG@10, recall@10/100, MRR@10) on BEIR/SQuAD/CMRC data; also `rag eval retrieval`",
+        help="retrieval metrics alone (nDCG@10, recall@10/100, MRR@10) on BEIR/SQuAD/CMRC data; "
+        "also `rag eval retrieval`",
     )
     src = pe.add_mutually_exclusive_group(required=True)
     src.add_argument("--beir", metavar="DIR", help="folder with corpus.jsonl, queries.jsonl, qrels/<split>.tsv")
@@ -64,9 +65,10 @@ def cmd_eval(args) -> int:
     import time
 
     from ..errors import ConfigError
-    from ..harness import run_eval
-    from ..report import check_thresholds, read_thresholds, write_report
-    from ..suite import load_suite, parse_systems
+    from ..eval.harness import run_eval
+    from ..eval.report import check_thresholds, read_thresholds, write_report
+    from ..eval.suite import load_suite
+    from ..eval.systems import parse_systems
 
     suite = load_suite(args.suite, data=args.data)
     thresholds = read_thresholds(args.check) if args.check else None
@@ -109,17 +111,14 @@ def cmd_eval(args) -> int:
 
 
 def cmd_eval_retrieval(args) -> int:
-    from .. import beir
+    from ..eval.datasets import retrieval_data
+    from ..eval.retrieval import evaluate
 
     config, _ = settings(args)
     modes = [m.strip() for m in args.mode.split(",") if m.strip()]
-    if args.beir:
-        data = beir.load_beir(args.beir, args.split)
-    elif args.squad:
-        data = beir.from_squad(args.squad)
-    else:
-        data = beir.from_cmrc(args.cmrc)
-    report = beir.evaluate(
+    kind = next(k for k in ("beir", "squad", "cmrc") if getattr(args, k))
+    data = retrieval_data(kind, getattr(args, kind), args.split)
+    report = evaluate(
         data,
         config,
         modes=modes,

@@ -5,15 +5,13 @@ and RAFT + RAG systems, scored without an LLM judge.
 reuse), trains the adapters the chosen systems need within the suite's budget (or takes given ones; a
 trained adapter is cached under a key of its data and settings), answers every test question with every
 system and returns per-question rows that keep everything needed to recompute a score: retrieved ids,
-the exact prompt, the answer, its citations and latency. `rag.report` aggregates and writes the report.
+the exact prompt, the answer, its citations and latency. `rag.eval.report` aggregates and writes the report.
 
-Systems:
-- closed-book: the base model alone.             - rag: the base model over retrieved passages.
-- ft: an adapter trained on the knowledge base's documents and/or the training questions, closed book.
-- ft+rag: that adapter over retrieved passages.  - raft+rag: a RAFT adapter (Zhang et al. 2024) over passages.
-- extractive: rag's default answer mode, no language model: the best passage sentence, cited (a reference
-  point for what the generator adds or loses).
-RAG systems answer in the suite's `answer_mode` (generative by default), with the same refusal rule.
+The systems (closed-book, rag, ft, ft+rag, raft+rag, extractive) are described in `rag.eval.systems`: which
+adapter each answers with and whether it retrieves. RAG systems answer in the suite's `answer_mode`
+(generative by default), with the same refusal rule; `extractive` always answers extractively.
+
+What this module does not do: read suites (`rag.eval.suite`) or aggregate scores (`rag.eval.report`).
 """
 
 from __future__ import annotations
@@ -26,13 +24,20 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from .adapters import is_adapter_folder, read_meta
-from .errors import ConfigError
-from .metrics import contains_gold, exact_match, mrr_at_k, ndcg_at_k, recall_at_k, rouge_l, token_f1
-from .suite import Suite, parse_systems
-
-ADAPTER_OF = {"closed-book": None, "rag": None, "ft": "ft", "ft+rag": "ft", "raft+rag": "raft", "extractive": None}
-RETRIEVES = {"closed-book": False, "rag": True, "ft": False, "ft+rag": True, "raft+rag": True, "extractive": True}
+from ..adapters import is_adapter_folder, read_meta
+from ..errors import ConfigError
+from .metrics import (
+    ANSWER_METRICS,
+    contains_gold,
+    exact_match,
+    mrr_at_k,
+    ndcg_at_k,
+    recall_at_k,
+    rouge_l,
+    token_f1,
+)
+from .suite import Suite
+from .systems import BY_NAME, parse_systems
 
 
 @dataclass
@@ -77,19 +82,20 @@ def run_eval(
     config = suite.config
     run = EvalRun(suite, systems, {}, started=started_wall, k=config.answer.k, limit=limit)
 
-    reads_documents = any(ADAPTER_OF[s] == "ft" for s in systems) and "ft" not in suite.adapters
-    needs_index = any(RETRIEVES[s] for s in systems) or (reads_documents and suite.train.ft_data != "questions")
+    specs = [BY_NAME[s] for s in systems]
+    reads_documents = any(s.adapter == "ft" for s in specs) and "ft" not in suite.adapters
+    needs_index = any(s.retrieves for s in specs) or (reads_documents and suite.train.ft_data != "questions")
     retriever = kb = None
     if needs_index:
         kb, retriever, run.index = _prepare_index(suite, work, config, embedder, progress, log)
 
     adapters = {}
-    for kind in dict.fromkeys(ADAPTER_OF[s] for s in systems if ADAPTER_OF[s]):
+    for kind in dict.fromkeys(s.adapter for s in specs if s.adapter):
         adapters[kind], run.training[kind] = _adapter(kind, suite, config, kb, retriever, work, train, log)
 
     retrieved: dict[str, list] = {}  # question id -> top-10 hits, shared by the RAG systems
     for system in systems:
-        adapter = adapters.get(ADAPTER_OF[system])
+        adapter = adapters.get(BY_NAME[system].adapter)
         log(f"{system}: {len(questions)} questions" + (f" (adapter {adapter})" if adapter else ""))
         run.rows[system] = _answer_all(
             system, adapter, questions, suite, config, kb, retriever, generator_for, retrieved, progress
@@ -146,9 +152,9 @@ def materialise(documents: list[dict], folder: Path) -> dict[str, str]:
 
 
 def _prepare_index(suite: Suite, work: Path, config, embedder, progress, log):
-    from .documents import source_name
-    from .ingest import build_index
-    from .retrieve import Retriever
+    from ..documents import source_name
+    from ..ingest import build_index
+    from ..retrieve import Retriever
 
     if suite.documents is not None:
         root = work / "kb"
@@ -186,7 +192,7 @@ def _adapter(kind: str, suite: Suite, config, kb, retriever, work: Path, train, 
             raise ConfigError(f"adapters.{kind}: {folder} is not an adapter folder (no adapter_config.json)")
         meta = read_meta(folder)
         return folder, {"source": "given", "folder": folder, **_cost(meta)}
-    from .tune import TuneOptions
+    from ..tune import TuneOptions
 
     budget = suite.train
     examples = training_examples(kind, suite, config, kb, retriever)
@@ -212,10 +218,11 @@ def _adapter(kind: str, suite: Suite, config, kb, retriever, work: Path, train, 
         log(f"{kind} adapter: reusing {folder} (same data and settings)")
         return str(folder), {"source": "cached", "folder": str(folder), **_cost(read_meta(folder))}
     log(
-        f"{kind} adapter: training {budget.method} on {len(examples)} examples ({budget.steps} steps, {budget.minutes} min at most)"
+        f"{kind} adapter: training {budget.method} on {len(examples)} examples "
+        f"({budget.steps} steps, {budget.minutes} min at most)"
     )
     if train is None:
-        from .tune import tune
+        from ..tune import tune
 
         def train(examples, out, options):
             return tune(examples, out, options).to_dict()
@@ -227,8 +234,8 @@ def _adapter(kind: str, suite: Suite, config, kb, retriever, work: Path, train, 
 def adapter_key(kind: str, options, examples) -> str:
     """What a cached adapter is known by: its kind, the settings that differ from the defaults (so that a new
     setting with a default does not invalidate earlier adapters) and its examples."""
-    from .tune import TuneOptions
-    from .tunedata import data_hash
+    from ..tune import TuneOptions
+    from ..tunedata import data_hash
 
     defaults = asdict(TuneOptions())
     changed = {k: v for k, v in asdict(options).items() if defaults.get(k) != v}
@@ -237,7 +244,7 @@ def adapter_key(kind: str, options, examples) -> str:
 
 def training_examples(kind: str, suite: Suite, config, kb, retriever) -> list:
     """The examples an adapter of `kind` learns from (see the module docstring)."""
-    from .tunedata import Example, qa_from_chunks, raft_examples, to_examples
+    from ..tunedata import Example, qa_from_chunks, raft_examples, to_examples
 
     train_qs = [q for q in suite.split("train") if q["answers"] or not q["answerable"]]
     records = [
@@ -287,16 +294,17 @@ def _cost(meta: dict) -> dict:
 
 
 def _answer_all(system, adapter, questions, suite, config, kb, retriever, generator_for, retrieved, progress):
-    from .pipeline import RAG
+    from ..pipeline import RAG
 
+    spec = BY_NAME[system]
     cfg = replace(config, generate=replace(config.generate, adapter=adapter))
     if generator_for is None:
-        from .generate import Generator
+        from ..generate import Generator
 
         generator = Generator(cfg.generate)
     else:
         generator = generator_for(adapter)
-    rag = RAG(None, cfg, retriever=retriever if RETRIEVES[system] else None, generator=generator)
+    rag = RAG(None, cfg, retriever=retriever if spec.retrieves else None, generator=generator)
     rows = []
     iterator = questions
     if progress:
@@ -305,13 +313,13 @@ def _answer_all(system, adapter, questions, suite, config, kb, retriever, genera
         iterator = tqdm(questions, desc=system, unit="q")
     for q in iterator:
         top = None
-        if RETRIEVES[system]:
+        if spec.retrieves:
             if q["id"] not in retrieved:
                 retrieved[q["id"]] = rag.retrieve(q["question"], k=10)
             top = retrieved[q["id"]]
         started = time.perf_counter()
-        if RETRIEVES[system]:
-            answer = rag.ask(q["question"], mode="extractive" if system == "extractive" else suite.answer_mode)
+        if spec.retrieves:
+            answer = rag.ask(q["question"], mode=spec.answer_mode or suite.answer_mode)
         else:
             answer = rag.ask(q["question"], closed_book=True)
         latency = time.perf_counter() - started
@@ -323,9 +331,7 @@ def score_row(system: str, q: dict, answer, top: list | None, kb, k: int, latenc
     """One prediction with its scores (None where a metric does not apply to this question or system)."""
     to_suite = kb.suite_source if kb else (lambda s: s)
     golds, gold_sources = q["answers"], set(q["sources"])
-    scores: dict[str, float | None] = dict.fromkeys(
-        ("accuracy", "contains", "em", "f1", "rouge_l", "refusal_accuracy", "false_refusal", "citation_precision")
-    )
+    scores: dict[str, float | None] = dict.fromkeys(ANSWER_METRICS)
     refused = bool(answer.refused)
     if q["answerable"]:
         scores["false_refusal"] = float(refused)
@@ -340,7 +346,8 @@ def score_row(system: str, q: dict, answer, top: list | None, kb, k: int, latenc
         scores["refusal_accuracy"] = float(refused)
         scores["accuracy"] = float(refused)
     cited = [to_suite(answer.sources[n - 1].chunk.source) for n in answer.citations if 0 < n <= len(answer.sources)]
-    if RETRIEVES.get(system) and q["answerable"] and cited and gold_sources:
+    spec = BY_NAME.get(system)
+    if spec is not None and spec.retrieves and q["answerable"] and cited and gold_sources:
         scores["citation_precision"] = sum(s in gold_sources for s in cited) / len(cited)
     if top is not None and q["answerable"] and gold_sources:
         ranked = list(dict.fromkeys(to_suite(h.chunk.source) for h in top))  # documents, best rank first

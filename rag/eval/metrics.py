@@ -5,6 +5,10 @@ grades <= 0 count as not relevant. nDCG uses linear gains (gain = grade), like t
 therefore MTEB and BEIR.
 Answers: exact match, token F1, ROUGE-L and contains-gold, without an LLM judge.
 Uncertainty: bootstrap confidence intervals and a paired randomisation test between two systems.
+Names: `ANSWER_METRICS` (the per-question answer scores, in report order) and their `LABELS`.
+
+What this module does not do: decide which score applies to which question (`rag.eval.harness.score_row`) or
+aggregate a run (`rag.eval.report`).
 """
 
 from __future__ import annotations
@@ -15,7 +19,30 @@ import string
 from collections import Counter
 from collections.abc import Mapping, Sequence
 
-from .text import CHAR_OR_WORD, CJK_CHARS, CJK_WIDE_CHAR, strip_citations
+from ..text import CHAR_OR_WORD, CJK_CHARS, CJK_WIDE_CHAR, strip_citations
+
+# The answer scores every prediction row carries (None where one does not apply), in the order reports show them.
+ANSWER_METRICS = (
+    "accuracy",
+    "contains",
+    "em",
+    "f1",
+    "rouge_l",
+    "refusal_accuracy",
+    "false_refusal",
+    "citation_precision",
+)
+LABELS = {
+    "accuracy": "Accuracy",
+    "contains": "Contains gold",
+    "em": "EM",
+    "f1": "F1",
+    "rouge_l": "ROUGE-L",
+    "refusal_accuracy": "Refusal acc.",
+    "false_refusal": "False refusal",
+    "citation_precision": "Citation prec.",
+    "latency_s": "Latency (s)",
+}
 
 
 def ndcg_at_k(ranked: Sequence[str], qrels: Mapping[str, int], k: int = 10) -> float:

@@ -9,6 +9,10 @@ expects. `write_report(run, out)` writes, atomically (a crash leaves the previou
     predictions.jsonl  one line per question and system: retrieved ids, prompt, answer, per-metric scores
     answers.png, latency.png  charts
     config.json        the suite, rag's configuration, package versions and the git commit
+
+`check_thresholds` compares a summary with CI's minimums and maximums (`read_thresholds`). The tables of
+report.md are drawn by `rag.eval.markdown`, the charts by `rag.eval.charts`. What this module does not do:
+score single answers (`rag.eval.harness.score_row`, `rag.eval.metrics`).
 """
 
 from __future__ import annotations
@@ -22,32 +26,13 @@ from dataclasses import asdict
 from itertools import combinations
 from pathlib import Path
 
-from .atomic import atomic_dir
-from .errors import ConfigError
-from .metrics import bootstrap_ci, paired_test
+from ..atomic import atomic_dir
+from ..errors import ConfigError
+from .charts import draw_charts
+from .markdown import report_markdown
+from .metrics import ANSWER_METRICS, bootstrap_ci, paired_test
+from .systems import BY_NAME
 
-ANSWER_METRICS = (
-    "accuracy",
-    "contains",
-    "em",
-    "f1",
-    "rouge_l",
-    "refusal_accuracy",
-    "false_refusal",
-    "citation_precision",
-)
-LOWER_IS_BETTER = {"false_refusal", "latency_s", "latency_p50_s", "latency_p95_s"}
-LABELS = {
-    "accuracy": "Accuracy",
-    "contains": "Contains gold",
-    "em": "EM",
-    "f1": "F1",
-    "rouge_l": "ROUGE-L",
-    "refusal_accuracy": "Refusal acc.",
-    "false_refusal": "False refusal",
-    "citation_precision": "Citation prec.",
-    "latency_s": "Latency (s)",
-}
 # What published work leads one to expect, as (better system, worse system, claim, reference).
 EXPECTATIONS = (
     ("rag", "ft", "retrieval injects facts better than fine-tuning on them", "Ovadia et al. 2023"),
@@ -192,6 +177,10 @@ def check_thresholds(metrics: dict, thresholds: dict) -> list[str]:
 
 
 def read_thresholds(path: str | Path) -> dict:
+    """CI thresholds from a JSON file: {system: {metric: minimum | {"min": x} | {"max": x}}}; keys starting
+    with "_" are comments. A missing file, bad JSON, an unknown system or a limit that is not a number is a
+    `ConfigError` naming the file and the entry."""
+    shape = '{"rag": {"accuracy": 0.5, "false_refusal": {"max": 0.1}}}'
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
@@ -199,10 +188,24 @@ def read_thresholds(path: str | Path) -> dict:
     except json.JSONDecodeError as exc:
         raise ConfigError(f"thresholds file {path} is not valid JSON: {exc}") from exc
     if not isinstance(data, dict) or not all(isinstance(v, dict) for k, v in data.items() if not k.startswith("_")):
-        raise ConfigError(
-            f'{path}: thresholds look like {{"rag": {{"accuracy": 0.5, "false_refusal": {{"max": 0.1}}}}}}'
-        )
+        raise ConfigError(f"{path}: thresholds look like {shape}")
+    for system, limits in data.items():
+        if system.startswith("_"):
+            continue
+        if system not in BY_NAME:
+            raise ConfigError(f"{path}: unknown system {system!r}; systems are {', '.join(BY_NAME)}")
+        for metric, limit in limits.items():
+            bound = limit if isinstance(limit, dict) else {"min": limit}
+            if not bound or set(bound) - {"min", "max"} or not all(_is_number(v) for v in bound.values()):
+                raise ConfigError(
+                    f"{path}: {system} {metric}: a limit is a number (the minimum), "
+                    f'{{"min": x}} or {{"max": x}}, got {limit!r}'
+                )
     return data
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 # ------------------------------------------------------------------------------------------------ writing
@@ -218,8 +221,8 @@ def write_report(run, out: str | Path, summary: dict | None = None) -> dict:
                 for row in run.rows[system]:
                     fh.write(json.dumps(row, ensure_ascii=False) + "\n")
         _dump(tmp / "config.json", environment(run))
-        charts = _charts(summary, tmp)
-        (tmp / "report.md").write_text(markdown(summary, run, charts), encoding="utf-8")
+        charts = draw_charts(summary, tmp)
+        (tmp / "report.md").write_text(report_markdown(summary, run, charts), encoding="utf-8")
     return summary
 
 
@@ -271,178 +274,3 @@ def environment(run) -> dict:
         "cpus": os.cpu_count(),
         "git_commit": commit,
     }
-
-
-def _fmt(stat: dict | None, pct: bool = True) -> str:
-    if not stat or stat.get("mean") is None:
-        return "n/a"
-    scale = 100 if pct else 1
-    digits = 1 if pct else 2
-    mean, low, high = (stat[k] * scale for k in ("mean", "low", "high"))
-    return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
-
-
-def markdown(summary: dict, run, charts: list[str]) -> str:
-    systems = run.systems
-    q = summary["questions"]
-    lines = [
-        f"# Evaluation: {summary['suite']}",
-        "",
-        f"{q['test']} test questions ({q['answerable']} answerable, {q['test'] - q['answerable']} not), "
-        f"{len(systems)} systems, answer mode `{run.suite.answer_mode}`, {summary['k']} passages per answer. "
-        f"Started {summary['started']}, took {summary['seconds']:.0f} s.",
-        "",
-        "Scores are percentages: the mean with its 95% bootstrap interval in brackets. Accuracy counts an "
-        "answerable question as correct when the answer contains a gold answer (after SQuAD normalisation; "
-        "characters for Chinese) and an unanswerable one when the system refuses. EM, F1 and ROUGE-L compare the "
-        "answer (citations removed) with the best gold answer; they punish full-sentence answers, which is why "
-        "contains-gold is reported too. Citation precision: share of cited passages that come from a gold source.",
-        "",
-        "## Answers",
-        "",
-        "| System | " + " | ".join(LABELS[m] for m in ANSWER_METRICS) + " | Latency p50 (s) |",
-        "|---" * (len(ANSWER_METRICS) + 2) + "|",
-    ]
-    for s in systems:
-        st = summary["systems"][s]
-        cells = [_fmt(st["metrics"].get(m)) for m in ANSWER_METRICS]
-        lines.append(f"| {s} | " + " | ".join(cells) + f" | {st['latency_p50_s']:.2f} |")
-    retrieval = [
-        s for s in systems if any(m.startswith(("recall@", "ndcg", "mrr")) for m in summary["systems"][s]["metrics"])
-    ]
-    if retrieval:
-        st = summary["systems"][retrieval[0]]["metrics"]
-        names = [m for m in st if m.startswith(("recall@", "mrr", "ndcg"))]
-        lines += [
-            "",
-            "## Retrieval",
-            "",
-            f"Gold documents among the retrieved ones (documents ranked by their best chunk; `{run.index.get('retrieve_mode')}` "
-            f"retrieval over {run.index.get('chunks')} chunks, embedder `{run.index.get('embedder')}`). The same for every "
-            "system that retrieves.",
-            "",
-            "| " + " | ".join(names) + " |",
-            "|---" * len(names) + "|",
-            "| " + " | ".join(_fmt(st[m]) for m in names) + " |",
-        ]
-    langs = sorted({lang for s in systems for lang in summary["systems"][s]["accuracy_by_language"]})
-    if len(langs) > 1:
-        lines += [
-            "",
-            "## Accuracy by language",
-            "",
-            "| System | " + " | ".join(langs) + " |",
-            "|---" * (len(langs) + 1) + "|",
-        ]
-        for s in systems:
-            by = summary["systems"][s]["accuracy_by_language"]
-            lines.append(
-                f"| {s} | "
-                + " | ".join(f"{_fmt(by.get(lang))} (n={by.get(lang, {}).get('n', 0)})" for lang in langs)
-                + " |"
-            )
-    if summary["expectations"]:
-        lines += [
-            "",
-            "## What published work expects, checked here",
-            "",
-            "Paired randomisation test on accuracy over the same questions; a claim holds or is contradicted at p < 0.05, "
-            "else the run cannot tell (more questions narrow the intervals).",
-            "",
-            "| Expectation | Source | Difference (points) | p | Verdict |",
-            "|---|---|---|---|---|",
-        ]
-        for e in summary["expectations"]:
-            lines.append(
-                f"| {e['better']} > {e['worse']}: {e['claim']} | {e['reference']} | {e['diff'] * 100:+.1f} | {e['p']:.3f} | **{e['verdict']}** |"
-            )
-    if summary["paired"]:
-        lines += [
-            "",
-            "## Paired comparisons",
-            "",
-            "| A | B | Metric | A - B (points) [95% CI] | p |",
-            "|---|---|---|---|---|",
-        ]
-        for p in summary["paired"]:
-            lines.append(
-                f"| {p['a']} | {p['b']} | {p['metric']} | {p['diff'] * 100:+.1f} [{p['low'] * 100:+.1f}, {p['high'] * 100:+.1f}] | {p['p']:.3f} |"
-            )
-    if summary["training"]:
-        lines += [
-            "",
-            "## Training cost",
-            "",
-            "| Adapter | Source | Method | Steps | Minutes | Trainable params | Examples | Train loss |",
-            "|---|---|---|---|---|---|---|---|",
-        ]
-        for kind, t in summary["training"].items():
-            minutes = f"{t['seconds'] / 60:.1f}" if t.get("seconds") is not None else "n/a"
-            params = f"{t['trainable_params']:,} of {t['total_params']:,}" if t.get("trainable_params") else "n/a"
-            loss = f"{t['train_loss']:.3f}" if t.get("train_loss") is not None else "n/a"
-            lines.append(
-                f"| {kind} | {t['source']} | {t.get('method') or 'n/a'} | {t.get('steps') or 'n/a'} | {minutes} | {params} | {t.get('examples') or 'n/a'} | {loss} |"
-            )
-    if charts:
-        lines += ["", "## Charts", ""] + [f"![{c}]({c})" for c in charts]
-    lines += [
-        "",
-        "## Files",
-        "",
-        "`metrics.json` (these numbers), `predictions.jsonl` (per question and system: retrieved ids, prompt, answer, "
-        "scores), `config.json` (suite, configuration, package versions, git commit).",
-        "",
-    ]
-    return "\n".join(lines)
-
-
-def _charts(summary: dict, folder: Path) -> list[str]:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return []
-    systems = list(summary["systems"])
-    written = []
-    metrics = [
-        m
-        for m in ("accuracy", "contains", "f1", "rouge_l", "refusal_accuracy", "false_refusal")
-        if any(m in summary["systems"][s]["metrics"] for s in systems)
-    ]
-    if metrics:
-        fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(metrics) + 2), 4))
-        width = 0.8 / len(systems)
-        for i, s in enumerate(systems):
-            st = summary["systems"][s]["metrics"]
-            means = [100 * (st.get(m) or {}).get("mean", 0) or 0 for m in metrics]
-            errs = [
-                [100 * ((st[m]["mean"] - st[m]["low"]) if m in st else 0) for m in metrics],
-                [100 * ((st[m]["high"] - st[m]["mean"]) if m in st else 0) for m in metrics],
-            ]
-            ax.bar([j + i * width for j in range(len(metrics))], means, width, yerr=errs, capsize=3, label=s)
-        ax.set_xticks([j + width * (len(systems) - 1) / 2 for j in range(len(metrics))])
-        ax.set_xticklabels([LABELS[m] for m in metrics])
-        ax.set_ylabel("% (95% bootstrap CI)")
-        ax.set_ylim(0, 100)
-        ax.set_title(f"{summary['suite']}: answers by system")
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(folder / "answers.png", dpi=110)
-        plt.close(fig)
-        written.append("answers.png")
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    data = [[summary["systems"][s]["latency_p50_s"] or 0, summary["systems"][s]["latency_p95_s"] or 0] for s in systems]
-    ax.bar([i - 0.2 for i in range(len(systems))], [d[0] for d in data], 0.4, label="p50")
-    ax.bar([i + 0.2 for i in range(len(systems))], [d[1] for d in data], 0.4, label="p95")
-    ax.set_xticks(range(len(systems)))
-    ax.set_xticklabels(systems)
-    ax.set_ylabel("seconds per answer")
-    ax.set_title("Latency")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(folder / "latency.png", dpi=110)
-    plt.close(fig)
-    written.append("latency.png")
-    return written

@@ -14,23 +14,25 @@ A suite is a small YAML or JSON file; paths in it are relative to the file:
 Public QA data is named instead of `corpus` + `questions`: `squad: FILE` (SQuAD 1.1/2.0 JSON), `cmrc: FILE`
 (CMRC 2018 JSON) or `beir: FOLDER`, with `select: {documents, questions, test_share, seed}`. Each
 paragraph becomes a knowledge-base document and each question a suite question (its paragraph the gold
-source). This module only reads and checks; `rag.harness` runs suites.
+source); `rag.eval.datasets` reads them, and names the documents. This module only reads and checks (and
+draws the seeded train/test split of public data); `rag.eval.harness` runs suites.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .config import Config
-from .errors import ConfigError
-from .text import language
+from ..config import Config, build_section
+from ..errors import ConfigError
+from ..records import parse_jsonl_numbered
+from ..text import language
+from .datasets import KINDS, read_corpus_jsonl, read_public
+from .systems import DEFAULT, parse_systems
 
-SYSTEMS = ("closed-book", "rag", "ft", "ft+rag", "raft+rag", "extractive")
 ANSWER_MODES = ("generative", "auto", "extractive")
 FT_DATA = ("both", "documents", "questions")
 _KEYS = {
@@ -48,7 +50,6 @@ _KEYS = {
     "adapters",
     "config",
 }
-_PUBLIC = ("squad", "cmrc", "beir")
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,7 @@ class Suite:
     questions: list[dict]
     corpus: Path | None = None  # a folder of files (sources are paths relative to it)
     documents: list[dict] | None = None  # or documents {"id", "title", "text"} (sources are their ids)
-    systems: list[str] = field(default_factory=lambda: list(SYSTEMS[:5]))
+    systems: list[str] = field(default_factory=lambda: list(DEFAULT))
     answer_mode: str = "generative"
     train: TrainBudget = field(default_factory=TrainBudget)
     adapters: dict[str, str | None] = field(default_factory=dict)
@@ -108,27 +109,16 @@ class Suite:
     origin: dict = field(default_factory=dict)  # where the data came from, for the report
 
     def split(self, name: str) -> list[dict]:
+        """The questions of one split, "train" or "test", in file order."""
         return [q for q in self.questions if q["split"] == name]
-
-    def fingerprint(self) -> str:
-        """A hash of the knowledge base's content, to key cached indexes and adapters."""
-        digest = hashlib.sha256()
-        if self.documents is not None:
-            for d in self.documents:
-                digest.update(json.dumps(d, sort_keys=True, ensure_ascii=False).encode())
-        elif self.corpus is not None:
-            for p in sorted(self.corpus.rglob("*")):
-                if p.is_file():
-                    digest.update(p.relative_to(self.corpus).as_posix().encode())
-                    digest.update(hashlib.sha256(p.read_bytes()).digest())
-        return digest.hexdigest()[:12]
 
 
 # --------------------------------------------------------------------------------------------------- load
 
 
 def load_suite(path: str | Path, data: str | Path | None = None) -> Suite:
-    """Read and check a suite file. `data` replaces the path of its public dataset (squad/cmrc/beir)."""
+    """Read and check a suite file. `data` replaces the path of its public dataset (squad/cmrc/beir).
+    Every mistake is a `ConfigError` naming the file (and line or key)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"suite file {path} does not exist; a suite is a YAML or JSON file (see `rag eval --help`)")
@@ -140,7 +130,7 @@ def load_suite(path: str | Path, data: str | Path | None = None) -> Suite:
     name = raw.get("name")
     if not isinstance(name, str) or not re.fullmatch(r"[\w.-]+", name or ""):
         raise ConfigError(f"{where}: `name` must be a short name of letters, digits, '.', '_' or '-', got {name!r}")
-    public = [k for k in _PUBLIC if k in raw]
+    public = [k for k in KINDS if k in raw]
     if len(public) > 1 or (public and ("corpus" in raw or "questions" in raw)):
         raise ConfigError(f"{where}: give either `corpus` and `questions`, or one of squad/cmrc/beir, not both")
     base = path.parent
@@ -148,10 +138,10 @@ def load_suite(path: str | Path, data: str | Path | None = None) -> Suite:
     if public:
         kind = public[0]
         source = Path(data) if data is not None else base / str(raw[kind])
-        select = _section(Selection, raw.get("select") or {}, f"{where}: select")
+        select = build_section(Selection, _mapping(raw.get("select"), where, "select"), "select", where)
         docs, questions = load_public(kind, source, select)
         suite.documents, suite.questions = docs, questions
-        suite.origin = {"format": kind, "path": str(source), "select": vars(select)}
+        suite.origin = {"format": kind, "path": str(source), "select": asdict(select)}
     else:
         if data is not None:
             raise ConfigError("--data replaces a suite's squad/cmrc/beir path; this suite names its own corpus")
@@ -193,26 +183,13 @@ def _parse(path: Path) -> dict:
     return raw
 
 
-def _section(cls, values, where: str):
+def _mapping(values, where: str, key: str) -> dict:
+    """A typed section's values (absent: {}), which must be a mapping."""
+    if values is None:
+        return {}
     if not isinstance(values, dict):
-        raise ConfigError(f"{where} must be a mapping, got {values!r}")
-    known = set(cls.__dataclass_fields__)
-    bad = set(values) - known
-    if bad:
-        raise ConfigError(f"{where}: unknown key(s) {sorted(bad)}; known keys are {sorted(known)}")
-    try:
-        return cls(**values)
-    except TypeError as exc:
-        raise ConfigError(f"{where}: {exc}") from exc
-
-
-def parse_systems(value) -> list[str]:
-    """A list of system names, from a list or a comma-separated string, checked."""
-    names = [s.strip() for s in value.split(",")] if isinstance(value, str) else list(value or [])
-    bad = [s for s in names if s not in SYSTEMS]
-    if bad or not names:
-        raise ConfigError(f"unknown system(s) {bad or names}; systems are {', '.join(SYSTEMS)}")
-    return list(dict.fromkeys(names))
+        raise ConfigError(f"{where}: `{key}` must be a mapping, got {values!r}")
+    return values
 
 
 def _apply_settings(suite: Suite, raw: dict, base: Path, where: str) -> None:
@@ -222,7 +199,7 @@ def _apply_settings(suite: Suite, raw: dict, base: Path, where: str) -> None:
     if mode not in ANSWER_MODES:
         raise ConfigError(f"{where}: `answer_mode` must be one of {', '.join(ANSWER_MODES)}, got {mode!r}")
     suite.answer_mode = mode
-    suite.train = _section(TrainBudget, raw.get("train") or {}, f"{where}: train")
+    suite.train = build_section(TrainBudget, _mapping(raw.get("train"), where, "train"), "train", where)
     adapters = raw.get("adapters") or {}
     if not isinstance(adapters, dict) or set(adapters) - {"ft", "raft"}:
         raise ConfigError(f"{where}: `adapters` maps ft and/or raft to adapter folders, got {adapters!r}")
@@ -239,14 +216,8 @@ def read_questions(path: str | Path) -> list[dict]:
     if not path.is_file():
         raise ConfigError(f"questions file {path} does not exist")
     questions, seen = [], set()
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
+    for number, record in parse_jsonl_numbered(path.read_text(encoding="utf-8"), str(path)):
         where = f"{path} line {number}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{where}: not valid JSON ({exc.msg})") from exc
         q = check_question(record, where)
         if q["id"] in seen:
             raise ConfigError(f"{where}: duplicate id {q['id']!r}; question ids must be unique")
@@ -257,8 +228,8 @@ def read_questions(path: str | Path) -> list[dict]:
     return questions
 
 
-def check_question(record, where: str) -> dict:
-    """One question record, validated and normalised."""
+def check_question(record: dict, where: str) -> dict:
+    """One question record, validated and normalised; a `ConfigError` naming `where` and the key otherwise."""
     if not isinstance(record, dict):
         raise ConfigError(f"{where}: expected an object with id, question, answers, sources, answerable, split")
     missing = [k for k in ("id", "question", "answerable", "split") if k not in record]
@@ -286,24 +257,6 @@ def check_question(record, where: str) -> dict:
     }
 
 
-def read_corpus_jsonl(path: Path) -> list[dict]:
-    """A corpus file: one document per line, {"id" (or BEIR's "_id"), "title" (optional), "text"}."""
-    from .records import parse_jsonl
-
-    docs, seen = [], set()
-    for number, record in enumerate(parse_jsonl(path.read_text(encoding="utf-8"), str(path)), start=1):
-        doc_id = record.get("id", record.get("_id"))
-        if doc_id is None or not isinstance(record.get("text"), str) or not record["text"].strip():
-            raise ConfigError(f'{path} record {number}: a corpus document looks like {{"id": "...", "text": "..."}}')
-        if str(doc_id) in seen:
-            raise ConfigError(f"{path} record {number}: duplicate document id {doc_id!r}")
-        seen.add(str(doc_id))
-        docs.append({"id": str(doc_id), "title": str(record.get("title") or ""), "text": record["text"]})
-    if not docs:
-        raise ConfigError(f"{path} holds no documents")
-    return docs
-
-
 def check_sources(suite: Suite) -> None:
     """Every gold source must name a document of the knowledge base, and a test question must exist."""
     if suite.documents is not None:
@@ -321,97 +274,21 @@ def check_sources(suite: Suite) -> None:
         raise ConfigError(f"suite {suite.name!r} has no test questions (split: test)")
 
 
-# ------------------------------------------------------------------------------------------ public formats
+# ------------------------------------------------------------------------------------------ public data
 
 
 def load_public(kind: str, source: Path, select: Selection) -> tuple[list[dict], list[dict]]:
-    """Documents and questions from SQuAD, CMRC 2018 or BEIR data."""
+    """Documents and questions from SQuAD, CMRC 2018 or BEIR data (read by `rag.eval.datasets`), the questions
+    sampled and split into train and test as `select` says."""
     if not source.exists():
         raise ConfigError(
             f"{kind} data {source} does not exist; give its location with --data PATH "
             "(SQuAD/CMRC: the JSON file; BEIR: the dataset folder)"
         )
-    if kind == "beir":
-        docs, questions = _from_beir(source, select)
-    else:
-        docs, questions = _from_json(kind, source, select)
+    docs, questions = read_public(kind, source, select.documents)
     questions = _sample(questions, select)
     if not questions:
         raise ConfigError(f"{source}: the selection holds no questions")
-    return docs, questions
-
-
-def _from_json(kind: str, source: Path, select: Selection) -> tuple[list[dict], list[dict]]:
-    try:
-        payload = json.loads(source.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{source} is not a {kind.upper()} JSON file: {exc}") from exc
-    try:
-        if kind == "cmrc" and isinstance(payload, list):
-            return _from_cmrc(payload, select)
-        if isinstance(payload, dict) and isinstance(payload.get("data"), list):
-            return _from_squad(payload, select)
-    except (KeyError, TypeError, AttributeError) as exc:
-        raise ConfigError(f"{source}: a record lacks a field {kind.upper()} data has ({exc!r})") from exc
-    raise ConfigError(f"{source} does not look like {kind.upper()} data (no 'data' list of articles)")
-
-
-def _from_squad(payload: dict, select: Selection) -> tuple[list[dict], list[dict]]:
-    docs, questions = [], []
-    for article in payload["data"][: select.documents]:
-        title = str(article.get("title", "")).replace("_", " ")
-        slug = _slug(title) or "article"
-        for p, para in enumerate(article.get("paragraphs", [])):
-            doc_id = f"{slug}/{p:03d}"
-            docs.append({"id": doc_id, "title": title, "text": para["context"]})
-            for qa in para.get("qas", []):
-                impossible = bool(qa.get("is_impossible"))
-                answers = list(dict.fromkeys(str(a.get("text", "")) for a in qa.get("answers", [])))
-                answers = [a for a in answers if a.strip()]
-                questions.append(
-                    {
-                        "id": str(qa["id"]),
-                        "question": qa["question"].strip(),
-                        "answers": [] if impossible else answers,
-                        "sources": [doc_id],
-                        "answerable": not impossible and bool(answers),
-                    }
-                )
-    return docs, questions
-
-
-def _from_cmrc(payload: list, select: Selection) -> tuple[list[dict], list[dict]]:
-    docs, questions = [], []
-    for item in payload[: select.documents]:
-        doc_id = str(item["context_id"])
-        docs.append({"id": doc_id, "title": str(item.get("title", "")), "text": item["context_text"]})
-        for qa in item.get("qas", []):
-            answers = [str(a.get("text", "") if isinstance(a, dict) else a) for a in qa.get("answers", [])]
-            answers = list(dict.fromkeys(answers))
-            questions.append(
-                {
-                    "id": str(qa["query_id"]),
-                    "question": qa["query_text"].strip(),
-                    "answers": [a for a in answers if a.strip()],
-                    "sources": [doc_id],
-                    "answerable": True,
-                }
-            )
-    return docs, questions
-
-
-def _from_beir(folder: Path, select: Selection) -> tuple[list[dict], list[dict]]:
-    from .beir import load_beir
-
-    data = load_beir(folder)
-    docs = [{"id": d, "title": v["title"], "text": v["text"]} for d, v in data.corpus.items() if v["text"].strip()]
-    docs = docs[: select.documents]
-    kept = {d["id"] for d in docs}
-    questions = []
-    for qid, text in data.queries.items():
-        sources = [d for d, grade in data.qrels[qid].items() if grade > 0 and d in kept]
-        if sources:  # retrieval only: BEIR has no answer strings
-            questions.append({"id": qid, "question": text, "answers": [], "sources": sources, "answerable": True})
     return docs, questions
 
 
@@ -428,7 +305,3 @@ def _sample(questions: list[dict], select: Selection) -> list[dict]:
     return [
         {**q, "split": "test" if i in test else "train", "lang": language(q["question"])} for i, q in enumerate(picked)
     ]
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^\w-]+", "-", text.strip()).strip("-")[:60]

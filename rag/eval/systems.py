@@ -1,0 +1,60 @@
+"""The systems an evaluation compares, in one table: each one's name, the adapter it answers with, whether it
+retrieves, how it answers and a one-line label.
+
+What this module does not do: run systems (`rag.eval.harness`) or score them (`rag.eval.metrics`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from ..errors import ConfigError
+
+
+@dataclass(frozen=True)
+class System:
+    name: str
+    adapter: str | None  # the adapter kind it answers with: None (the base model), "ft" or "raft"
+    retrieves: bool  # answers over retrieved passages, so retrieval and citations are scored too
+    label: str  # what it is, in a few words (report legend, help text)
+    answer_mode: str | None = None  # a fixed answer mode; None: the suite's `answer_mode`
+    default: bool = True  # run when a suite does not list its systems
+
+
+SYSTEMS: tuple[System, ...] = (
+    System("closed-book", None, False, "the base model alone"),
+    System("rag", None, True, "the base model over retrieved passages"),
+    System("ft", "ft", False, "an adapter fine-tuned on the documents and training questions, closed book"),
+    System("ft+rag", "ft", True, "that fine-tuned adapter over retrieved passages"),
+    System("raft+rag", "raft", True, "a RAFT adapter (Zhang et al. 2024) over retrieved passages"),
+    # a reference point for what the generator adds or loses, so not run unless asked for
+    System(
+        "extractive",
+        None,
+        True,
+        "rag's default answer mode: the best passage sentence, cited, no language model",
+        answer_mode="extractive",
+        default=False,
+    ),
+)
+BY_NAME: dict[str, System] = {s.name: s for s in SYSTEMS}
+NAMES: tuple[str, ...] = tuple(BY_NAME)
+DEFAULT: tuple[str, ...] = tuple(s.name for s in SYSTEMS if s.default)
+
+
+def parse_systems(value: str | Iterable[str] | None) -> list[str]:
+    """A list of system names, from a list or a comma-separated string, checked; duplicates dropped.
+
+    >>> parse_systems("rag, ft+rag,rag")
+    ['rag', 'ft+rag']
+    >>> parse_systems(["rag", "finetuned"])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    rag.errors.ConfigError: unknown system(s) ['finetuned']; systems are closed-book, rag, ft, ft+rag, ...
+    """
+    names = [s.strip() for s in value.split(",")] if isinstance(value, str) else list(value or [])
+    bad = [s for s in names if s not in BY_NAME]
+    if bad or not names:
+        raise ConfigError(f"unknown system(s) {bad or names}; systems are {', '.join(NAMES)}")
+    return list(dict.fromkeys(names))
