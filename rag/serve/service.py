@@ -1,0 +1,321 @@
+"""What the endpoints share: indexes and their embedders, generators per adapter, the generation queue,
+recent answers and the feedback log.
+
+Indexes are opened on first use (the default one at start-up) and kept. Each index is searched with the
+embedder it was built with, as its manifest records it; indexes built with the same embedder (same id and
+prefixes) share one loaded model. An embedder object given to `Service` is used for the indexes it matches;
+an `embed_config` (the user named an embedder) is forced on every index, and one built otherwise is refused
+with a message naming both.
+
+Generation takes one of `generation_slots` in arrival order; at most `max_queue` requests wait.
+
+What this module does not do: HTTP (routes and response bodies are `rag.serve.app` and
+`rag.serve.responses`), or answering (that is `rag.pipeline.RAG`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import re
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+from .. import store
+from ..adapters import is_adapter_folder, list_adapters
+from ..config import Config, EmbedConfig
+from ..embeddings import Embedder, check_compatible, load_embedder
+from ..errors import ConfigError, EmbedderMismatchError, IndexFormatError, IndexLockedError, RagError
+from .config import DEFAULT_MODEL, ServeConfig
+from .errors import APIError
+
+log = logging.getLogger(__name__)
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")  # index and adapter names: no path, no traversal
+REMEMBERED = 10_000  # answer ids kept for feedback; older ones are still logged, with known=false
+
+
+def plain_name(name: str, what: str) -> str:
+    """`name` if it is a plain folder name (no path, no traversal), else a 400 naming the parameter.
+
+    >>> plain_name("support-v1", "model")
+    'support-v1'
+    >>> plain_name("../x", "index")
+    Traceback (most recent call last):
+    ...
+    rag.serve.errors.APIError: index names are letters, digits, '.', '_' and '-' (no paths), got '../x'
+    """
+    if not NAME.match(name) or ".." in name:
+        raise APIError(
+            400, f"{what} names are letters, digits, '.', '_' and '-' (no paths), got {name!r}", f"invalid_{what}", what
+        )
+    return name
+
+
+class Service:
+    """The state the endpoints share. Cheap to construct: indexes and models load on first use."""
+
+    def __init__(
+        self,
+        serve: ServeConfig,
+        config: Config | None = None,
+        embedder: Embedder | None = None,
+        generator_factory: Callable[[str | None], Any] | None = None,
+        mmap: bool = False,
+        embed_config: EmbedConfig | None = None,
+    ):
+        """`embedder` is used for the indexes built with it (tests pass a HashEmbedder); `embed_config`, when
+        given, is the embedder every index must have been built with (the user named one). Otherwise each
+        index uses its own. `generator_factory` maps an adapter folder (None: the base model) to a generator
+        (tests pass fakes). `mmap` opens indexes memory-mapped, so worker processes share their pages."""
+        self.serve = serve
+        self.config = config or Config()
+        self.mmap = mmap
+        self.embed_config = embed_config
+        self._embedder = embedder
+        self._generator_factory = generator_factory
+        self._embedders: dict[tuple[str, str, str], Embedder] = {}
+        self._retrievers: dict[str, Any] = {}
+        self._generators: dict[str | None, Any] = {}
+        self._rags: dict[tuple[str | None, str | None], Any] = {}
+        self._lock = threading.Lock()  # guards the dicts above; never held while an index or model loads
+        self._opening: dict[str, threading.Lock] = {}  # one per index folder: each opens once
+        self._slots: asyncio.Semaphore | None = None
+        self.waiting = 0
+        self.answers: OrderedDict[str, dict] = OrderedDict()  # recent answer ids, for feedback
+        self._feedback_lock = threading.Lock()
+        self.started = time.time()
+
+    # Names -> things ------------------------------------------------------------------------------------
+
+    def index_folder(self, name: str | None) -> Path:
+        """The folder of the index a request names (None or "default": the served one); 400 for a path-like
+        name, 404 for an unknown one."""
+        if name is None or name == "default":
+            return Path(self.serve.index)
+        folder = Path(self.serve.indexes_dir) / plain_name(name, "index")
+        if not (folder / store.MANIFEST).is_file():
+            raise APIError(404, f"no index named {name!r} under {self.serve.indexes_dir}/", "index_not_found", "index")
+        return folder
+
+    def adapter_folder(self, model: str) -> str | None:
+        """The tuned folder a request's `model` names (None: the base model); 400 for a path-like name, 404
+        for one that is not a tuned folder under `adapters_dir`."""
+        if model in (DEFAULT_MODEL, self.config.generate.model):
+            return None
+        folder = Path(self.serve.adapters_dir) / plain_name(model, "model")
+        if not is_adapter_folder(folder):
+            raise APIError(
+                404, f"the model {model!r} does not exist; GET /v1/models lists the models", "model_not_found", "model"
+            )
+        return str(folder)
+
+    def models(self) -> list[dict]:
+        """OpenAI model objects: "rag" (the base model), then each tuned folder under `adapters_dir`."""
+        base_model = self.config.generate.model
+        base = {"id": DEFAULT_MODEL, "object": "model", "created": int(self.started), "owned_by": "rag"}
+        found = [base | {"base_model": base_model, "adapter": None}]
+        for row in list_adapters(self.serve.adapters_dir, recursive=False):
+            if NAME.match(row["name"]):  # a name a request could not use is not offered
+                found.append(
+                    base
+                    | {
+                        "id": row["name"],
+                        "created": row["modified"],
+                        "base_model": base_model,
+                        "adapter": row["name"],
+                        "method": row["method"],
+                        "trained_on": row["base"],
+                    }
+                )
+        return found
+
+    # Indexes and their embedders ------------------------------------------------------------------------
+
+    def embedder_for(self, stored: dict) -> Embedder:
+        """The embedder to search an index whose manifest records `stored` (its embedder's `describe()`).
+        Raises `EmbedderMismatchError` when the user forced another one."""
+        if self._embedder is not None:
+            try:
+                check_compatible(stored, self._embedder.describe())
+                return self._embedder
+            except EmbedderMismatchError:
+                pass  # built with another embedder: use that one
+        if self.embed_config is not None:
+            config = self.embed_config
+            if config.model != stored.get("id"):
+                check_compatible(stored, {**stored, "id": config.model})  # raises, naming both
+        else:
+            same = self.config.embed.model == stored.get("id")
+            config = dataclasses.replace(
+                self.config.embed,  # keeps the runtime settings (device, batch sizes)
+                model=stored["id"],
+                query_prefix=stored.get("query_prefix", ""),
+                document_prefix=stored.get("document_prefix", ""),
+                languages=self.config.embed.languages if same else None,
+            )
+        key = (config.model, config.query_prefix, config.document_prefix)
+        with self._lock:
+            if key not in self._embedders:
+                self._embedders[key] = load_embedder(config)  # cheap: the model loads on first use
+            return self._embedders[key]
+
+    def retriever(self, folder: Path):
+        """The open retriever of the index in `folder`, opened (files and embedder loaded) on first use, so
+        that a broken index is a 503 naming the problem before any answer starts. A failed open is retried by
+        the next request (the index may have been rebuilt meanwhile)."""
+        key = str(folder)
+        found = self._retrievers.get(key)
+        if found is not None:
+            return found
+        with self._lock:
+            opening = self._opening.setdefault(key, threading.Lock())
+        with opening:
+            if key not in self._retrievers:
+                retriever = self._open(folder)
+                with self._lock:
+                    self._retrievers[key] = retriever
+        return self._retrievers[key]
+
+    def _open(self, folder: Path):
+        from ..retrieve import Retriever
+
+        try:
+            manifest = store.require_manifest(folder)
+            retriever = Retriever(
+                folder, self.config.retrieve, embedder=self.embedder_for(manifest.embedder), mmap=self.mmap
+            )
+            retriever.chunks  # noqa: B018 - reads the index files now
+        except (ConfigError, IndexFormatError, EmbedderMismatchError, IndexLockedError) as exc:
+            raise APIError(503, f"the index {folder.name!r} is not available: {exc}", "index_unavailable") from exc
+        except OSError as exc:  # a file of the index is missing or unreadable
+            raise APIError(
+                503,
+                f"the index {folder.name!r} cannot be read ({exc.strerror or exc}); "
+                f"rebuild it with `rag index PATH --index {folder} --rebuild`",
+                "index_unavailable",
+            ) from exc
+        log.info("opened index %s (%d chunks, embedder %s)", folder, len(retriever), manifest.embedder.get("id"))
+        return retriever
+
+    # Generators and pipelines -----------------------------------------------------------------------------
+
+    def generator(self, adapter: str | None):
+        """The generator for a tuned folder (None: the base model), made once. Models load on first use."""
+        with self._lock:
+            if adapter not in self._generators:
+                self._generators[adapter] = self._make_generator(adapter)
+            return self._generators[adapter]
+
+    def _make_generator(self, adapter: str | None):
+        if self._generator_factory is not None:
+            return self._generator_factory(adapter)
+        from ..generate import Generator
+
+        settings = self.config.generate
+        if adapter is not None and not (Path(adapter) / "adapter_config.json").is_file():
+            # `rag tune --method full` writes a whole model, which loads as the model, not as an adapter
+            return Generator(dataclasses.replace(settings, model=adapter, adapter=None))
+        return Generator(dataclasses.replace(settings, adapter=adapter))
+
+    def loaded_models(self) -> list[str]:
+        """The names of the models a request has used so far."""
+        return [Path(a).name if a else DEFAULT_MODEL for a in list(self._generators)]
+
+    def rag(self, index: str | None, adapter: str | None, closed_book: bool = False):
+        """The answering pipeline for an index (by request name) and a tuned folder, made once per pair (it
+        caches the index's word statistics)."""
+        from ..pipeline import RAG
+
+        folder = None if closed_book else str(self.index_folder(index))
+        key = (folder, adapter)
+        found = self._rags.get(key)
+        if found is None:
+            retriever = None if folder is None else self.retriever(Path(folder))
+            found = RAG(None, self.config, retriever=retriever, generator=self.generator(adapter))
+            with self._lock:
+                found = self._rags.setdefault(key, found)
+        return found
+
+    def warm_up(self) -> None:
+        """Open the default index and load its embedder now, so the first request does not pay for it.
+        Raises the `RagError` that makes the index unusable (the CLI prints it in one line)."""
+        try:
+            retriever = self.retriever(Path(self.serve.index))
+        except APIError as exc:
+            if isinstance(exc.__cause__, RagError):
+                raise exc.__cause__ from None
+            raise IndexFormatError(exc.message) from exc
+        retriever.search("warm up", k=1)
+
+    # Generation queue -------------------------------------------------------------------------------------
+
+    def admit(self) -> None:
+        """503 with Retry-After when `max_queue` answers already wait for a generation slot."""
+        if self._slots is not None and self._slots.locked() and self.waiting >= self.serve.max_queue:
+            raise APIError(
+                503,
+                "the server is busy: too many answers are waiting; retry shortly",
+                "busy",
+                headers={"Retry-After": "2"},
+            )
+
+    @contextlib.asynccontextmanager
+    async def generation_slot(self) -> AsyncIterator[None]:
+        """Hold one of `generation_slots` (waiting in arrival order) for the body of the `async with`."""
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.serve.generation_slots)
+        self.admit()
+        self.waiting += 1
+        try:
+            await self._slots.acquire()
+        finally:
+            self.waiting -= 1
+        try:
+            yield
+        finally:
+            self._slots.release()
+
+    # Answers and feedback ---------------------------------------------------------------------------------
+
+    def record(self, answer_id: str, model: str, answer, seconds: float, question: str) -> None:
+        """Remember an answer for feedback and log it: ids, mode, timing and the question's length (the
+        question itself only with `log_questions`: it may hold personal data)."""
+        self.answers[answer_id] = {
+            "model": model,
+            "refused": answer.refused,
+            "mode": answer.mode,
+            "sources": [h.chunk.source for h in answer.sources],
+            "citations": answer.citations,
+        }
+        while len(self.answers) > REMEMBERED:
+            self.answers.popitem(last=False)
+        shown = f" question={question!r}" if self.serve.log_questions else f" question_chars={len(question)}"
+        log.info(
+            "answer %s model=%s mode=%s refused=%s %.2fs%s",
+            answer_id,
+            model,
+            answer.mode,
+            answer.refused,
+            seconds,
+            shown,
+        )
+
+    def feedback(self, record: dict) -> None:
+        """Append one feedback record to the JSONL log, durably."""
+        line = json.dumps(record, ensure_ascii=False) + "\n"
+        path = Path(self.serve.feedback_log)
+        with self._feedback_lock:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "a", encoding="utf-8") as fh:  # one write per record: lines never interleave
+                fh.write(line)
+                fh.flush()
+                os.fsync(fh.fileno())
