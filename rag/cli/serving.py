@@ -31,6 +31,12 @@ def register(sub) -> None:
     p.add_argument(
         "--model", metavar="MODEL", dest="generate.model", help="generator: a causal LM id or folder (default: bundled)"
     )
+    p.add_argument(
+        "--embedder",
+        dest="embed.model",
+        metavar="MODEL",
+        help="search every index with this embedder (each must have been built with it; default: each index's own)",
+    )
     p.add_argument("--workers", type=int, default=1, help="worker processes on one port, sharing the index (1)")
     p.add_argument("--generation-slots", type=int, default=1, help="concurrent generations per worker (default 1)")
     p.add_argument("--max-queue", type=int, default=32, help="answers waiting for a slot before 503 (default 32)")
@@ -45,7 +51,7 @@ def cmd_serve(args) -> int:
     from ..errors import ConfigError
     from ..serve import ServeConfig, Service, read_api_keys, run
 
-    config, _ = settings(args)
+    config, changed = settings(args)
     serve = ServeConfig(
         host=args.host,
         port=args.port,
@@ -63,7 +69,9 @@ def cmd_serve(args) -> int:
     store.require_manifest(index_path(args.index))  # a clear error now rather than on the first request
     if args.workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {args.workers}")
-    service = Service(serve, config, mmap=args.workers > 1)
+    # Each index is searched with the embedder its manifest names, unless the user named one here
+    forced = config.embed if ("embed", "model") in changed else None
+    service = Service(serve, config, mmap=args.workers > 1, embed_config=forced)
     if args.workers == 1:
         print(f"rag serve: loading {serve.index} ...", file=sys.stderr, flush=True)
         service.warm_up()
