@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import threading
 import time
@@ -369,6 +370,178 @@ def test_a_full_queue_answers_503(server):
     for t in threads:
         t.join(30)
     assert (200, None) in codes and (503, "2") in codes
+
+
+def test_a_client_that_disconnects_before_a_whole_answer_stops_its_generation(server, caplog):
+    url, _, generators = server
+    gen = generators.setdefault(None, SlowGenerator(words=400, pause=0.01))
+    caplog.set_level("INFO", logger="rag.serve")
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(
+            f"{url}/v1/chat/completions",
+            headers=AUTH,
+            json={"model": "rag", "messages": [{"role": "user", "content": "reset?"}]},
+            timeout=httpx.Timeout(10, read=0.5),  # the client gives up and closes the connection
+        )
+    deadline = time.time() + 10
+    while gen.cancelled == 0 and time.time() < deadline:
+        time.sleep(0.05)
+    assert gen.cancelled == 1 and gen.emitted < 400  # stopped well before the end
+    gen.words, gen.pause = 2, 0.0
+    reply = client(url).chat.completions.create(model="rag", messages=[{"role": "user", "content": "reset?"}])
+    assert reply.choices[0].message.content  # the slot was freed
+    assert "cancelled" in caplog.text
+    assert not [r for r in caplog.records if r.name.startswith("rag.serve") and r.levelname == "ERROR"]
+
+
+# ------------------------------------------------------------------------------------------ indexes and embedders
+
+
+def test_indexes_built_with_different_embedders_are_served_together(server, kb, tmp_path):
+    """Each index is searched with the embedder its manifest names (hash:64 and hash:32 here), from one server;
+    indexes built with the same embedder share one loaded model."""
+    from rag.embeddings import HashEmbedder
+    from rag.ingest import build_index
+
+    url, service, _ = server
+    build_index([kb], tmp_path / "small", embedder=HashEmbedder(32), progress=False)
+    build_index([kb], tmp_path / "small-too", embedder=HashEmbedder(32), progress=False)
+    api = client(url)
+    for index in (None, "idx", "small", "small-too"):
+        r = httpx.post(f"{url}/v1/search", headers=AUTH, json={"query": "RESET button", "k": 2, "index": index})
+        assert r.status_code == 200, r.text
+        assert r.json()["data"][0]["source"].endswith("router.md")
+        reply = api.chat.completions.create(
+            model="rag",
+            messages=[{"role": "user", "content": "How long do I hold RESET?"}],
+            extra_body={"index": index},
+        )
+        assert reply.model_extra["rag"]["sources"][0]["source"].endswith("router.md")
+    small = service.retriever(tmp_path / "small")
+    assert small.embedder.id == "hash:32" and small.embedder is service.retriever(tmp_path / "small-too").embedder
+    assert service.retriever(tmp_path / "idx").embedder is service._embedder  # the one the Service was given
+
+
+def test_each_index_uses_its_own_embedder_unless_one_is_named(hash_index, tmp_path):
+    """Without an embedder object, a hash-built index is not searched with the configured default model; an
+    embedder the user named is forced, and an index built otherwise is refused, naming both."""
+    from rag.config import Config, EmbedConfig
+    from rag.errors import EmbedderMismatchError
+    from rag.serve import ServeConfig, Service
+    from rag.serve.errors import APIError
+
+    serve = ServeConfig(index=str(hash_index), indexes_dir=str(tmp_path), no_auth=True)
+    service = Service(serve, Config())
+    service.warm_up()
+    assert service.retriever(hash_index).embedder.id == "hash:64"
+    assert service.retriever(hash_index).search("RESET button", k=1)[0].chunk.source.endswith("router.md")
+    forced = Service(serve, Config(), embed_config=EmbedConfig(model="hash:32"))
+    with pytest.raises(EmbedderMismatchError, match="'hash:64' but the embedder is 'hash:32'"):
+        forced.warm_up()
+    with pytest.raises(APIError, match="not available") as caught:
+        forced.retriever(hash_index)
+    assert caught.value.status == 503
+    assert Service(serve, Config(), embed_config=EmbedConfig(model="hash:64")).retriever(hash_index)
+
+
+def test_rag_serve_starts_on_an_index_built_with_another_embedder(hash_index, tmp_path):
+    """`rag serve` over a hash-built index: no --embedder needed; naming another one fails at start-up."""
+    port = _free_port()
+    proc = _start(["--index", str(hash_index)], tmp_path, port)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        _wait_healthy(url, 60)
+        r = httpx.post(f"{url}/v1/search", headers=AUTH, json={"query": "RESET button", "k": 1})
+        assert r.status_code == 200 and r.json()["data"][0]["source"].endswith("router.md")
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
+    from conftest import run_cli
+
+    done = run_cli(
+        "serve", "--index", str(hash_index), "--embedder", "hash:32", cwd=tmp_path, env={"RAG_API_KEYS": KEY}
+    )
+    assert done.returncode == 1 and "'hash:64' but the embedder is 'hash:32'" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+# ------------------------------------------------------------------------------------------ rag errors
+
+
+class FailingGenerator(SlowGenerator):
+    """Says two words, then raises `error`."""
+
+    def __init__(self, error: Exception):
+        super().__init__(words=2)
+        self.error = error
+
+    def generate(self, prompt, max_new_tokens=None, on_text=None, cancel=None):
+        if on_text:
+            on_text("w0 ")
+            on_text("w1 ")
+        raise self.error
+
+
+def _adapter(url_service_generators, name: str, generator) -> None:
+    """Offer `generator` as the model `name`."""
+    _, service, generators = url_service_generators
+    folder = os.path.join(service.serve.adapters_dir, name)
+    os.makedirs(folder)
+    with open(os.path.join(folder, "adapter_config.json"), "w") as fh:
+        fh.write("{}")
+    generators[folder] = generator
+
+
+def _error(r) -> dict:
+    body = r.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"message", "type", "param", "code"}, body
+    return body["error"]
+
+
+def test_rag_errors_become_openai_errors(server, tmp_path):
+    from rag.errors import ConfigError, MissingDependencyError
+
+    url, _, _ = server
+    chat = {"messages": [{"role": "user", "content": "How long do I hold RESET?"}]}
+    assert _error(httpx.get(f"{url}/v1/nowhere", headers=AUTH))["code"] == "not_found"
+    r = httpx.post(f"{url}/v1/search", headers=AUTH, json={"query": "   "})  # the retriever's own check
+    assert r.status_code == 400 and "query is empty" in _error(r)["message"]
+    assert _error(r)["type"] == "invalid_request_error"
+
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "manifest.json").write_text("{oops")
+    for path, body in (
+        ("search", {"query": "reset", "index": "broken"}),
+        ("chat/completions", {**chat, "index": "broken"}),
+    ):
+        r = httpx.post(f"{url}/v1/{path}", headers=AUTH, json=body)
+        assert r.status_code == 503 and _error(r)["code"] == "index_unavailable"
+        assert "rag index --rebuild" in _error(r)["message"] and "Traceback" not in r.text
+    shutil.copytree(tmp_path / "idx", tmp_path / "gutted")
+    for chunks in (tmp_path / "gutted").glob("gen-*/chunks.jsonl"):
+        chunks.unlink()
+    r = httpx.post(f"{url}/v1/search", headers=AUTH, json={"query": "reset", "index": "gutted"})
+    assert r.status_code == 503 and "rebuild it" in _error(r)["message"]
+
+    _adapter(server, "needs-peft", FailingGenerator(MissingDependencyError("install it with: pip install 'peft'")))
+    _adapter(server, "wrong-base", FailingGenerator(ConfigError("adapter was trained for base model 'x'")))
+    _adapter(server, "buggy", FailingGenerator(RuntimeError("secret internals")))
+    for model, status, message in (
+        ("needs-peft", 501, "pip install 'peft'"),
+        ("wrong-base", 400, "trained for base model 'x'"),
+        ("buggy", 500, "server log has the details"),
+    ):
+        r = httpx.post(f"{url}/v1/chat/completions", headers=AUTH, json={**chat, "model": model})
+        assert r.status_code == status and message in _error(r)["message"], r.text
+        assert "secret internals" not in r.text and "Traceback" not in r.text
+        with httpx.stream(
+            "POST", f"{url}/v1/chat/completions", headers=AUTH, json={**chat, "model": model, "stream": True}
+        ) as response:
+            events = [json.loads(line[6:]) for line in response.iter_lines() if line.startswith("data: {")]
+        assert events[1]["choices"][0]["delta"]["content"] == "w0 "  # the answer had begun: an error event
+        assert message in events[-1]["error"]["message"] and "secret internals" not in json.dumps(events)
+    with pytest.raises(openai.APIError, match="pip install 'peft'"):
+        list(client(url).chat.completions.create(model="needs-peft", messages=chat["messages"], stream=True))
 
 
 # ------------------------------------------------------------------------------------------ configuration
