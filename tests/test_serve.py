@@ -465,6 +465,27 @@ def test_rag_serve_starts_on_an_index_built_with_another_embedder(hash_index, tm
     assert "Traceback" not in done.stderr
 
 
+def test_tuned_folders_are_offered_and_loaded_by_kind(hash_index, tmp_path):
+    """A PEFT adapter loads onto the base model; a full model written by `rag tune --method full` loads as the
+    model. Both are listed with what `rag adapters` knows of them."""
+    from rag.serve import ServeConfig, Service
+
+    adapters = tmp_path / "adapters"
+    (adapters / "lora-v1").mkdir(parents=True)
+    (adapters / "lora-v1" / "adapter_config.json").write_text('{"base_model_name_or_path": "base-lm"}')
+    (adapters / "full-v1").mkdir()
+    (adapters / "full-v1" / "rag_tune.json").write_text('{"method": "full", "base_model": "base-lm"}')
+    service = Service(ServeConfig(index=str(hash_index), adapters_dir=str(adapters), no_auth=True))
+    listed = {m["id"]: m for m in service.models()}
+    assert list(listed) == ["rag", "full-v1", "lora-v1"]
+    assert listed["full-v1"]["method"] == "full" and listed["lora-v1"]["trained_on"] == "base-lm"
+    lora = service.generator(service.adapter_folder("lora-v1"))  # constructing loads nothing
+    assert lora.config.adapter.endswith("lora-v1") and lora.config.model == service.config.generate.model
+    full = service.generator(service.adapter_folder("full-v1"))
+    assert full.config.model.endswith("full-v1") and full.config.adapter is None
+    assert service.loaded_models() == ["lora-v1", "full-v1"]
+
+
 # ------------------------------------------------------------------------------------------ rag errors
 
 
