@@ -10,9 +10,12 @@ What this module does not do: run training (`rag.tune`) or load trained adapters
 from __future__ import annotations
 
 from .errors import ConfigError, require
-from .models import prepare_model
+from .models import embedder_location, prepare_model
 
 METHODS = ("lora", "adalora", "ia3", "prefix", "prompt", "ptuning", "bottleneck", "full", "qlora")
+# what can be tuned: the generator (a causal LM) or the evidence scorer (a cross-encoder on the embedder)
+TASKS = ("generator", "scorer")
+SCORER_METHODS = ("lora", "ia3", "full")
 # learning rates that work for each method on small models (prompt-style methods need far larger steps)
 DEFAULT_LR = {"prompt": 3e-2, "ptuning": 1e-2, "prefix": 1e-2, "full": 2e-5, "ia3": 3e-3}
 
@@ -21,7 +24,7 @@ def peft_config(method: str, options, total_steps: int):
     """The PEFT config of a method (None for `full` and `bottleneck`, which do not use PEFT)."""
     import peft
 
-    task = peft.TaskType.CAUSAL_LM
+    task = peft.TaskType.SEQ_CLS if getattr(options, "task", "generator") == "scorer" else peft.TaskType.CAUSAL_LM
     if method in ("lora", "qlora"):
         return peft.LoraConfig(
             task_type=task,
@@ -54,9 +57,21 @@ def peft_config(method: str, options, total_steps: int):
 
 
 def load_base(options):
+    """The model and tokenizer a run starts from: the generator, or for the scorer task the embedder's
+    encoder with a one-logit classification head ("does this passage answer the question?")."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    if getattr(options, "task", "generator") == "scorer":
+        from transformers import AutoModelForSequenceClassification
+
+        location = embedder_location(options.base)
+        tokenizer = AutoTokenizer.from_pretrained(location)
+        # one logit trained with binary cross-entropy: a probability after a sigmoid
+        model = AutoModelForSequenceClassification.from_pretrained(
+            location, num_labels=1, problem_type="multi_label_classification"
+        )
+        return model, tokenizer
     location = prepare_model(options.base)
     kwargs = {}
     if options.method == "qlora":

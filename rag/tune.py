@@ -23,9 +23,9 @@ from pathlib import Path
 
 from .adapters import META
 from .atomic import atomic_dir
-from .config import DEFAULT_GENERATOR
+from .config import DEFAULT_EMBEDDER, DEFAULT_GENERATOR
 from .errors import ConfigError
-from .methods import DEFAULT_LR, METHODS, load_base, wrap
+from .methods import DEFAULT_LR, METHODS, SCORER_METHODS, TASKS, load_base, wrap
 from .prompt import render
 from .tunedata import Example, data_hash, read_records, to_examples
 
@@ -35,13 +35,15 @@ class TuneOptions:
     """Budget and hyperparameters of a tuning run."""
 
     method: str = "lora"
-    base: str = DEFAULT_GENERATOR
+    task: str = "generator"  # or "scorer": the evidence scorer, a cross-encoder on the embedder (rag.scorer)
+    base: str | None = None  # None: the default generator, or the default embedder for the scorer
     max_steps: int = -1  # -1: run `epochs` epochs
     max_minutes: float | None = None  # stop (and save) after this much training time, whatever the steps
     epochs: float = 3.0
     lr: float | None = None  # None: the method's default (2e-4 for LoRA-like, 3e-2 for prompts, 2e-5 full)
     batch_size: int = 4
-    max_length: int = 768  # tokens per example; longer ones are dropped and counted
+    max_length: int | None = None  # tokens per example (None: 768, or 128 for the scorer); longer supervised
+    # examples are dropped and counted, documents and scorer passages are cut
     eval_share: float = 0.1  # validation split (when there are at least 10 examples)
     seed: int = 0
     rank: int = 8  # LoRA/AdaLoRA rank, bottleneck size is 8x this
@@ -53,8 +55,18 @@ class TuneOptions:
     format: str | None = None  # force a data format instead of detecting it
 
     def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ConfigError(f"tune `method` must be one of {', '.join(METHODS)}, got method={self.method!r}")
+        if self.task not in TASKS:
+            raise ConfigError(f"tune `task` must be one of {', '.join(TASKS)}, got task={self.task!r}")
+        if self.method not in (METHODS if self.task == "generator" else SCORER_METHODS):
+            allowed = METHODS if self.task == "generator" else SCORER_METHODS
+            raise ConfigError(
+                f"tune `method` must be one of {', '.join(allowed)} for the {self.task}, got method={self.method!r}"
+            )
+        scorer = self.task == "scorer"
+        if self.base is None:
+            object.__setattr__(self, "base", DEFAULT_EMBEDDER if scorer else DEFAULT_GENERATOR)
+        if self.max_length is None:
+            object.__setattr__(self, "max_length", 128 if scorer else 768)
         if self.batch_size < 1 or self.max_length < 16:
             raise ConfigError(
                 f"`batch_size` must be >= 1 and `max_length` >= 16, got {self.batch_size}, {self.max_length}"
@@ -94,6 +106,10 @@ class TuneResult:
 def encode(example: Example, tokenizer, max_length: int) -> dict | None:
     """Token ids and labels; supervised examples are masked (-100) everywhere but the answer. None if the
     example is longer than `max_length` (the caller counts those)."""
+    if example.pair is not None:  # the scorer: question and passage as one input, the passage cut to fit
+        question, passage = example.pair
+        enc = tokenizer(question, passage, truncation="only_second", max_length=max_length)
+        return {**{k: list(v) for k, v in enc.items()}, "labels": [float(example.label)]}
     eos = tokenizer.eos_token or ""
     if example.text is not None:
         ids = tokenizer(example.text + eos, add_special_tokens=False)["input_ids"]
@@ -114,6 +130,13 @@ class _Collator:
     def __call__(self, batch):
         import torch
 
+        if isinstance(batch[0]["labels"][0], float):  # scorer pairs: one float label per example
+            width = max(len(b["input_ids"]) for b in batch)
+            out = {"labels": torch.tensor([b["labels"] for b in batch], dtype=torch.float32)}
+            for key, pad in (("input_ids", self.pad_id), ("attention_mask", 0), ("token_type_ids", 0)):
+                if key in batch[0]:
+                    out[key] = torch.tensor([b[key] + [pad] * (width - len(b[key])) for b in batch])
+            return out
         width = max(len(b["input_ids"]) for b in batch)
         ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
         labels = torch.full((len(batch), width), -100, dtype=torch.long)
@@ -288,6 +311,7 @@ def _save(model, tokenizer, out: Path, options, result: TuneResult, data_info: d
             config_path.write_text(json.dumps(config, indent=2))
         meta = {
             "base_model": options.base,
+            "task": options.task,
             "method": options.method,
             "data": data_info,
             "hyperparameters": {k: v for k, v in asdict(options).items() if k not in ("resume",)}

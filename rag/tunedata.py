@@ -25,16 +25,19 @@ from .records import parse_jsonl
 from .text import language, split_sentences
 from .types import Chunk, Hit
 
-FORMATS = ("alpaca", "chat", "qa", "text")
+FORMATS = ("alpaca", "chat", "qa", "text", "pairs")
 
 
 @dataclass
 class Example:
-    """One training example: `messages` (supervised: the last one is the assistant's answer) or `text`."""
+    """One training example: `messages` (supervised: the last one is the assistant's answer), `text`
+    (language modelling), or a (question, passage) `pair` with its `label` (1.0: it answers; for the scorer)."""
 
     messages: list[dict] | None = None
     text: str | None = None
     meta: dict = field(default_factory=dict)
+    pair: tuple[str, str] | None = None
+    label: float | None = None
 
 
 def read_records(path: str | Path) -> list[dict]:
@@ -64,8 +67,10 @@ def read_records(path: str | Path) -> list[dict]:
             data = json.loads(raw)
         except json.JSONDecodeError as exc:
             raise ConfigError(f"{path} is not valid JSON: line {exc.lineno} column {exc.colno} ({exc.msg})") from exc
+        if _is_public_qa(data):
+            return qa_dataset_pairs(path, "cmrc" if isinstance(data, list) else "squad")
         if not isinstance(data, list):
-            raise ConfigError(f"{path} must hold a JSON list of records")
+            raise ConfigError(f"{path} must hold a JSON list of records (or SQuAD/CMRC 2018 data)")
         return data
     records = parse_jsonl(raw, str(path))
     if not records:
@@ -76,6 +81,8 @@ def read_records(path: str | Path) -> list[dict]:
 def detect_format(records: Sequence[dict]) -> str:
     """The format of `records` (see the module doc), from the first record; ConfigError if unknown."""
     first = records[0] if records else {}
+    if "label" in first and "question" in first and "text" in first:
+        return "pairs"
     if "messages" in first:
         return "chat"
     if "instruction" in first and "output" in first:
@@ -86,7 +93,7 @@ def detect_format(records: Sequence[dict]) -> str:
         return "text"
     raise ConfigError(
         f"unknown tuning data format (first record has keys {sorted(first)}); expected alpaca "
-        "(instruction/input/output), chat (messages), qa (question/answer) or text"
+        "(instruction/input/output), chat (messages), qa (question/answer), text, or pairs (question/text/label)"
     )
 
 
@@ -134,11 +141,32 @@ def to_examples(records: Sequence[dict], fmt: str | None = None) -> tuple[str, l
                     meta=r,
                 )
             )
+        elif fmt == "pairs":
+            label = r.get("label")
+            if not _text(r.get("question")) or not _text(r.get("text")) or label not in (0, 1, 0.0, 1.0, True, False):
+                raise ConfigError(f"{where}: pairs need a non-empty 'question' and 'text' and a 'label' of 0 or 1")
+            examples.append(Example(pair=(r["question"], r["text"]), label=float(label)))
         else:
             if not _text(r.get("text")):
                 raise ConfigError(f"{where}: text records need a non-empty 'text'")
             examples.append(Example(text=r["text"]))
     return fmt, examples
+
+
+def _is_public_qa(data) -> bool:
+    """SQuAD-shaped JSON ({"data": [articles]}) or the CMRC 2018 dev file's list of contexts."""
+    if isinstance(data, dict):
+        return isinstance(data.get("data"), list)
+    return isinstance(data, list) and bool(data) and isinstance(data[0], dict) and "context_text" in data[0]
+
+
+def qa_dataset_pairs(path: str | Path, kind: str = "squad", seed: int = 0) -> list[dict]:
+    """Scorer pairs (`rag.readerdata.scorer_pairs`) from a SQuAD (or SQuAD-shaped) or CMRC 2018 JSON file."""
+    from .eval.datasets import read_public
+    from .readerdata import scorer_pairs
+
+    documents, questions = read_public(kind, path)
+    return scorer_pairs(documents, questions, seed=seed)
 
 
 def _text(value) -> bool:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import os
 
-from ..tune import METHODS, TuneOptions
+from ..methods import METHODS, SCORER_METHODS, TASKS
+from ..tune import TuneOptions
 from .common import INDEX_HELP, index_path, options_from
 
 
@@ -17,16 +18,28 @@ def register(sub) -> None:
         metavar="DATA",
         help="JSONL/JSON records (alpaca, chat messages, question/answer, text) or a folder of documents",
     )
-    p.add_argument("--method", help=f"{', '.join(METHODS)} (default {d.method})")
+    p.add_argument(
+        "--method", help=f"{', '.join(METHODS)} (default {d.method}; the scorer: {', '.join(SCORER_METHODS)})"
+    )
+    p.add_argument(
+        "--task",
+        choices=TASKS,
+        help="generator (default): the causal LM that writes answers; scorer: the cross-encoder that decides which "
+        "passages and sentences answer a question (DATA: question/text/label pairs, or SQuAD/CMRC JSON)",
+    )
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (a PEFT adapter; a model for full)")
-    p.add_argument("--base", help="base model id or folder (default: the default generator)")
+    p.add_argument(
+        "--base", help="base model id or folder (default: the default generator, or embedder for the scorer)"
+    )
     p.add_argument("--max-steps", type=int, help="training steps (default: --epochs epochs)")
     p.add_argument("--epochs", type=float, help=f"epochs when --max-steps is not given (default {d.epochs:g})")
     p.add_argument("--max-minutes", type=float, help="stop and save after this many minutes of training")
     p.add_argument("--lr", type=float, help="learning rate (default: the method's)")
     p.add_argument("--batch-size", type=int, help=f"examples per step (default {d.batch_size})")
     p.add_argument(
-        "--max-length", type=int, help=f"tokens per example; longer ones are dropped and counted ({d.max_length})"
+        "--max-length",
+        type=int,
+        help="tokens per example (default 768; 128 for the scorer); longer answers are dropped",
     )
     p.add_argument("--rank", type=int, help=f"LoRA rank (default {d.rank}; bottleneck size is 8x)")
     p.add_argument("--dropout", type=float, help=f"LoRA dropout (default {d.dropout})")
@@ -42,6 +55,10 @@ def register(sub) -> None:
         default=0.2,
         metavar="SHARE",
         help="with --raft: share of examples without the gold passage, answered by refusal (default 0.2)",
+    )
+    p.add_argument("--save-steps", type=int, help=f"checkpoint (and evaluate) every N steps (default {d.save_steps})")
+    p.add_argument(
+        "--eval-share", type=float, help=f"share of examples held out for the eval loss (default {d.eval_share})"
     )
     p.add_argument("--resume", action="store_true", help="resume an interrupted run from its last checkpoint")
     p.add_argument("--seed", type=int, help=f"random seed (default {d.seed})")

@@ -1,0 +1,89 @@
+"""Training data for reading: (question, sentence, label) pairs from question-answering data.
+
+The evidence scorer (`rag.scorer`) learns "this sentence answers this question" from public QA data in the
+shape `rag.eval.datasets` reads (documents {"id", "title", "text"}, questions {"question", "answers",
+"sources", "answerable"}): for each answerable question, the sentences of its gold paragraph that contain an
+answer are positives; the other sentences of that paragraph (the hard negatives: same topic, same words,
+not the answer) and sentences of other paragraphs about the same title are negatives. An unanswerable
+question contributes only negatives. Each sentence is paired as the answer path shows it to the scorer:
+its heading path (here the document title) on one line, the sentence on the next.
+
+What this module does not do: train (`rag.tune`) or score (`rag.scorer`). Pure Python, no model.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Sequence
+
+from .text import split_sentences
+
+_WORD = re.compile(r"\w+")
+
+
+def scorer_text(context: str, sentence: str) -> str:
+    """What the scorer reads for a candidate sentence: its heading path, then the sentence.
+
+    >>> scorer_text("Router > Reset", "Hold RESET for 12 seconds.")
+    'Router > Reset\\nHold RESET for 12 seconds.'
+    """
+    return f"{context}\n{sentence}" if context else sentence
+
+
+def _overlap(question: str, sentence: str) -> float:
+    q = set(_WORD.findall(question.lower()))
+    return len(q & set(_WORD.findall(sentence.lower()))) / (len(q) or 1)
+
+
+def scorer_pairs(
+    documents: Sequence[dict],
+    questions: Sequence[dict],
+    negatives: int = 4,
+    other_documents: int = 1,
+    seed: int = 0,
+) -> list[dict]:
+    """Labelled pairs {"question", "text", "label"} (see the module docstring). Per question: every answer
+    sentence (label 1), up to `negatives` other sentences of the gold document, half of them the ones that
+    share most words with the question, and `other_documents` sentences from other documents with the same
+    title (label 0). Questions whose answer occurs in no sentence of their document are skipped."""
+    rng = random.Random(seed)
+    by_id = {d["id"]: d for d in documents}
+    by_title: dict[str, list[str]] = {}
+    for d in documents:
+        by_title.setdefault(d.get("title", ""), []).append(d["id"])
+    sentences: dict[str, list[str]] = {}
+
+    def sentences_of(doc_id: str) -> list[str]:
+        if doc_id not in sentences:
+            sentences[doc_id] = [s for s in split_sentences(by_id[doc_id]["text"]) if len(s) > 1]
+        return sentences[doc_id]
+
+    pairs = []
+    for q in questions:
+        gold = [s for s in q.get("sources", []) if s in by_id]
+        if not gold:
+            continue
+        doc_id = gold[0]
+        title = by_id[doc_id].get("title", "")
+        answers = [a for a in q.get("answers", []) if a.strip()] if q.get("answerable", True) else []
+        own = sentences_of(doc_id)
+        positive = [s for s in own if any(a in s for a in answers)]
+        if answers and not positive:
+            continue  # the answer spans sentences (or the text was changed): no clean label
+        rest = [s for s in own if s not in positive]
+        by_overlap = sorted(rest, key=lambda s: -_overlap(q["question"], s))
+        hard = by_overlap[: (negatives + 1) // 2]
+        easy = [s for s in rest if s not in hard]
+        chosen = hard + rng.sample(easy, min(len(easy), negatives - len(hard)))
+        others = [d for d in by_title.get(title, []) if d != doc_id]
+        for other in rng.sample(others, min(len(others), other_documents)):
+            candidates = [s for s in sentences_of(other) if not any(a in s for a in answers)]
+            if candidates:
+                chosen.append(max(candidates, key=lambda s: _overlap(q["question"], s)))
+        for sentence in positive:
+            pairs.append({"question": q["question"], "text": scorer_text(title, sentence), "label": 1.0})
+        for sentence in chosen:
+            pairs.append({"question": q["question"], "text": scorer_text(title, sentence), "label": 0.0})
+    rng.shuffle(pairs)
+    return pairs
