@@ -59,10 +59,26 @@ eval-ci: $(STAMP) ## small-budget evaluation that fails below eval/thresholds/*.
 	rag eval eval/suites/sample.yaml --systems closed-book,rag,ft+rag,raft+rag --train-steps 8 --train-minutes 6 \
 		--out eval/reports/ci-generative --check eval/thresholds/ci-generative.json
 
+eval-reading: $(STAMP) ## reading at scale: SQuAD 2.0 dev, CMRC 2018 dev, XQuAD en/zh, DRCD dev (1,200 questions each)
+	for suite in squad2-dev cmrc-dev xquad-en xquad-zh drcd-dev; do \
+		rag eval eval/suites/reading/$$suite.yaml --out eval/reports/reading/$$suite || exit 1; done
+
+scorer: $(STAMP) ## retrain the shipped evidence scorer (rag/weights/scorer) from ../shared/data (hours on CPU)
+	$(PYTHON) scripts/reader_data.py
+	rag tune work/reader/scorer-pairs.jsonl --task scorer --out rag/weights/scorer --rank 16 --lr 5e-4 \
+		--batch-size 32 --max-steps 4000 --max-minutes 170 --save-steps 500 --eval-share 0.002
+
+reader: $(STAMP) ## refit the shipped reader weights (rag/weights/reader*.json) on held-out public training data
+	$(PYTHON) scripts/fit_reader.py --scorer none
+	$(PYTHON) scripts/fit_reader.py --scorer bundled
+
+reader-adapter: $(STAMP) ## retrain the shipped reader adapter of the generator (rag/weights/reader-lora; hours on CPU)
+	$(PYTHON) scripts/reader_adapter.py
+
 serve: $(STAMP) ## serve indexes/default over HTTP on 127.0.0.1:8000 (API keys from RAG_API_KEYS)
 	rag serve --index $(INDEX)
 
 clean: ## remove built indexes and caches (not the sample corpus)
-	rm -rf indexes/default indexes/*/ .pytest_cache .ruff_cache benchmarks/work eval/work .make
+	rm -rf indexes/default indexes/*/ .pytest_cache .ruff_cache benchmarks/work eval/work work .make
 
-.PHONY: help install index corpus test test-fast lint format bench eval-retrieval eval eval-ci serve clean
+.PHONY: help install index corpus test test-fast lint format bench eval-retrieval eval eval-ci eval-reading scorer reader reader-adapter serve clean

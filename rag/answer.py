@@ -1,8 +1,8 @@
 """From retrieved passages to an answer text: extractive selection, and checks of a generated answer.
 
-Pure functions over hits and strings (the embedder, when given, only scores sentences):
-- `extract`: the passage sentence that best answers the question (semantic similarity, overlap with the
-  question's keywords, and the kind of answer the question asks for: a number, a price, a time ...).
+Pure functions over hits, readings and strings:
+- `compose`: the extractive answer from a reading of the passages (`rag.evidence`): the best sentence, the
+  neighbouring sentences that belong to the same answer, a second passage that adds to it; cited.
 - `looks_like_refusal`: a generated reply that says the answer is not available.
 - `ungrounded`, `is_looping`: numbers, codes and names in an answer that its cited passages do not contain,
   and replies that repeat themselves; the automatic answer mode falls back to the extractive answer then.
@@ -17,11 +17,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
-
-from .evidence import expected_type, idf_weights, keyword_overlap
-from .keywords import tokenize
-from .text import FIELD, ITEM, is_instruction_like, split_sentences, strip_citations
+from .evidence import Candidate, Reading
+from .text import ITEM, strip_citations
 from .types import Hit
 
 _REFUSALS = re.compile(
@@ -36,76 +33,60 @@ _FACT = re.compile(r"[A-Za-z]*\d[\w.:/-]*|[A-Z]{2,}[\w-]*")
 
 @dataclass
 class Extract:
+    """An extractive answer: the text with its citations, and the passages it cites (1-based, in order)."""
+
     text: str
-    passage: int  # 1-based number of the hit it came from
-    score: float
+    citations: list[int]
+    probability: float  # of its best sentence
 
 
-def extract(
-    question: str,
-    hits: Sequence[Hit],
-    embedder=None,
-    idf: dict[str, float] | None = None,
-    max_sentences: int = 2,
-) -> Extract | None:
-    """The best-answering sentence of `hits` (plus its successor when it is short), or None.
-
-    Each sentence is scored by semantic similarity to the question (weighted by how much of the question the
-    embedder can read), IDF-weighted keyword overlap with the question (the sentence's heading path counts),
-    a bonus when it has the kind of answer asked for, and a small prior for higher-ranked passages.
-    Instruction-like sentences (prompt injection) are never chosen.
-    """
-    q_tokens = tokenize(question)
-    weights = idf_weights(q_tokens, idf)
-    wanted = expected_type(question)
-    candidates: list[tuple[int, str, str, int]] = []  # (hit number, sentence, with context, index in passage)
-    for n, hit in enumerate(hits, start=1):
-        sentences = split_sentences(hit.chunk.text)
-        if any(is_instruction_like(s) for s in sentences):
-            continue  # a passage that talks to the assistant is untrusted as a whole
-        for i, sentence in enumerate(sentences):
-            if len(sentence) < 2 or sentence.rstrip().endswith(("?", "？")):
-                continue  # a question (an FAQ's "Q:" line) is never the answer
-            candidates.append((n, sentence, f"{hit.chunk.context}\n{sentence}" if hit.chunk.context else sentence, i))
-    if not candidates:
+def compose(reading: Reading, hits: Sequence[Hit], span: float = 0.5, second: float = 0.8) -> Extract | None:
+    """The extractive answer from a reading of `hits` (numbered as the reading numbers them): the best
+    sentence, with the neighbouring sentences of its passage whose probability is at least `span` times the
+    best's (a procedure, a condition), in the passage's order; a list introduction ("To return a device:")
+    brings its items. A second passage joins, with its own citation, when its best sentence has at least
+    `second` times the best probability and says something else ("24 months [1] ... 36 months with
+    Care+ [2]"). None when there is no candidate sentence."""
+    best = reading.best()
+    if best is None:
         return None
-    semantic = np.zeros(len(candidates), dtype=np.float32)
-    reads = 0.0
-    if embedder is not None:
-        reads = embedder.coverage(question)
-        if reads > 0:
-            qv = embedder.embed_queries([question])[0]
-            sv = embedder.embed_documents([c[2] for c in candidates])
-            semantic = sv @ qv
-    scored = []
-    typed = [bool(wanted[1].search(c[1])) for c in candidates] if wanted is not None else [True] * len(candidates)
-    if not any(typed):
-        return None  # the question asks for a number, price or time and no passage sentence has one
-    for (n, sentence, with_context, _), sim, has_type in zip(candidates, semantic, typed):
-        tokens = set(tokenize(with_context))
-        lexical = keyword_overlap(q_tokens, tokens, weights)
-        own = keyword_overlap(q_tokens, set(tokenize(sentence)), weights)
-        score = reads * float(sim) + (1 - reads * 0.5) * (0.6 * lexical + 0.4 * own)
-        if not has_type:
-            score -= 10.0  # never chosen over a sentence that has the kind of answer asked for
-        score -= 0.02 * (n - 1)
-        scored.append(score)
-    best = int(np.argmax(scored))
-    n, sentence, _, index = candidates[best]
-    # a short sentence often needs the next one ("Press RESET." + "Hold it for 12 seconds.")
-    if max_sentences > 1 and len(sentence) < 40 and not ITEM.match(sentence) and not FIELD.match(sentence):
-        following = [c for c in candidates if c[0] == n and c[3] == index + 1 and not ITEM.match(c[1])]
-        if following:
-            sentence = f"{sentence} {following[0][1]}"
-    # a list item or table row means little without the heading it sits under ("What is not covered")
-    context = hits[n - 1].chunk.context
-    if ITEM.match(sentence) and context:
-        item = re.sub(r"^\s*([-*+•]|\d+[.)])\s*", "", sentence).strip()
+    floor = span * best.probability
+    own = sorted((c for c in reading.candidates if c.passage == best.passage), key=lambda c: c.index)
+    by_index = {c.index: c for c in own}
+    chosen = [best]
+    for step in (-1, 1):  # grow a contiguous run around the best sentence, at most 3 sentences
+        i = best.index + step
+        while i in by_index and len(chosen) < 3 and by_index[i].probability >= floor:
+            chosen.append(by_index[i])
+            i += step
+    if best.text.rstrip().endswith((":", "：")):  # a list introduction: its items are the answer
+        i = best.index + 1
+        while i in by_index and ITEM.match(by_index[i].text) and len(chosen) < 8:
+            chosen.append(by_index[i])
+            i += 1
+    chosen.sort(key=lambda c: c.index)
+    parts = [(best.passage, _phrase(chosen, hits[best.passage - 1]))]
+    others = [c for c in reading.candidates if c.passage != best.passage]
+    runner = max(others, key=lambda c: c.probability, default=None)
+    if runner is not None and runner.probability >= max(second * best.probability, 0.5):
+        text = _phrase([runner], hits[runner.passage - 1])
+        if text.lower() not in parts[0][1].lower() and parts[0][1].lower() not in text.lower():
+            parts.append((runner.passage, text))
+    return Extract(" ".join(f"{text} [{n}]" for n, text in parts), [n for n, _ in parts], best.probability)
+
+
+def _phrase(sentences: list[Candidate], hit: Hit) -> str:
+    """Sentences of one passage as answer text: a lone list item or table row with the heading it sits
+    under ("What is not covered: water damage"), an FAQ record's answer without its "A:" label."""
+    texts = [c.text for c in sentences]
+    context = hit.chunk.context
+    if len(texts) == 1 and ITEM.match(texts[0]) and context:
+        item = re.sub(r"^\s*([-*+•]|\d+[.)])\s*", "", texts[0]).strip()
         if item.startswith("|"):  # a table row: its cells, without the pipes
             item = ", ".join(cell.strip() for cell in item.strip("| ").split("|") if cell.strip())
-        sentence = f"{context.split(' > ')[-1]}: {item}"
-    sentence = re.sub(r"^(A|Answer|答)[:：]\s*", "", sentence)  # an FAQ record's answer label
-    return Extract(text=sentence, passage=n, score=float(scored[best]))
+        texts = [f"{context.split(' > ')[-1]}: {item}"]
+    text = " ".join(texts)
+    return re.sub(r"^(A|Answer|答)[:：]\s*", "", text)
 
 
 def looks_like_refusal(text: str) -> bool:

@@ -84,8 +84,9 @@ def atomic_dir(target: str | os.PathLike, keep_existing: bool = False) -> Iterat
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
-    """Write `text` (UTF-8) to `path` atomically."""
+    """Write `text` (UTF-8) to `path` atomically (its folder is made if missing)."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         with open(tmp, "w", encoding="utf-8") as fh:

@@ -1,26 +1,42 @@
-"""Does a passage hold evidence for a question? Scores that decide refusal, and the features behind them.
+"""Reading retrieved passages: which sentences answer the question, which passage comes first, and whether
+the passages hold an answer at all. Learned from data, not hand-written.
 
-Today these are rules with a few learned constants: the best passage's relevance (cosine similarity where
-the embedder reads the question, IDF-weighted keyword overlap where it does not), discounted by question
-keywords the knowledge base never uses; names the knowledge base never mentions; and the kind of answer a
-question asks for (a price, a time, a number). `calibrate_min_evidence` picks the refusal threshold from
-labelled questions. The extractive answer (`rag.answer`) scores sentences with the same features.
+Every sentence of the retrieved passages is a candidate. Its features are the evidence scorer's logit
+(`rag.scorer`, a cross-encoder; where the question is in a language the scorer cannot read, that feature is
+left out), lexical overlap with the question (IDF-weighted words, character bigrams, what the sentence adds
+beyond the question), whether it holds the kind of answer the question asks for (a number, a price, a time),
+and where it sits (passage rank and retrieval score, first sentence, list item, length). A logistic model
+per reading group ("read": the scorer reads the question; "unread": it does not, e.g. Chinese with MiniLM)
+turns them into a probability. Passages are reranked by their best sentence. Whether to answer at all is a
+second logistic model over question-level features (the best sentence's probability and logit, the
+passages' relevance, question words and names the knowledge base never uses), compared with a threshold
+chosen on held-out questions for a stated false-refusal rate. The weights live in a reader file fitted
+for its scorer (`rag/weights/reader.json` for the bundled one, `reader-lexical.json` for reading without a
+scorer; `rag calibrate --fit` refits them on your own questions, see `rag.calibrate`).
 
-What this module does not do: retrieve (`rag.retrieve`) or write answers (`rag.answer`, `rag.generate`).
+What this module does not do: retrieve (`rag.retrieve`), run the cross-encoder (`rag.scorer`), or word the
+answer (`rag.answer`).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 
+from .errors import ConfigError
 from .keywords import tokenize
-from .text import has_cjk
+from .readerdata import scorer_text
+from .text import FIELD, ITEM, has_cjk, is_instruction_like, split_sentences
 from .types import Hit
+
+WEIGHTS = Path(__file__).resolve().parent / "weights"
+BUNDLED_READERS = {True: WEIGHTS / "reader.json", False: WEIGHTS / "reader-lexical.json"}  # with a scorer or not
 
 # words that frame a question ("how long", "how much") rather than name what it is about; a knowledge base
 # that never uses them can still hold the answer (stemmed, as the keyword tokenizer leaves them)
@@ -29,7 +45,8 @@ QUESTION_FRAME = frozenset(
     "happen possibl mean exact usual typic 多久 多长 多少 多大 多远 怎么样 为什么 是否 可以 需要 知道 告诉".split()
 )
 
-# (name, what asks for it, what answers it)
+# the kind of answer a question asks for, and what an answer of that kind looks like: one feature among
+# others, whose weight is learned (a sentence without a number can still answer "how long")
 ANSWER_TYPES = [
     (
         "price",
@@ -38,34 +55,131 @@ ANSWER_TYPES = [
     ),
     (
         "time",
-        re.compile(r"\bwhen\b|what time|hours|几点|时间", re.I),
+        re.compile(r"\bwhen\b|what time|what year|hours|几点|时间|哪一年|何时", re.I),
         re.compile(
-            r"\d{1,2}[:.]\d{2}|\d+\s*(am|pm|days?|hours?|minutes?|weeks?|months?|years?)|monday|tuesday|friday|every day|\d{4}|点|周|\d+\s*(天|小时|分钟)",
+            r"\d{1,2}[:.]\d{2}|\d+\s*(am|pm|days?|hours?|minutes?|weeks?|months?|years?)|monday|tuesday|friday|"
+            r"every day|\d{3,4}|century|点|周|年|月|\d+\s*(天|小时|分钟)",
             re.I,
         ),
     ),
     (
         "number",
         re.compile(
-            r"how (?:long|many|much|far|quickly|big|large)|what (?:is the )?(?:maximum|minimum|largest|range)|多少|几|多久|多长|多大|多远|最大",
+            r"how (?:long|many|much|far|quickly|big|large|old)|what (?:is the )?(?:maximum|minimum|largest|range)"
+            r"|多少|几|多久|多长|多大|多远|最大",
             re.I,
         ),
         re.compile(
-            r"(?<![A-Za-z\d-])\d|\b(one|two|three|four|five|six|seven|eight|nine|ten|twelve)\b|[一二三四五六七八九十两]",
+            r"(?<![A-Za-z\d-])\d|\b(one|two|three|four|five|six|seven|eight|nine|ten|twelve|hundred|thousand|"
+            r"million)\b|[一二三四五六七八九十两百千万亿]",
             re.I,
         ),
     ),
 ]
 
+SENTENCE_FEATURES = (
+    "ce",  # the cross-encoder's logit (0 in the unread group)
+    "lex",  # IDF-weighted share of the question's keywords in the sentence with its heading path
+    "lex_own",  # ... in the sentence alone
+    "bigram",  # share of the question's character bigrams in the sentence (Chinese needs no segmentation)
+    "novel",  # share of the sentence's keywords that are not in the question: an answer adds something
+    "type",  # +1 the kind of answer asked for is there, -1 it is asked for and missing, 0 none asked
+    "rank",  # 1 / the passage's retrieval rank
+    "retrieval",  # the passage's retrieval score (hybrid: 0..1)
+    "first",  # first sentence of its passage
+    "item",  # a list item or table row
+    "length",  # log length in characters (scaled)
+)
+QUESTION_FEATURES = (
+    "best",  # logit of the best sentence's probability
+    "best_ce",  # the best cross-encoder logit (0 in the unread group)
+    "dense",  # best passage cosine, weighted by how much of the question the embedder reads
+    "lex",  # best keyword overlap of a passage
+    "unknown",  # IDF-weighted share of the question's keywords that occur nowhere in the knowledge base
+    "missing",  # share of the question's names (capitalised words, Chinese names) the knowledge base never has
+)
+
 
 @dataclass
-class Evidence:
-    """How well the retrieved passages match the question (0..1), and from what."""
+class Candidate:
+    """One sentence of a retrieved passage, with its features and probability of answering."""
 
-    score: float
-    dense: float
-    keywords: float
-    unknown: float  # IDF-weighted share of the question's keywords that occur nowhere in the index
+    passage: int  # 1-based number of the hit it belongs to
+    index: int  # position among its passage's sentences
+    text: str
+    features: dict[str, float]
+    probability: float = 0.0
+
+
+@dataclass
+class Reading:
+    """What reading the retrieved passages found. Passage numbers are 1-based positions in the hits read."""
+
+    candidates: list[Candidate]  # every candidate sentence, in passage order
+    order: list[int]  # passage numbers, best first (by their best sentence, then retrieval rank)
+    probability: float  # that the passages hold an answer
+    threshold: float  # the reader's: below it, refuse
+    group: str  # "read" (the scorer reads the question) or "unread"
+    features: dict[str, float] = field(default_factory=dict)
+    kept: list[int] = field(default_factory=list)  # after `keep`: the original numbers of the passages kept
+    missing: list[str] = field(default_factory=list)  # the question's names the knowledge base never mentions
+
+    def best(self) -> Candidate | None:
+        return max(self.candidates, key=lambda c: c.probability, default=None)
+
+    def keep(self, k: int) -> Reading:
+        """This reading for the best `k` passages only, renumbered 1..k in their new order (`kept` says which
+        original passages they are); the probability of an answer stays the one over all passages read."""
+        kept = self.order[:k]
+        number = {old: new for new, old in enumerate(kept, start=1)}
+        candidates = [replace(c, passage=number[c.passage]) for c in self.candidates if c.passage in number]
+        candidates.sort(key=lambda c: (c.passage, c.index))
+        return replace(self, candidates=candidates, order=list(range(1, len(kept) + 1)), kept=kept)
+
+    def describe(self) -> str:
+        best = self.best()
+        shown = f"best sentence {best.probability:.3f} in passage {best.passage}" if best else "no candidate sentence"
+        never = f"; never mentioned: {', '.join(self.missing)}" if self.missing else ""
+        return f"{self.group} reading; {shown}{never}"
+
+
+@dataclass
+class ReaderModel:
+    """The learned weights: a logistic model per reading group for sentences, one for refusal, and the
+    refusal threshold. Loaded from and saved to `reader.json`."""
+
+    sentence: dict[str, dict]  # group -> {"weights": {feature: w}, "bias": b}
+    refusal: dict[str, dict]  # group -> {"weights": {feature: w}, "bias": b, "threshold": t}
+    info: dict = field(default_factory=dict)  # what it was fitted on, and how it did there
+
+    @classmethod
+    def load(cls, path: str | Path) -> ReaderModel:
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            model = cls(sentence=data["sentence"], refusal=data["refusal"], info=data.get("info", {}))
+        except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise ConfigError(f"{path} is not a reader model ({exc}); refit it with `rag calibrate --fit`") from exc
+        for group in ("read", "unread"):
+            if group not in model.sentence or group not in model.refusal:
+                raise ConfigError(f"{path} lacks the {group!r} group; refit it with `rag calibrate --fit`")
+        return model
+
+    def to_dict(self) -> dict:
+        return {"sentence": self.sentence, "refusal": self.refusal, "info": self.info}
+
+
+def logistic(weights: dict, features: dict[str, float]) -> float:
+    z = weights.get("bias", 0.0) + sum(w * features.get(name, 0.0) for name, w in weights["weights"].items())
+    return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
+
+
+def logit(p: float) -> float:
+    p = min(max(p, 1e-6), 1 - 1e-6)
+    return math.log(p / (1 - p))
+
+
+# ------------------------------------------------------------------------------------------------- features
 
 
 def expected_type(question: str) -> tuple[str, re.Pattern] | None:
@@ -80,11 +194,7 @@ def expected_type(question: str) -> tuple[str, re.Pattern] | None:
     return None
 
 
-def idf_weights(question_tokens: list[str], idf: dict[str, float] | None) -> dict[str, float]:
-    return {t: (idf.get(t, 1.0) if idf else 1.0) for t in set(question_tokens)}
-
-
-def keyword_overlap(question_tokens: list[str], text_tokens: set[str], weights: dict[str, float]) -> float:
+def keyword_overlap(question_tokens: Sequence[str], text_tokens: set[str], weights: dict[str, float]) -> float:
     """IDF-weighted share of the question's keywords that occur in the text (0..1).
 
     >>> keyword_overlap(["reset", "router"], {"reset", "button"}, {"reset": 3.0, "router": 1.0})
@@ -96,41 +206,29 @@ def keyword_overlap(question_tokens: list[str], text_tokens: set[str], weights: 
     return sum(w for t, w in weights.items() if t in text_tokens) / total
 
 
+def bigrams(text: str) -> set[str]:
+    """Character bigrams of `text` without spaces or punctuation, lower-cased.
+
+    >>> sorted(bigrams("退货政策")), sorted(bigrams("No-go"))
+    (['政策', '货政', '退货'], ['go', 'no', 'og'])
+    """
+    chars = re.sub(r"[\W_]+", "", text.lower())
+    return {chars[i : i + 2] for i in range(len(chars) - 1)}
+
+
 def corpus_idf(keyword_index) -> dict[str, float]:
     """IDF of every token in a bm25s keyword index (rare words matter more in keyword overlap)."""
     retriever = getattr(keyword_index, "retriever", None)
     if retriever is None:
         return {}
     n_docs = max(1, len(keyword_index))
-    matrix = retriever.scores
-    indptr = np.asarray(matrix["indptr"])
+    indptr = np.asarray(retriever.scores["indptr"])
     df = np.diff(indptr)
     return {
         token: math.log(1 + (n_docs - df[i] + 0.5) / (df[i] + 0.5))
         for token, i in retriever.vocab_dict.items()
         if i < len(df)
     }
-
-
-def score(question: str, hits: Sequence[Hit], idf: dict[str, float], reads: float) -> Evidence:
-    """Relevance of the best hit: cosine similarity where the embedder can read the question (`reads`, the
-    share of it the embedder reads), keyword overlap where it cannot, lowered by question keywords the
-    knowledge base never mentions."""
-    if not hits:
-        return Evidence(0.0, 0.0, 0.0, 1.0)
-    q_tokens = [t for t in tokenize(question) if t not in QUESTION_FRAME]
-    top_idf = max(idf.values()) if idf else 1.0
-    weights = {t: idf.get(t, top_idf) for t in set(q_tokens)}
-    total = sum(weights.values()) or 1.0
-    unknown = sum(w for t, w in weights.items() if t not in idf) / total
-    best = Evidence(0.0, 0.0, 0.0, unknown)
-    for hit in hits:
-        dense = max(0.0, hit.scores.get("dense", 0.0))
-        overlap = keyword_overlap(q_tokens, set(tokenize(hit.chunk.indexed_text)), weights)
-        value = (reads * dense + (1 - reads) * overlap) * (1 - unknown)
-        if value > best.score:
-            best = Evidence(value, dense, overlap, unknown)
-    return best
 
 
 _PROPER = re.compile(r"(?<![.?!:]\s)(?<!^)\b[A-Z][A-Za-z]+\b|\b[A-Z]{2,}\b")
@@ -153,7 +251,7 @@ def entities(question: str) -> list[str]:
 
 
 def missing_entities(question: str, vocabulary) -> list[str]:
-    """The question's names that the knowledge base never mentions: it cannot hold the answer about them."""
+    """The question's names that the knowledge base never mentions."""
     missing = []
     for name in entities(question):
         tokens = tokenize(name)
@@ -162,31 +260,107 @@ def missing_entities(question: str, vocabulary) -> list[str]:
     return missing
 
 
-def calibrate_min_evidence(rag, questions: list[dict], split: str | None = "train", margin: float = 0.9) -> dict:
-    """The refusal threshold from labelled questions: the highest evidence level that still lets 98% of the
-    answerable questions through, times `margin`. Returns the threshold and the evidence of every question,
-    so that the choice can be inspected. `rag` is a `rag.RAG`; questions are {"question", "answerable",
-    "split"} records. Raises ValueError without answerable questions."""
-    rows = []
-    for q in questions:
-        if split and q.get("split") != split:
+def _sentences(hit: Hit) -> list[tuple[int, str]]:
+    """The candidate sentences of a passage: never a question (an FAQ's Q: line), a heading or a bare
+    label; none at all from a passage that addresses an assistant (prompt injection)."""
+    sentences = split_sentences(hit.chunk.text)
+    if any(is_instruction_like(s) for s in sentences):
+        return []
+    out = []
+    for i, sentence in enumerate(sentences):
+        s = sentence.strip()
+        if len(s) < 2 or s.endswith(("?", "？")) or s.startswith("#") or re.fullmatch(r"[^:：]{1,40}[:：]", s):
             continue
-        hits = rag.retrieve(q["question"])
-        rows.append(
-            {
-                "id": q.get("id"),
-                "answerable": bool(q["answerable"]),
-                "evidence": rag.evidence(q["question"], hits).score,
+        out.append((i, s))
+    return out
+
+
+class Reader:
+    """Reads the retrieved hits for a question (see the module docstring). `scorer` may be None (no
+    cross-encoder: every question is read with the "unread" group's lexical model); `coverage(question)` is
+    the share of a question the scorer's vocabulary reads (the embedder's, which the scorer shares)."""
+
+    def __init__(self, model: ReaderModel, scorer=None, coverage=None, idf: dict[str, float] | None = None):
+        self.model = model
+        self.scorer = scorer
+        self.coverage = coverage or (lambda text: 0.0 if has_cjk(text) else 1.0)
+        self.idf = idf or {}
+
+    def group(self, question: str) -> str:
+        """ "read" when the question is mostly in a language the scorer's vocabulary reads (without a scorer:
+        anything but Chinese), else "unread"."""
+        return "read" if self.coverage(question) >= 0.5 else "unread"
+
+    def read(self, question: str, hits: Sequence[Hit]) -> Reading:
+        group = self.group(question)
+        candidates = self.candidates(question, hits, group)
+        for c in candidates:
+            c.probability = logistic(self.model.sentence[group], c.features)
+        best_of = {
+            n: max((c.probability for c in candidates if c.passage == n), default=0.0) for n in range(1, len(hits) + 1)
+        }
+        order = sorted(best_of, key=lambda n: (-best_of[n], n))
+        missing: list[str] = []
+        features = self.question_features(question, hits, candidates, group, missing)
+        refusal = self.model.refusal[group]
+        probability = logistic(refusal, features)
+        threshold = refusal.get("threshold", 0.5)
+        return Reading(candidates, order, probability, threshold, group, features, order, missing)
+
+    def candidates(self, question: str, hits: Sequence[Hit], group: str) -> list[Candidate]:
+        q_tokens = [t for t in tokenize(question) if t not in QUESTION_FRAME]
+        weights = {t: self.idf.get(t, 1.0) for t in set(q_tokens)}
+        q_bigrams = bigrams(question)
+        q_set = set(q_tokens)
+        wanted = expected_type(question)
+        rows: list[tuple[int, int, str, str]] = []  # passage, index, sentence, scorer text
+        for n, hit in enumerate(hits, start=1):
+            for i, sentence in _sentences(hit):
+                rows.append((n, i, sentence, scorer_text(hit.chunk.context, sentence)))
+        if not rows:
+            return []
+        ce = np.zeros(len(rows), dtype=np.float32)
+        if group == "read" and self.scorer is not None:
+            ce = self.scorer.logits(question, [r[3] for r in rows])
+        out = []
+        for (n, i, sentence, with_context), logit_ in zip(rows, ce):
+            hit = hits[n - 1]
+            own = set(tokenize(sentence))
+            features = {
+                "ce": float(logit_),
+                "lex": keyword_overlap(q_tokens, set(tokenize(with_context)), weights),
+                "lex_own": keyword_overlap(q_tokens, own, weights),
+                "bigram": len(q_bigrams & bigrams(sentence)) / (len(q_bigrams) or 1),
+                "novel": len(own - q_set) / (len(own) or 1),
+                "type": 0.0 if wanted is None else (1.0 if wanted[1].search(sentence) else -1.0),
+                "rank": 1.0 / n,
+                "retrieval": float(hit.score) if 0.0 <= hit.score <= 1.0 else 0.0,
+                "first": 1.0 if i == 0 else 0.0,
+                "item": 1.0 if ITEM.match(sentence) or FIELD.match(sentence) else 0.0,
+                "length": math.log1p(len(sentence)) / 5,
             }
-        )
-    answerable = [r["evidence"] for r in rows if r["answerable"]]
-    if not answerable:
-        raise ValueError("calibration needs answerable questions")
-    threshold = float(np.quantile(answerable, 0.02, method="lower")) * margin
-    refused = [r for r in rows if not r["answerable"] and r["evidence"] < threshold]
-    return {
-        "min_evidence": round(threshold, 3),
-        "questions": len(rows),
-        "unanswerable_refused": f"{len(refused)}/{sum(1 for r in rows if not r['answerable'])}",
-        "rows": rows,
-    }
+            out.append(Candidate(n, i, sentence, features))
+        return out
+
+    def question_features(
+        self, question: str, hits, candidates: list[Candidate], group: str, missing_out: list | None = None
+    ) -> dict[str, float]:
+        """The question-level features of the refusal model; `missing_out` receives the names never mentioned."""
+        q_tokens = [t for t in tokenize(question) if t not in QUESTION_FRAME]
+        top_idf = max(self.idf.values()) if self.idf else 1.0
+        weights = {t: self.idf.get(t, top_idf) for t in set(q_tokens)}
+        total = sum(weights.values()) or 1.0
+        names = entities(question)
+        missing = missing_entities(question, self.idf) if names and self.idf else []
+        if missing_out is not None:
+            missing_out.extend(missing)
+        best = max((c.probability for c in candidates), default=0.0)
+        reads = self.coverage(question)
+        return {
+            "best": logit(best),
+            "best_ce": max((c.features["ce"] for c in candidates), default=0.0),
+            "dense": reads * max((max(0.0, h.scores.get("dense", 0.0)) for h in hits), default=0.0),
+            "lex": max((c.features["lex"] for c in candidates), default=0.0),
+            "unknown": sum(w for t, w in weights.items() if t not in self.idf) / total if self.idf else 0.0,
+            "missing": len(missing) / len(names) if names else 0.0,
+        }

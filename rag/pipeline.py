@@ -12,9 +12,11 @@ Answer modes:
 - "auto": generate, then check the reply (it cites a passage, every number/code/name in it appears in the
   passages, it does not loop, it is in the question's language); fall back to the extractive answer when
   a check fails.
-Refusal: when the best passage's evidence (`rag.evidence`) is below `answer.min_evidence`, or the question
-names something the knowledge base never mentions, the fixed refusal is returned without calling the model;
-a generated reply that says it cannot find the answer is flagged refused too.
+Reading (`rag.evidence`): every sentence of the retrieved passages is scored for answering the question (a
+learned cross-encoder and lexical features), the passages are reranked by their best sentence, and the
+probability that they hold an answer decides refusal: below the reader's calibrated threshold (or
+`answer.min_evidence`) the fixed refusal is returned without calling the model. A generated reply that says
+it cannot find the answer is flagged refused too.
 """
 
 from __future__ import annotations
@@ -27,8 +29,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 
-from . import evidence as ev
-from .answer import extract, is_looping, looks_like_refusal, ungrounded
+from .answer import compose, is_looping, looks_like_refusal, ungrounded
 from .config import DEFAULT_INDEX, Config
 from .errors import ConfigError
 from .prompt import REFUSAL, build_messages, fit_budget
@@ -62,6 +63,7 @@ class RAG:
         self.retriever = retriever
         self._generator = generator
         self._idf: dict[str, float] | None = None
+        self._reader = None
         self._lock = threading.Lock()
 
     @property
@@ -78,17 +80,25 @@ class RAG:
     @property
     def idf(self) -> dict[str, float]:
         if self._idf is None:
+            from .evidence import corpus_idf
+
             self.retriever.chunks  # noqa: B018 - loads the index
-            self._idf = ev.corpus_idf(self.retriever.keywords)
+            self._idf = corpus_idf(self.retriever.keywords)
         return self._idf
 
-    # Evidence ------------------------------------------------------------------------------------------
+    @property
+    def reader(self):
+        """The `rag.evidence.Reader` the config names (its scorer loads on first use)."""
+        if self._reader is None:
+            with self._lock:
+                if self._reader is None:
+                    self._reader = load_reader(self.config.answer, self.idf)
+        return self._reader
 
-    def evidence(self, question: str, hits: list[Hit]) -> ev.Evidence:
-        """How strongly `hits` support an answer to `question` (see `rag.evidence.score`)."""
-        if not hits:
-            return ev.score(question, hits, {}, 0.0)
-        return ev.score(question, hits, self.idf, self.retriever.embedder.coverage(question))
+    def read(self, question: str, hits: list[Hit]):
+        """How `hits` answer `question` (`rag.evidence.Reading`): sentence probabilities, the passages'
+        order by their best sentence, and the probability that they hold an answer."""
+        return self.reader.read(question, hits)
 
     # Answering -----------------------------------------------------------------------------------------
 
@@ -122,20 +132,18 @@ class RAG:
         if self.retriever is None:
             raise ConfigError("this RAG has no index: give one, or ask with closed_book=True")
         started = time.perf_counter()
-        hits = self.retrieve(question, config.answer.k, history)
-        found = self.evidence(standalone_query(question, history or []), hits)
+        hits = self.retrieve(question, max(config.answer.k, config.answer.candidates), history)
         call.timings["retrieve_s"] = time.perf_counter() - started
-        call.notes.append(
-            f"evidence {found.score:.3f} (dense {found.dense:.3f}, keywords {found.keywords:.3f}, "
-            f"unknown {found.unknown:.3f})"
-        )
-        if found.score < config.answer.min_evidence:
-            return self._refuse(call, hits, "below min_evidence: no evidence")
-        missing = ev.missing_entities(question, self.idf)
-        if missing:
-            return self._refuse(call, hits, f"never mentioned: {', '.join(missing)}")
+        started = time.perf_counter()
+        reading = self.read(standalone_query(question, history or []), hits).keep(config.answer.k)
+        hits = [hits[n - 1] for n in reading.kept]
+        call.timings["read_s"] = time.perf_counter() - started
+        threshold = config.answer.min_evidence if config.answer.min_evidence is not None else reading.threshold
+        call.notes.append(f"evidence {reading.probability:.3f} (threshold {threshold:.3f}; {reading.describe()})")
+        if reading.probability < threshold:
+            return self._refuse(call, hits, "below the evidence threshold: the passages do not hold an answer")
         if config.answer.mode == "extractive":
-            return self._extractive(call, hits)
+            return self._extractive(call, hits, reading)
         if config.answer.mode == "generative":
             return self._generate(call, hits)
         # auto: the evidence check passed, so a reply that claims there is no answer is not trusted either
@@ -145,7 +153,7 @@ class RAG:
             call.emit(answer.answer)
             return answer
         call.notes.append(f"generated answer rejected: {'; '.join(problems)}")
-        fallback = self._extractive(call, hits)
+        fallback = self._extractive(call, hits, reading)
         fallback.prompt = answer.prompt
         return fallback
 
@@ -176,16 +184,14 @@ class RAG:
         call.emit(text)
         return call.answer(text, True, hits, [], "refusal", **self._model_info(call))
 
-    def _extractive(self, call: _Call, hits: list[Hit]) -> Answer:
-        started = time.perf_counter()
-        best = extract(call.question, hits, self.retriever.embedder, self.idf)
-        call.timings["generate_s"] = time.perf_counter() - started
+    def _extractive(self, call: _Call, hits: list[Hit], reading) -> Answer:
+        found = compose(reading, hits)
+        call.timings["generate_s"] = 0.0
         call.timings["new_tokens"] = 0
-        if best is None:
+        if found is None:
             return self._refuse(call, hits, "no sentence to extract")
-        text = f"{best.text} [{best.passage}]"
-        call.emit(text)
-        return call.answer(text, False, hits, [best.passage], "extractive", **self._model_info(call))
+        call.emit(found.text)
+        return call.answer(found.text, False, hits, found.citations, "extractive", **self._model_info(call))
 
     def _generate(self, call: _Call, hits: list[Hit], closed_book: bool = False, stream: bool = True) -> Answer:
         gen = self.generator
@@ -281,6 +287,19 @@ class RAG:
     def chat(self, closed_book: bool = False) -> ChatSession:
         """A multi-turn conversation (sync and async: `ask`, `stream`, `aask`, `astream`)."""
         return ChatSession(self, closed_book=closed_book)
+
+
+def load_reader(answer, idf: dict[str, float], model=None):
+    """The reader an `AnswerConfig` names: its scorer (none: lexical reading only) and its weights (`model`
+    replaces them, e.g. while fitting new ones)."""
+    from .evidence import BUNDLED_READERS, Reader, ReaderModel
+    from .scorer import Scorer, scorer_folder
+
+    folder = scorer_folder(answer.scorer)
+    scorer = Scorer(folder) if folder is not None else None
+    if model is None:
+        model = ReaderModel.load(BUNDLED_READERS[scorer is not None] if answer.reader == "bundled" else answer.reader)
+    return Reader(model, scorer, scorer.coverage if scorer else None, idf)
 
 
 def _produce(ask, question: str, kwargs: dict, cancel: threading.Event, put) -> None:

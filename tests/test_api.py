@@ -72,7 +72,7 @@ class SlowFake(FakeGenerator):
 
 
 def _bot(index, generator, mode="generative"):
-    config = Config().override(answer={"mode": mode, "min_evidence": 0.0})
+    config = Config().override(answer={"mode": mode, "min_evidence": 0.0, "scorer": "none"})
     return rag.RAG(index, config, retriever=Retriever(index, config.retrieve, embedder=HashEmbedder(64)),
                    generator=generator)  # fmt: skip
 

@@ -5,8 +5,8 @@ import json
 import pytest
 
 from rag.documents import decode_text, discover, load_file
-from rag.formats import html_to_markdown
 from rag.errors import LoadError
+from rag.formats import html_to_markdown
 
 
 def test_markdown_sections_keep_heading_path(write):

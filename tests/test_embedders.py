@@ -57,25 +57,36 @@ def test_tokens_coverage_and_description(embedder):
         check_compatible(described, {**described, "id": "another-model"})
 
 
-def test_calibrate_reads_labelled_questions_and_reports(tmp_path, kb):
+def test_calibrate_fits_the_refusal_threshold_on_labelled_questions(tmp_path, kb):
+    from rag.evidence import ReaderModel
+
     assert run_cli("index", "kb", "--index", "idx", "--embedder", "hash", cwd=tmp_path).returncode == 0
+    (tmp_path / "rag.toml").write_text('[answer]\nscorer = "none"\n', encoding="utf-8")
     rows = [
-        {"question": "How long do I hold the RESET button?", "answerable": True, "split": "train"},
-        {"question": "How much does express shipping cost?", "answerable": True, "split": "train"},
-        {"question": "Who won the football world cup in 1990?", "answerable": False, "split": "train"},
-        {"question": "What does solid red mean?", "answerable": True, "split": "test"},
+        ("How long do I hold the RESET button?", ["12 seconds"], "router.md"),
+        ("What colour does the LED blink after a reset?", ["amber"], "router.md"),
+        ("What does solid red mean?", ["hardware fault"], "router.md"),
+        ("How much does express shipping cost?", ["14.90 euros"], "shipping.txt"),
+        ("How fast is express shipping?", ["1 business day"], "shipping.txt"),
+        ("退货期限是几天？", ["7 天"], "退货.md"),
     ]
-    (tmp_path / "q.jsonl").write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
-    res = run_cli("calibrate", "--questions", "q.jsonl", "--index", "idx", "--json", cwd=tmp_path)
+    records = [
+        {"question": q, "answers": a, "sources": [s], "answerable": True, "split": "train"} for q, a, s in rows
+    ] + [
+        {"question": "Who won the football world cup in 1990?", "answers": [], "answerable": False, "split": "train"},
+        {"question": "What does solid red mean?", "answers": ["fault"], "answerable": True, "split": "test"},
+    ]
+    (tmp_path / "q.jsonl").write_text("\n".join(json.dumps(r) for r in records), encoding="utf-8")
+    res = run_cli("calibrate", "--questions", "q.jsonl", "--index", "idx", "--out", "r.json", "--json", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
-    out = json.loads(res.stdout)
-    assert out["questions"] == 3 and len(out["rows"]) == 3 and 0 < out["min_evidence"] < 1
-    answerable = [r["evidence"] for r in out["rows"] if r["answerable"]]
-    assert out["min_evidence"] <= min(answerable)  # lets the answerable ones through
-    everything = run_cli(
-        "calibrate", "--questions", "q.jsonl", "--index", "idx", "--split", "all", "--json", cwd=tmp_path
-    )
-    assert json.loads(everything.stdout)["questions"] == 4
+    info = json.loads(res.stdout)
+    assert info["questions"] == 7 and info["groups"]["read"]["threshold_from"] == 6  # English: threshold only
+    assert info["groups"]["unread"] == {"kept": "base", "questions": 1}  # one Chinese question: kept as shipped
+    fitted = ReaderModel.load(tmp_path / "r.json")
+    assert 0 < fitted.refusal["read"]["threshold"] < 1
+    (tmp_path / "rag.toml").write_text('[answer]\nscorer = "none"\nreader = "r.json"\n', encoding="utf-8")
+    asked = run_cli("ask", "How long do I hold the RESET button?", "--index", "idx", "--json", cwd=tmp_path)
+    assert asked.returncode == 0 and "12 seconds" in json.loads(asked.stdout)["answer"], asked.stderr
     res = run_cli("calibrate", "--questions", "missing.jsonl", "--index", "idx", cwd=tmp_path)
     assert res.returncode == 1 and "missing.jsonl does not exist" in res.stderr
     (tmp_path / "bad.jsonl").write_text('{"question": "x", "answerable": false, "split": "train"}\n', encoding="utf-8")

@@ -61,7 +61,7 @@ def suite_file(tmp_path, kb):
     _questions(tmp_path / "q.jsonl", QUESTIONS)
     path = tmp_path / "suite.yaml"
     path.write_text(
-        "name: tiny\ncorpus: kb\nquestions: q.jsonl\nconfig:\n  embed: {model: 'hash:64'}\n", encoding="utf-8"
+        "name: tiny\ncorpus: kb\nquestions: q.jsonl\nconfig:\n  embed: {model: 'hash:64'}\n  answer: {scorer: none}\n", encoding="utf-8"
     )
     return path
 
@@ -274,7 +274,8 @@ def test_eval_cli_trains_and_checks_thresholds(tmp_path, kb):
     (tmp_path / "suite.yaml").write_text(
         "name: cli\ncorpus: kb\nquestions: q.jsonl\nsystems: [rag, raft+rag]\n"
         "train: {steps: 2, batch_size: 2}\n"
-        f"config:\n  embed: {{model: 'hash:64'}}\n  generate: {{model: '{tmp_path / 'llama'}', max_new_tokens: 4}}\n",
+        f"config:\n  embed: {{model: 'hash:64'}}\n  answer: {{scorer: none}}\n"
+        f"  generate: {{model: '{tmp_path / 'llama'}', max_new_tokens: 4}}\n",
         encoding="utf-8",
     )
     (tmp_path / "ok.json").write_text(json.dumps({"rag": {"recall@3": 0.5}}))

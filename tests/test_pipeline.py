@@ -11,8 +11,8 @@ from rag.prompt import REFUSAL
 from rag.retrieve import Retriever
 
 
-def make_rag(index, reply="Hold the RESET button for 12 seconds [1].", mode="extractive", min_evidence=0.1):
-    config = Config().override(answer={"mode": mode, "min_evidence": min_evidence})
+def make_rag(index, reply="Hold the RESET button for 12 seconds [1].", mode="extractive", min_evidence=None):
+    config = Config().override(answer={"mode": mode, "min_evidence": min_evidence, "scorer": "none"})
     gen = FakeGenerator(reply)
     return RAG(
         index, config, retriever=Retriever(index, config.retrieve, embedder=HashEmbedder(64)), generator=gen

@@ -88,7 +88,7 @@ def server(hash_index, tmp_path):
     (adapters / "support-v1").mkdir(parents=True)
     (adapters / "support-v1" / "adapter_config.json").write_text("{}")
     (adapters / "not-an-adapter").mkdir()
-    config = Config().override(answer={"mode": "generative", "min_evidence": 0.0})
+    config = Config().override(answer={"mode": "generative", "min_evidence": 0.0, "scorer": "none"})
     generators: dict = {}
     serve = ServeConfig(
         index=str(hash_index),

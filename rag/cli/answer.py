@@ -26,10 +26,20 @@ def register(sub) -> None:
     p.add_argument("--closed-book", action="store_true", help="answer without retrieval (the model alone)")
     p.set_defaults(func=cmd_chat)
 
-    p = sub.add_parser("calibrate", help="calibrate the refusal threshold on labelled questions")
-    p.add_argument("--questions", default="eval/questions.jsonl", help="JSONL with question, answerable, split")
-    p.add_argument("--split", default="train", help="split to calibrate on (default train; 'all' for every question)")
+    p = sub.add_parser(
+        "calibrate",
+        help="fit how evidence is weighed and when to refuse, on labelled questions over an index",
+        description="Read labelled questions ({question, answers, answerable, split, sources}) over the index and fit "
+        "the reader: with a few hundred answerable questions per language its weights, with fewer only its refusal "
+        "threshold (the shipped weights are kept). Writes a reader file to use with `reader = FILE` in rag.toml.",
+    )
+    p.add_argument("--questions", default="eval/questions.jsonl", help="JSONL: question, answers, answerable, split")
+    p.add_argument("--split", default="train", help="split to fit on (default train; 'all' for every question)")
     p.add_argument("--index", help=INDEX_HELP)
+    p.add_argument("--out", default="reader.json", help="reader file to write (default reader.json)")
+    p.add_argument(
+        "--false-refusal", type=float, default=0.05, help="share of answerable questions it may refuse (default 0.05)"
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_calibrate)
 
@@ -73,29 +83,35 @@ def cmd_chat(args) -> int:
 
 
 def cmd_calibrate(args) -> int:
+    from ..atomic import write_json
+    from ..calibrate import fit_reader
     from ..errors import ConfigError
-    from ..evidence import calibrate_min_evidence
     from ..pipeline import RAG
     from ..records import parse_jsonl
 
     path = Path(args.questions)
     if not path.is_file():
         raise ConfigError(f"{path} does not exist; give labelled questions with --questions FILE")
+    if not 0 < args.false_refusal < 0.5:
+        raise ConfigError(f"--false-refusal must be between 0 and 0.5, got {args.false_refusal}")
     questions = parse_jsonl(path.read_text(encoding="utf-8"), str(path))
+    questions = [q for q in questions if args.split == "all" or q.get("split", "train") == args.split]
+    bad = [
+        i for i, q in enumerate(questions, start=1) if not isinstance(q.get("question"), str) or "answerable" not in q
+    ]
+    if bad or not any(q.get("answerable") and q.get("answers") for q in questions):
+        raise ConfigError(
+            f"{path}: calibration needs records with 'question', 'answers' and 'answerable', some answerable, in "
+            f"split {args.split!r}" + (f" (record {bad[0]} lacks them)" if bad else "")
+        )
     config, _ = settings(args)
     rag = RAG(index_path(args.index), config)
-    try:
-        result = calibrate_min_evidence(rag, questions, None if args.split == "all" else args.split)
-    except (KeyError, ValueError) as exc:
-        raise ConfigError(
-            f"{path}: calibration needs records with 'question' and 'answerable', some answerable, in split "
-            f"{args.split!r} ({exc})"
-        ) from exc
+    model = fit_reader(questions, rag, false_refusal=args.false_refusal, base=rag.reader.model)
+    write_json(args.out, model.to_dict())
     if args.json:
-        print(json.dumps(result, ensure_ascii=False))
-    else:
-        print(
-            f"min_evidence = {result['min_evidence']} (from {result['questions']} questions; "
-            f"{result['unanswerable_refused']} unanswerable ones fall below it). Put it in rag.toml under [answer]."
-        )
+        print(json.dumps({"out": args.out, **model.info}, ensure_ascii=False))
+        return 0
+    for group, result in model.info["groups"].items():
+        print(f"  {group}: {result}")
+    print(f'reader written to {args.out}; use it with `reader = "{args.out}"` under [answer] in rag.toml')
     return 0

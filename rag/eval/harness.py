@@ -127,19 +127,29 @@ class KnowledgeBase:
         return suite_source
 
 
+def document_files(documents: list[dict]) -> dict[str, str]:
+    """{relative file path: document id} for documents {"id", ...}: each id made a safe path (two ids that
+    clean to the same name are told apart by a hash), as `materialise` writes them."""
+    mapping, used = {}, set()
+    for doc in documents:
+        parts = [re.sub(r"[^\w.-]+", "_", part).strip("._")[:80] or "_" for part in doc["id"].split("/")]
+        rel = "/".join(parts) + ".md"
+        if rel.lower() in used:
+            rel = "/".join(parts) + "-" + hashlib.sha1(doc["id"].encode()).hexdigest()[:8] + ".md"
+        used.add(rel.lower())
+        mapping[rel] = doc["id"]
+    return mapping
+
+
 def materialise(documents: list[dict], folder: Path) -> dict[str, str]:
     """Write documents {"id", "title", "text"} as files under `folder` (Markdown with the title as heading);
     returns {relative path: document id}. Files no longer in the corpus are removed, unchanged files are not
     rewritten, so re-indexing stays incremental."""
     folder.mkdir(parents=True, exist_ok=True)
-    mapping, used = {}, set()
-    for doc in documents:
-        parts = [re.sub(r"[^\w.-]+", "_", part).strip("._")[:80] or "_" for part in doc["id"].split("/")]
-        rel = "/".join(parts) + ".md"
-        if rel.lower() in used:  # two ids that clean to the same name
-            rel = "/".join(parts) + "-" + hashlib.sha1(doc["id"].encode()).hexdigest()[:8] + ".md"
-        used.add(rel.lower())
-        mapping[rel] = doc["id"]
+    mapping = document_files(documents)
+    by_id = {doc["id"]: doc for doc in documents}
+    for rel, doc_id in mapping.items():
+        doc = by_id[doc_id]
         text = (f"# {doc['title']}\n\n" if doc.get("title") else "") + doc["text"].strip() + "\n"
         path = folder / rel
         if not path.is_file() or path.read_text(encoding="utf-8") != text:

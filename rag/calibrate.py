@@ -1,0 +1,163 @@
+"""Fit the reader (`rag.evidence.ReaderModel`) on labelled questions: how sentence features combine, when to
+refuse, and the refusal threshold for a stated false-refusal rate.
+
+`fit_reader(questions, rag)` retrieves for every question with the pipeline `rag` (its index, embedder and
+scorer), and collects every candidate sentence with its features:
+- sentences: a sentence is a positive when it contains a gold answer; one logistic regression per reading
+  group ("read": the scorer reads the question; "unread": it does not);
+- refusal: each answerable question is a positive with the passages retrieval gives it, and a negative with
+  the retrieved passages that lack its gold documents (what an unanswerable question looks like: related
+  text without the answer, as RAFT builds its negatives); labelled unanswerable questions are negatives too.
+  A split of the questions (`dev_share`) is held out; the threshold is the one at which `false_refusal` of
+  its answerable questions would be refused. The model reports how it did on that split.
+
+`rag calibrate --fit` runs this on a suite's or a team's own questions; `make reader` fits the shipped model on
+public training data (never a dev or eval set). What this module does not do: train the cross-encoder
+(`rag tune --task scorer`) or answer questions.
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from .errors import ConfigError
+from .evidence import QUESTION_FEATURES, SENTENCE_FEATURES, Reader, ReaderModel, logistic
+
+GROUPS = ("read", "unread")
+
+
+def _contains(sentence: str, answers: list[str]) -> bool:
+    low = sentence.lower()
+    return any(a.strip() and a.strip().lower() in low for a in answers)
+
+
+def collect(questions: list[dict], rag, reader: Reader, progress: Callable | None = None) -> list[dict]:
+    """Per question: its reading group, candidate features with labels, and the candidates with and without
+    its gold passages. Questions are {"question", "answers", "answerable", "sources" (optional: document names
+    that a hit's source ends with)}."""
+    k = rag.config.answer.k
+    rows = []
+    for number, q in enumerate(questions, start=1):
+        question, answers = q["question"], [a for a in q.get("answers", []) if a.strip()]
+        answerable = bool(q.get("answerable", True)) and bool(answers)
+        group = reader.group(question)
+        pool = rag.retrieve(question, k=k + 4)
+        hits = pool[:k]
+        candidates = reader.candidates(question, hits, group)
+        row = {"group": group, "answerable": answerable, "sentences": [], "with": None, "without": None}
+        for c in candidates:
+            row["sentences"].append((c.features, float(_contains(c.text, answers)) if answerable else 0.0))
+        row["with"] = (candidates, hits)
+        gold = tuple(q.get("sources") or ())
+        if answerable and gold:
+            lacking = [h for h in pool if not h.chunk.source.endswith(gold) and not _contains(h.chunk.text, answers)]
+            row["without"] = (reader.candidates(question, lacking[:k], group), lacking[:k])
+        row["question"] = question
+        rows.append(row)
+        if progress and number % 50 == 0:
+            progress(f"read {number}/{len(questions)} questions")
+    return rows
+
+
+def _fit_logistic(x: np.ndarray, y: np.ndarray, names: tuple[str, ...], c: float = 1.0) -> dict:
+    from sklearn.linear_model import LogisticRegression
+
+    if len(set(y.tolist())) < 2:
+        raise ConfigError("fitting the reader needs both positive and negative examples in every group it fits")
+    model = LogisticRegression(C=c, max_iter=2000).fit(x, y)
+    return {"weights": dict(zip(names, map(float, model.coef_[0]))), "bias": float(model.intercept_[0])}
+
+
+def _question_rows(rows: list[dict], weights: dict, tools: Reader, group: str):
+    """Question-level features and labels: each question with its passages (1 when answerable) and, for an
+    answerable one, with the passages lacking its gold documents (0); and which of the two each row is."""
+    xs, ys, kinds = [], [], []
+    for r in rows:
+        for key, label in (("with", 1.0 if r["answerable"] else 0.0), ("without", 0.0)):
+            if r[key] is None:
+                continue
+            candidates, hits = r[key]
+            for c in candidates:
+                c.probability = logistic(weights, c.features)
+            features = tools.question_features(r["question"], hits, candidates, group)
+            xs.append([features[n] for n in QUESTION_FEATURES])
+            ys.append(label)
+            kinds.append((key, r["answerable"]))
+    return np.array(xs, np.float64), np.array(ys), kinds
+
+
+def fit_reader(
+    questions: list[dict],
+    rag,
+    false_refusal: float = 0.05,
+    dev_share: float = 0.3,
+    seed: int = 0,
+    base: ReaderModel | None = None,
+    min_fit: int = 200,
+    log: Callable[[str], None] | None = None,
+) -> ReaderModel:
+    """A reader fitted on `questions` with the pipeline `rag` (see the module docstring).
+
+    Per reading group: with at least `min_fit` answerable questions the weights are fitted on a split and
+    the threshold chosen on the held-out `dev_share`; with fewer (a team's few dozen labelled questions),
+    `base`'s weights are kept and only the threshold is chosen, on all of them; with none, `base` is kept
+    whole (e.g. English-only questions leave the Chinese model as shipped). Raises `ConfigError` when a
+    group cannot be fitted and there is no `base`."""
+    from .pipeline import load_reader
+
+    log = log or (lambda m: print(f"rag: {m}", file=sys.stderr, flush=True))
+    started = time.perf_counter()
+    order = list(range(len(questions)))
+    random.Random(seed).shuffle(order)
+    dev_ids = set(order[: int(len(order) * dev_share)])
+    blank = {g: {"weights": {}, "bias": 0.0, "threshold": 0.5} for g in GROUPS}
+    tools = load_reader(rag.config.answer, rag.idf, model=ReaderModel(blank, blank))  # features only
+    rows = collect(questions, rag, tools, progress=log)
+    sentence, refusal, info = {}, {}, {"questions": len(questions), "groups": {}}
+    for group in GROUPS:
+        mine = [(i, r) for i, r in enumerate(rows) if r["group"] == group]
+        answerable = sum(r["answerable"] for _, r in mine)
+        if answerable >= min_fit:
+            fit_rows = [r for i, r in mine if i not in dev_ids]
+            dev_rows = [r for i, r in mine if i in dev_ids]
+            x = np.array([[f[n] for n in SENTENCE_FEATURES] for r in fit_rows for f, _ in r["sentences"]], np.float64)
+            y = np.array([label for r in fit_rows for _, label in r["sentences"]])
+            sentence[group] = _fit_logistic(x, y, SENTENCE_FEATURES)
+            xq, yq, _ = _question_rows(fit_rows, sentence[group], tools, group)
+            refusal[group] = _fit_logistic(xq, yq, QUESTION_FEATURES)
+            how = {"fitted": len(fit_rows), "sentences": int(len(y))}
+        elif base is not None and answerable >= 5:
+            sentence[group], refusal[group] = base.sentence[group], dict(base.refusal[group])
+            dev_rows, how = [r for _, r in mine], {"fitted": 0, "threshold_from": len(mine)}
+        elif base is not None:
+            sentence[group], refusal[group] = base.sentence[group], base.refusal[group]
+            info["groups"][group] = {"kept": "base", "questions": len(mine)}
+            continue
+        else:
+            raise ConfigError(
+                f"{answerable} answerable question(s) fall in the {group!r} reading group: too few to fit it (at "
+                f"least {min_fit}); give more labelled questions, or start from the shipped reader"
+            )
+        xd, yd, kinds = _question_rows(dev_rows, sentence[group], tools, group)
+        probs = np.array([logistic(refusal[group], dict(zip(QUESTION_FEATURES, row))) for row in xd])
+        positive = np.array([kind == ("with", True) for kind in kinds])
+        negative = yd == 0
+        threshold = float(np.quantile(probs[positive], false_refusal)) if positive.any() else 0.5
+        refusal[group]["threshold"] = round(threshold, 4)
+        info["groups"][group] = {
+            **how,
+            "dev_questions": len(dev_rows),
+            "dev_false_refusal": round(float((probs[positive] < threshold).mean()), 4) if positive.any() else None,
+            "dev_refused_without_gold": round(float((probs[negative] < threshold).mean()), 4)
+            if negative.any()
+            else None,
+        }
+        log(f"{group}: {info['groups'][group]}")
+    info["false_refusal_target"] = false_refusal
+    info["seconds"] = round(time.perf_counter() - started, 1)
+    return ReaderModel(sentence, refusal, info)

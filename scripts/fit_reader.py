@@ -1,0 +1,81 @@
+"""Fit the shipped reader (rag/weights/reader.json, or reader-lexical.json for reading without a scorer) on
+the held-out public training data of scripts/reader_data.py: each language's paragraphs become a knowledge
+base (indexed under --work), and its questions are read by the real pipeline with the scorer given.
+
+    python scripts/fit_reader.py [--data ../shared/data] [--work work/reader] [--scorer bundled|none|DIR]
+                                 [--questions 2000] [--false-refusal 0.05] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+from pathlib import Path
+
+from reader_data import held_out
+
+from rag.atomic import write_json
+from rag.calibrate import GROUPS, fit_reader
+from rag.config import Config
+from rag.embeddings import HashEmbedder
+from rag.eval.harness import materialise
+from rag.evidence import ReaderModel
+from rag.ingest import build_index
+from rag.pipeline import RAG
+
+
+def knowledge_base(name: str, documents: list[dict], work: Path) -> tuple[Path, dict[str, str]]:
+    """The index of `documents` under work/name (built once), and document id -> indexed file name."""
+    folder = work / name
+    mapping = materialise(documents, folder / "kb")
+    # MiniLM reads no Chinese, so its vectors add nothing to a Chinese index (hybrid search then ranks by BM25
+    # alone): a hash embedder gives the same rankings at no cost
+    embedder = HashEmbedder(64) if name == "zh" else None
+    build_index([folder / "kb"], folder / "index", embedder=embedder, progress=sys.stderr.isatty())
+    return folder / "index", {doc_id: rel for rel, doc_id in mapping.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", default="../shared/data")
+    parser.add_argument("--work", default="work/reader")
+    parser.add_argument("--scorer", default="bundled")
+    parser.add_argument("--questions", type=int, default=2000, help="questions per language")
+    parser.add_argument(
+        "--outside", type=int, default=400, help="unanswerable questions per language: ones about other paragraphs"
+    )
+    parser.add_argument("--false-refusal", type=float, default=0.05)
+    parser.add_argument("--out", help="default: rag/weights/reader.json, or reader-lexical.json with --scorer none")
+    args = parser.parse_args()
+    out = Path(args.out or f"rag/weights/{'reader-lexical' if args.scorer == 'none' else 'reader'}.json")
+    blank = {g: {"weights": {}, "bias": 0.0, "threshold": 0.5} for g in GROUPS}
+    placeholder = ReaderModel(blank, blank)  # the group a language does not fall in is not taken from its fit
+    config = Config().override(answer={"scorer": args.scorer})
+    fitted = {}
+    for lang, (documents, questions, others) in held_out(Path(args.data), with_outside=True).items():
+        index, files = knowledge_base(lang, documents, Path(args.work))
+        picked = random.Random(0).sample(questions, min(args.questions, len(questions)))
+        picked = [{**q, "sources": [files[s] for s in q["sources"]]} for q in picked]
+        # questions about paragraphs outside the knowledge base: what a customer asks that it cannot answer
+        outside = random.Random(1).sample(others, min(args.outside, len(others)))
+        picked += [{**q, "answers": [], "answerable": False, "sources": []} for q in outside]
+        fitted[lang] = fit_reader(picked, RAG(index, config), false_refusal=args.false_refusal, base=placeholder)
+    en, zh = fitted["en"], fitted["zh"]  # English falls in the group the scorer reads, Chinese in the other
+    model = ReaderModel(
+        sentence={"read": en.sentence["read"], "unread": zh.sentence["unread"]},
+        refusal={"read": en.refusal["read"], "unread": zh.refusal["unread"]},
+        info={
+            "scorer": args.scorer,
+            "data": "SQuAD 1.1 train articles 400-441 (unseen by the scorer), CMRC 2018 train (600 paragraphs)",
+            "read": en.info["groups"]["read"],
+            "unread": zh.info["groups"]["unread"],
+            "false_refusal_target": args.false_refusal,
+        },
+    )
+    write_json(out, model.to_dict())
+    print(f"reader written to {out}: {model.info}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,67 @@
+"""Train the shipped reader adapter (rag/weights/reader-lora) for the bundled generator, RAFT-style, on the
+held-out public training data of scripts/reader_data.py (SQuAD 1.1 train articles 400-441 and CMRC 2018
+train), over the knowledge bases scripts/fit_reader.py indexed (run it first).
+
+Each example is the exact prompt `rag ask` serves: the gold passage among passages retrieved for the question,
+in shuffled order, with the answer sentence and its citation as the target. A small share of examples lack
+the gold passage and answer with the refusal: refusing is mostly the reader's job, and a generator taught to
+refuse often refuses answerable questions too.
+
+    python scripts/reader_adapter.py [--work work/reader] [--out rag/weights/reader-lora] [--steps 600]
+                                     [--minutes 150] [--resume]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+from pathlib import Path
+
+from reader_data import held_out
+
+from rag.eval.harness import document_files
+from rag.retrieve import Retriever
+from rag.tune import TuneOptions, tune
+from rag.tunedata import raft_examples
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", default="../shared/data")
+    parser.add_argument("--work", default="work/reader")
+    parser.add_argument("--out", default="rag/weights/reader-lora")
+    parser.add_argument("--questions", default="3000,1500", help="English,Chinese questions to draw examples from")
+    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--minutes", type=float, default=150)
+    parser.add_argument("--no-gold", type=float, default=0.05, help="share of examples without the gold passage")
+    parser.add_argument("--resume", action="store_true")
+    args = parser.parse_args()
+    limits = dict(zip(("en", "zh"), map(int, args.questions.split(","))))
+    rng = random.Random(1)
+    examples = []
+    for lang, (documents, questions) in held_out(Path(args.data)).items():
+        files = {doc_id: rel for rel, doc_id in document_files(documents).items()}
+        retriever = Retriever(Path(args.work) / lang / "index")
+        answerable = [q for q in questions if q["answers"]]
+        picked = rng.sample(answerable, min(limits[lang], len(answerable)))
+        records = [{**q, "sources": [files[s] for s in q["sources"]]} for q in picked]
+        examples += raft_examples(records, retriever, k=3, without_gold=args.no_gold, seed=1)
+        print(f"{lang}: {len(records)} questions")
+    rng.shuffle(examples)
+    options = TuneOptions(
+        method="lora",
+        max_steps=args.steps,
+        max_minutes=args.minutes,
+        lr=3e-4,
+        batch_size=4,
+        max_length=1024,
+        eval_share=0.02,
+        save_steps=50,
+        resume=args.resume,
+        seed=1,
+    )
+    print(tune(examples, args.out, options).to_dict())
+
+
+if __name__ == "__main__":
+    main()

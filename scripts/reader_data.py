@@ -1,0 +1,77 @@
+"""The public training data of the shipped reader, and how it is split; CC BY-SA training sets in
+../shared/data only, never a dev or eval set:
+
+- the evidence scorer trains on pairs from SQuAD 1.1 train articles [0, 400) (`scorer_pairs`);
+- the reader's weights (scripts/fit_reader.py) and the generator's reader adapter (scripts/reader_adapter.py)
+  learn from knowledge bases the scorer never saw: SQuAD 1.1 train articles [400, 442) and CMRC 2018 train
+  (`held_out`), so the scorer's scores there are what it gives on unseen text.
+
+    python scripts/reader_data.py [--data ../shared/data] [--out work/reader]
+
+writes scorer-pairs.jsonl (question/text/label) into --out. The data stays out of the repository.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+from pathlib import Path
+
+from rag.eval.datasets import read_public
+from rag.readerdata import scorer_pairs
+
+SCORER_ARTICLES = 400  # of SQuAD 1.1 train's 442
+SQUAD = Path("squad11-train") / "train-v1.1.json"
+CMRC = Path("cmrc2018-train") / "cmrc2018_train.json"
+
+
+def scorer_data(data: Path) -> list[dict]:
+    documents, questions = read_public("squad", data / SQUAD)
+    titles = set(list(dict.fromkeys(d["title"] for d in documents))[:SCORER_ARTICLES])
+    keep = {d["id"] for d in documents if d["title"] in titles}
+    return scorer_pairs([d for d in documents if d["id"] in keep], [q for q in questions if q["sources"][0] in keep])
+
+
+def held_out(data: Path, chinese_paragraphs: int = 600, with_outside: bool = False) -> dict[str, tuple]:
+    """{"en": (documents, questions), "zh": (...)}: every paragraph of the SQuAD articles the scorer did not
+    see, and `chinese_paragraphs` CMRC 2018 train paragraphs (a seeded sample) with all their questions.
+    `with_outside` adds a third item: questions about other paragraphs of the same data (which that knowledge
+    base cannot answer: the unanswerable questions of fitting)."""
+    documents, questions = read_public("squad", data / SQUAD)
+    titles = set(list(dict.fromkeys(d["title"] for d in documents))[SCORER_ARTICLES:])
+    en_docs = [d for d in documents if d["title"] in titles]
+    en_ids = {d["id"] for d in en_docs}
+    documents, questions_zh = read_public("squad", data / CMRC)
+    zh_docs = random.Random(0).sample(documents, chinese_paragraphs)
+    zh_ids = {d["id"] for d in zh_docs}
+    parts = {
+        "en": (en_docs, [q for q in questions if q["sources"][0] in en_ids]),
+        "zh": (zh_docs, [q for q in questions_zh if q["sources"][0] in zh_ids]),
+    }
+    if not with_outside:
+        return parts
+    outside = {
+        "en": [q for q in questions if q["sources"][0] not in en_ids],
+        "zh": [q for q in questions_zh if q["sources"][0] not in zh_ids],
+    }
+    return {lang: (*parts[lang], outside[lang]) for lang in parts}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", default="../shared/data")
+    parser.add_argument("--out", default="work/reader")
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    pairs = scorer_data(Path(args.data))
+    with open(out / "scorer-pairs.jsonl", "w", encoding="utf-8") as fh:
+        for pair in pairs:
+            fh.write(json.dumps(pair, ensure_ascii=False) + "\n")
+    positives = sum(p["label"] for p in pairs)
+    print(f"{out / 'scorer-pairs.jsonl'}: {len(pairs)} pairs ({positives:.0f} positive)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+"""Fitting the reader on labelled questions (rag.calibrate): a synthetic knowledge base, the lexical reader."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from rag.calibrate import fit_reader
+from rag.config import Config
+from rag.embeddings import HashEmbedder
+from rag.errors import ConfigError
+from rag.evidence import ReaderModel
+from rag.ingest import build_index
+from rag.pipeline import RAG
+
+COLOURS = ["red", "green", "blue", "amber", "white", "violet", "orange", "grey"]
+
+
+@pytest.fixture
+def catalogue(in_tmp):
+    """40 product pages, each with a code, a colour and filler; one question per page about one fact."""
+    rng = random.Random(3)
+    kb = in_tmp / "kb"
+    kb.mkdir()
+    questions = []
+    for n in range(40):
+        code, colour = f"QX-{100 + n}", rng.choice(COLOURS)
+        (kb / f"p{n}.md").write_text(
+            f"# Product {n}\n\nProduct {n} ships in a cardboard box. Its order code is {code}. "
+            f"The housing of product {n} is {colour}. Product {n} works with the mobile app.\n",
+            encoding="utf-8",
+        )
+        if n % 2:
+            questions.append({"question": f"What is the order code of product {n}?", "answers": [code]})
+        else:
+            questions.append({"question": f"What colour is the housing of product {n}?", "answers": [colour]})
+        questions[-1].update(answerable=True, sources=[f"p{n}.md"])
+    questions += [
+        {"question": f"Who designed the logo of company {n}?", "answers": [], "answerable": False} for n in range(6)
+    ]
+    build_index([kb], "idx", embedder=HashEmbedder(64))
+    config = Config().override(answer={"scorer": "none"})
+    from rag.retrieve import Retriever
+
+    return RAG("idx", config, retriever=Retriever("idx", config.retrieve, embedder=HashEmbedder(64))), questions
+
+
+def test_a_fitted_reader_finds_the_answer_sentence_and_sets_its_threshold(catalogue, in_tmp):
+    rag, questions = catalogue
+    from rag.evidence import BUNDLED_READERS
+
+    shipped = ReaderModel.load(BUNDLED_READERS[False])
+    model = fit_reader(questions, rag, false_refusal=0.1, dev_share=0.4, base=shipped, min_fit=10, log=lambda m: None)
+    info = model.info["groups"]["read"]
+    assert info["fitted"] > 0 and info["dev_questions"] > 0
+    assert model.info["groups"]["unread"]["kept"] == "base" and model.sentence["unread"] == shipped.sentence["unread"]
+    assert info["dev_false_refusal"] <= 0.25  # chosen for 10% of the held-out answerable questions
+    from rag.atomic import write_json
+    from rag.pipeline import load_reader
+
+    write_json(in_tmp / "reader.json", model.to_dict())
+    reader = load_reader(rag.config.answer, rag.idf, model=ReaderModel.load(in_tmp / "reader.json"))
+    found = reader.read("What is the order code of product 7?", rag.retrieve("What is the order code of product 7?"))
+    assert "QX-107" in found.best().text
+    unanswerable = reader.read("Who designed the logo of company 9?", rag.retrieve("Who designed the logo?"))
+    assert found.probability > unanswerable.probability
+
+
+def test_too_few_questions_keep_the_base_or_fail_clearly(catalogue):
+    rag, questions = catalogue
+    with pytest.raises(ConfigError, match="too few to fit it"):
+        fit_reader(questions[:3], rag, min_fit=10, log=lambda m: None)
