@@ -22,9 +22,24 @@ def _real(request):
     return request.getfixturevalue("real_embedder")
 
 
+_TORCH = []
+
+
+def _real_on_torch(request):
+    """The same model on the other backend (the default is onnx), loaded once."""
+    if not _TORCH:
+        from rag.config import EmbedConfig
+        from rag.embeddings import load_embedder
+
+        _TORCH.append(load_embedder(EmbedConfig(backend="torch")))
+    return _TORCH[0]
+
+
+# int8 is not here: its activation scales are per batch, so batching moves its vectors a little (tests/test_onnx.py)
 EMBEDDERS = [
     pytest.param(lambda request: _hash(), id="hash"),
     pytest.param(_real, id="minilm", marks=pytest.mark.slow),
+    pytest.param(_real_on_torch, id="minilm-torch", marks=pytest.mark.slow),
 ]
 
 

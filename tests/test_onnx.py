@@ -123,6 +123,17 @@ def test_onnx_vectors_match_torch_on_real_text(backends):
 
 
 @pytest.mark.slow
+def test_int8_vectors_stay_close_whatever_their_batch(backends):
+    """Dynamic int8 scales activations per batch, so a text's vector moves a little with its batch-mates
+    (fp32's does not); it must stay close to itself."""
+    texts = _real_texts()[-12:-1]
+    for name, floor in (("onnx", 0.99999), ("int8", 0.95)):
+        batched = backends[name].embed_documents(texts)
+        alone = np.stack([backends[name].embed_documents([t])[0] for t in texts])
+        assert np.sum(batched * alone, axis=1).min() >= floor, name
+
+
+@pytest.mark.slow
 def test_onnx_counts_tokens_and_describes_itself_like_torch(backends):
     torch_e, onnx_e = backends["torch"], backends["onnx"]
     for text in _real_texts()[-6:] + ["LX-300 路由器 reset", "naïve café — “quotes”"]:
