@@ -87,3 +87,48 @@ def scorer_pairs(
             pairs.append({"question": q["question"], "text": scorer_text(title, sentence), "label": 0.0})
     rng.shuffle(pairs)
     return pairs
+
+
+def feedback_pairs(records: Sequence[dict], chunks: dict) -> tuple[list[dict], int]:
+    """Scorer pairs from `rag serve`'s feedback log (records with the rated answer's question, answer, chunk ids,
+    citations, rating and optional correction), over the index's chunks ({chunk id: Chunk}). A helpful answer
+    (rating 1) makes the sentences it quoted positives and the rest of its passages negatives; an unhelpful
+    one (rating -1) makes its quoted sentences negatives and, with a correction, the sentences of its passages
+    that hold the correction positives. Returns the pairs and how many records could not be used (no question,
+    neutral, or chunks no longer in the index)."""
+    from .text import strip_citations
+
+    pairs, unused = [], 0
+    for r in records:
+        question, rating = r.get("question"), r.get("rating")
+        passages = [chunks[c] for c in r.get("chunk_ids") or [] if c in chunks]
+        if not isinstance(question, str) or not question.strip() or rating not in (-1, 1) or not passages:
+            unused += 1
+            continue
+        answer = strip_citations(r.get("answer") or "").lower()
+        correction = (r.get("correction") or "").strip().lower()
+        labelled = []
+        for chunk in passages:
+            for sentence in split_sentences(chunk.text):
+                quoted = _quoted(sentence, answer) and not r.get("refused")
+                if rating == 1:
+                    labelled.append((chunk, sentence, 1.0 if quoted else 0.0))
+                elif quoted:
+                    labelled.append((chunk, sentence, 0.0))
+                elif correction and correction in sentence.lower():
+                    labelled.append((chunk, sentence, 1.0))
+        if not any(label for _, _, label in labelled) and rating == 1:
+            unused += 1  # a helpful answer none of whose sentences is found in its passages (generated)
+            continue
+        for chunk, sentence, label in labelled:
+            pairs.append({"question": question, "text": scorer_text(chunk.context, sentence), "label": label})
+    return pairs, unused
+
+
+def _quoted(sentence: str, answer: str) -> bool:
+    """Whether an answer quotes `sentence`: it contains it, or shares at least 60% of its words."""
+    low = sentence.lower().strip()
+    if low and low in answer:
+        return True
+    words = set(_WORD.findall(low))
+    return bool(words) and len(words & set(_WORD.findall(answer))) / len(words) >= 0.6

@@ -153,6 +153,11 @@ def to_examples(records: Sequence[dict], fmt: str | None = None) -> tuple[str, l
     return fmt, examples
 
 
+def is_feedback(records: Sequence[dict]) -> bool:
+    """Records from `rag serve`'s feedback log (POST /v1/feedback)."""
+    return bool(records) and isinstance(records[0], dict) and {"answer_id", "rating"} <= set(records[0])
+
+
 def _is_public_qa(data) -> bool:
     """SQuAD-shaped JSON ({"data": [articles]}) or the CMRC 2018 dev file's list of contexts."""
     if isinstance(data, dict):

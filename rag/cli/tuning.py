@@ -83,7 +83,13 @@ def cmd_tune(args) -> int:
 
     options = options_from(TuneOptions, args)
     data = args.data
-    if args.raft:
+    if options.task == "scorer":
+        from ..tunedata import is_feedback, read_records
+
+        records = read_records(args.data)
+        if is_feedback(records):
+            data = _feedback_examples(records, args)
+    elif args.raft:
         from ..retrieve import Retriever
         from ..tunedata import qa_from_chunks, raft_examples, read_records
 
@@ -106,6 +112,28 @@ def cmd_tune(args) -> int:
         + (f"; {result.dropped_too_long} examples over --max-length dropped" if result.dropped_too_long else "")
     )
     return 0
+
+
+def _feedback_examples(records: list[dict], args) -> list:
+    """Scorer examples from a feedback log, over the chunks of the index the answers came from."""
+    import sys
+
+    from ..errors import ConfigError
+    from ..readerdata import feedback_pairs
+    from ..retrieve import Retriever
+    from ..tunedata import to_examples
+
+    if not args.index:
+        raise ConfigError("training the scorer on a feedback log needs the index its answers came from: --index NAME")
+    chunks = {c.id: c for c in Retriever(index_path(args.index)).chunks}
+    pairs, unused = feedback_pairs(records, chunks)
+    print(f"rag: {len(pairs)} pairs from {len(records) - unused} of {len(records)} feedback records", file=sys.stderr)
+    if not pairs:
+        raise ConfigError(
+            f"{args.data}: no usable feedback (ratings of 1 or -1 on answers whose passages are still in the index, "
+            "with their question: feedback logged by this version of rag serve)"
+        )
+    return to_examples(pairs, "pairs")[1]
 
 
 def cmd_adapters_list(args) -> int:

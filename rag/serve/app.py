@@ -89,6 +89,7 @@ def create_app(service: Service) -> FastAPI:
             "answer_id": body.answer_id,
             "rating": body.rating,
             "comment": body.comment,
+            "correction": body.correction,
             "known": known is not None,
             **(known or {}),
         }

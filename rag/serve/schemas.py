@@ -64,3 +64,6 @@ class FeedbackRequest(BaseModel):
     answer_id: str = Field(min_length=1, max_length=100)
     rating: int = Field(ge=-1, le=1, description="-1 unhelpful, 0 neutral, 1 helpful")
     comment: str | None = Field(default=None, max_length=4000)
+    # the right answer, when the given one was wrong: with the question it becomes a training example
+    # (`rag tune feedback.jsonl --task scorer --index NAME`)
+    correction: str | None = Field(default=None, max_length=4000)

@@ -294,7 +294,12 @@ class Service:
             "refused": answer.refused,
             "mode": answer.mode,
             "sources": [h.chunk.source for h in answer.sources],
+            "chunk_ids": [h.chunk.id for h in answer.sources],
             "citations": answer.citations,
+            # kept in memory only; written to the feedback log when someone rates this answer, so that the
+            # rating can train the evidence scorer (the question is what makes it a training example)
+            "question": question,
+            "answer": answer.answer,
         }
         while len(self.answers) > REMEMBERED:
             self.answers.popitem(last=False)
