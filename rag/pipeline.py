@@ -72,9 +72,9 @@ class RAG:
         if self._generator is None:
             with self._lock:
                 if self._generator is None:
-                    from .generate import Generator
+                    from .generate import load_generator
 
-                    self._generator = Generator(self.config.generate)
+                    self._generator = load_generator(self.config.generate)
         return self._generator
 
     @property
@@ -198,9 +198,11 @@ class RAG:
         new_tokens = call.max_new_tokens or gen.config.max_new_tokens
         budget = min(call.config.answer.max_prompt_tokens, gen.context_window - new_tokens - 32)
         hits, history = fit_budget(call.question, hits, call.history, gen.count_tokens, budget)
-        prompt = gen.render(build_messages(call.question, hits, history, call.lang))
-        result = gen.generate(
-            prompt, max_new_tokens=new_tokens, on_text=call.on_text if stream else None, cancel=call.cancel
+        from .generate import chat
+
+        messages = build_messages(call.question, hits, history, call.lang)
+        result = chat(
+            gen, messages, max_new_tokens=new_tokens, on_text=call.on_text if stream else None, cancel=call.cancel
         )
         call.timings.update(generate_s=result.seconds, new_tokens=result.new_tokens, prompt_tokens=result.prompt_tokens)
         if result.first_token_s is not None:
@@ -216,7 +218,7 @@ class RAG:
             model=gen.id,
             adapter=gen.config.adapter,
         )
-        answer.prompt = prompt
+        answer.prompt = result.prompt
         return answer
 
     # Streaming and asyncio -----------------------------------------------------------------------------

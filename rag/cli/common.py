@@ -7,7 +7,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from ..config import DEFAULT_INDEX, AnswerConfig, EmbedConfig, GenerateConfig
+from ..config import DEFAULT_INDEX, GENERATE_BACKENDS, AnswerConfig, EmbedConfig, GenerateConfig
 
 INDEX_HELP = f"index folder, or a bare name for indexes/NAME (default: {DEFAULT_INDEX})"
 
@@ -86,7 +86,12 @@ def add_answer_args(p: argparse.ArgumentParser, index: bool = True) -> None:
         dest="generate.model",
         help="generator: a causal LM id or folder (default: the bundled SmolLM2)",
     )
-    p.add_argument("--adapter", dest="generate.adapter", metavar="DIR", help="a PEFT adapter folder for the generator")
+    p.add_argument(
+        "--adapter",
+        dest="generate.adapter",
+        metavar="DIR",
+        help="a PEFT adapter folder for the generator; with --base-url, the server's adapter by name",
+    )
     p.add_argument(
         "--max-new-tokens",
         metavar="N",
@@ -94,13 +99,38 @@ def add_answer_args(p: argparse.ArgumentParser, index: bool = True) -> None:
         type=int,
         help=f"answer length limit in tokens (default {GenerateConfig.max_new_tokens})",
     )
+    add_backend_args(p)
+
+
+def add_backend_args(p: argparse.ArgumentParser) -> None:
+    """Where the generator runs: in process (transformers, llama.cpp) or behind an OpenAI-compatible server.
+    There is deliberately no flag for the key: flags end up in shell histories and process lists."""
+    p.add_argument(
+        "--backend",
+        dest="generate.backend",
+        choices=GENERATE_BACKENDS,
+        help="transformers, llamacpp or openai (HTTP); default auto: --base-url means HTTP, a .gguf model llama.cpp",
+    )
+    p.add_argument(
+        "--base-url",
+        dest="generate.base_url",
+        metavar="URL",
+        help="an OpenAI-compatible server (vLLM, llama.cpp, Ollama, TGI, a hosted API), e.g. http://127.0.0.1:8080/v1",
+    )
+    p.add_argument(
+        "--api-key-env",
+        dest="generate.api_key_env",
+        metavar="NAME",
+        help="the environment variable holding that server's API key (never the key itself)",
+    )
 
 
 def answer_settings(args: argparse.Namespace, closed_book: bool = False):
-    """The config of an answering command: naming a model or an adapter (or asking closed book) without a
-    mode means the user wants that model to answer, so the extractive default becomes generative."""
+    """The config of an answering command: naming a model, an adapter or a server (or asking closed book)
+    without a mode means the user wants that model to answer, so the extractive default becomes generative."""
     config, changed = settings(args)
-    wants_model = closed_book or ("generate", "model") in changed or ("generate", "adapter") in changed
+    named = {("generate", "model"), ("generate", "adapter"), ("generate", "base_url")}
+    wants_model = closed_book or bool(named & changed)
     if wants_model and ("answer", "mode") not in changed and config.answer.mode == "extractive":
         config = config.override(answer={"mode": "generative"})
     return config
