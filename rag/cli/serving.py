@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 
-from .common import INDEX_HELP, index_path, settings
+from .common import INDEX_HELP, add_backend_args, index_path, settings
 
 
 def register(sub) -> None:
@@ -29,8 +30,12 @@ def register(sub) -> None:
         help="how answers are made (default: extractive)",
     )
     p.add_argument(
-        "--model", metavar="MODEL", dest="generate.model", help="generator: a causal LM id or folder (default: bundled)"
+        "--model",
+        metavar="MODEL",
+        dest="generate.model",
+        help="generator: a causal LM id or folder, a .gguf file, or the served model's name with --base-url",
     )
+    add_backend_args(p)
     p.add_argument(
         "--embedder",
         dest="embed.model",
@@ -39,6 +44,12 @@ def register(sub) -> None:
     )
     p.add_argument("--workers", type=int, default=1, help="worker processes on one port, sharing the index (1)")
     p.add_argument("--generation-slots", type=int, default=1, help="concurrent generations per worker (default 1)")
+    p.add_argument(
+        "--generation-process",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="run an in-process model in a child process at lower priority, so searches stay fast (default on)",
+    )
     p.add_argument("--max-queue", type=int, default=32, help="answers waiting for a slot before 503 (default 32)")
     p.add_argument("--max-body-bytes", type=int, default=1_000_000, help="largest request body (default 1 MB)")
     p.add_argument("--feedback-log", default="feedback.jsonl", help="where POST /v1/feedback appends (JSONL)")
@@ -62,6 +73,7 @@ def cmd_serve(args) -> int:
         no_auth=args.no_auth,
         max_body_bytes=args.max_body_bytes,
         generation_slots=args.generation_slots,
+        generation_process=args.generation_process,
         max_queue=args.max_queue,
         feedback_log=args.feedback_log,
         log_questions=args.log_questions,

@@ -33,6 +33,7 @@ class ServeConfig:
     max_k: int = 20
     max_new_tokens: int = 512  # the most a request's max_tokens may ask for
     generation_slots: int = 1  # concurrent generations (the model is memory-bound on a CPU: 1)
+    generation_process: bool = True  # in-process models generate in a niced child: searches stay fast (README)
     max_queue: int = 32  # requests waiting for a generation slot before the server answers 503
     feedback_log: str = "feedback.jsonl"
     log_questions: bool = False  # put questions in the log (they may hold customers' personal data)

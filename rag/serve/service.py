@@ -7,7 +7,9 @@ prefixes) share one loaded model. An embedder object given to `Service` is used 
 an `embed_config` (the user named an embedder) is forced on every index, and one built otherwise is refused
 with a message naming both.
 
-Generation takes one of `generation_slots` in arrival order; at most `max_queue` requests wait.
+Generation takes one of `generation_slots` in arrival order; at most `max_queue` requests wait. An
+in-process model generates in a child process at a lower priority (`rag.serve.generation`), so searches keep
+their latency during a burst of generative chats; a model behind an HTTP server needs none.
 
 What this module does not do: HTTP (routes and response bodies are `rag.serve.app` and
 `rag.serve.responses`), or answering (that is `rag.pipeline.RAG`).
@@ -218,13 +220,18 @@ class Service:
     def _make_generator(self, adapter: str | None):
         if self._generator_factory is not None:
             return self._generator_factory(adapter)
-        from ..generate import Generator
+        from ..generate import backend_of, load_generator
 
-        settings = self.config.generate
-        if adapter is not None and not (Path(adapter) / "adapter_config.json").is_file():
+        settings = dataclasses.replace(self.config.generate, adapter=adapter)
+        remote = backend_of(settings) == "openai"
+        if adapter is not None and not remote and not (Path(adapter) / "adapter_config.json").is_file():
             # `rag tune --method full` writes a whole model, which loads as the model, not as an adapter
-            return Generator(dataclasses.replace(settings, model=adapter, adapter=None))
-        return Generator(dataclasses.replace(settings, adapter=adapter))
+            settings = dataclasses.replace(settings, model=adapter, adapter=None)
+        if self.serve.generation_process and not remote:  # a served model runs elsewhere: nothing to isolate
+            from .generation import ProcessGenerator
+
+            return ProcessGenerator(settings)
+        return load_generator(settings)
 
     def loaded_models(self) -> list[str]:
         """The names of the models a request has used so far."""
