@@ -8,7 +8,8 @@ system and returns per-question rows that keep everything needed to recompute a 
 the exact prompt, the answer, its citations and latency. `rag.eval.report` aggregates and writes the report.
 
 The systems (closed-book, rag, ft, ft+rag, raft+rag, extractive) are described in `rag.eval.systems`: which
-adapter each answers with and whether it retrieves. RAG systems answer in the suite's `answer_mode`
+adapter each answers with and whether it retrieves. Each can answer on its own backend and model (the suite's
+`generators`), so systems can run on a served model with the server's LoRA adapters. RAG systems answer in the suite's `answer_mode`
 (generative by default), with the same refusal rule; `extractive` always answers extractively.
 
 What this module does not do: read suites (`rag.eval.suite`) or aggregate scores (`rag.eval.report`).
@@ -37,7 +38,7 @@ from .metrics import (
     token_f1,
 )
 from .suite import Suite
-from .systems import BY_NAME, parse_systems
+from .systems import BY_NAME, describe_generator, parse_systems, served
 
 
 @dataclass
@@ -53,6 +54,7 @@ class EvalRun:
     seconds: float = 0.0
     k: int = 3
     limit: int | None = None
+    generators: dict[str, dict] = field(default_factory=dict)  # system -> backend, model, adapter, server
 
 
 def run_eval(
@@ -90,13 +92,18 @@ def run_eval(
         kb, retriever, run.index = _prepare_index(suite, work, config, embedder, progress, log)
 
     adapters = {}
-    for kind in dict.fromkeys(s.adapter for s in specs if s.adapter):
-        adapters[kind], run.training[kind] = _adapter(kind, suite, config, kb, retriever, work, train, log)
+    for kind in dict.fromkeys(
+        s.adapter for s in specs if s.adapter and "adapter" not in suite.generators.get(s.name, {})
+    ):
+        remote = any(served(suite.generate_config(s.name)) for s in specs if s.adapter == kind)
+        adapters[kind], run.training[kind] = _adapter(kind, suite, config, kb, retriever, work, train, log, remote)
 
     retrieved: dict[str, list] = {}  # question id -> top-10 hits, shared by the RAG systems
     for system in systems:
         adapter = adapters.get(BY_NAME[system].adapter)
-        log(f"{system}: {len(questions)} questions" + (f" (adapter {adapter})" if adapter else ""))
+        run.generators[system] = describe_generator(suite.generate_config(system, adapter))
+        shown = ", ".join(f"{k} {v}" for k, v in run.generators[system].items() if v)
+        log(f"{system}: {len(questions)} questions ({shown})")
         run.rows[system] = _answer_all(
             system, adapter, questions, suite, config, kb, retriever, generator_for, retrieved, progress
         )
@@ -194,8 +201,16 @@ def _prepare_index(suite: Suite, work: Path, config, embedder, progress, log):
 # ------------------------------------------------------------------------------------------------ adapters
 
 
-def _adapter(kind: str, suite: Suite, config, kb, retriever, work: Path, train, log) -> tuple[str, dict]:
-    """The adapter folder for `kind` ("ft" or "raft") and what it cost: given, cached, or trained now."""
+def _adapter(kind: str, suite: Suite, config, kb, retriever, work: Path, train, log, remote=False) -> tuple[str, dict]:
+    """The adapter folder for `kind` ("ft" or "raft") and what it cost: given, cached, or trained now. Over
+    HTTP an adapter is the server's, named in the suite (`adapters: {raft: NAME}`): nothing is trained."""
+    if remote:
+        if kind not in suite.adapters:
+            raise ConfigError(
+                f"the {kind} systems answer over HTTP, where adapters are the server's: name it in the suite "
+                f"(adapters: {{{kind}: NAME}}) or with --adapter {kind}=NAME, as the server lists it in /v1/models"
+            )
+        return suite.adapters[kind], {"source": "served", "name": Path(suite.adapters[kind]).name}
     if kind in suite.adapters:
         folder = suite.adapters[kind]
         if not is_adapter_folder(folder) and not Path(folder, "config.json").is_file():
@@ -285,19 +300,8 @@ def training_examples(kind: str, suite: Suite, config, kb, retriever) -> list:
 
 def _cost(meta: dict) -> dict:
     result = meta.get("metrics") or {}  # rag_tune.json keeps a run's TuneResult under "metrics"
-    return {
-        k: result.get(k)
-        for k in (
-            "method",
-            "steps",
-            "seconds",
-            "trainable_params",
-            "total_params",
-            "examples",
-            "train_loss",
-            "eval_loss",
-        )
-    }
+    keys = ("method", "steps", "seconds", "trainable_params", "total_params", "examples", "train_loss", "eval_loss")
+    return {k: result.get(k) for k in keys}
 
 
 # ------------------------------------------------------------------------------------------------ answers
@@ -307,11 +311,11 @@ def _answer_all(system, adapter, questions, suite, config, kb, retriever, genera
     from ..pipeline import RAG
 
     spec = BY_NAME[system]
-    cfg = replace(config, generate=replace(config.generate, adapter=adapter))
+    cfg = replace(config, generate=suite.generate_config(system, adapter))
     if generator_for is None:
-        from ..generate import Generator
+        from ..generate import load_generator
 
-        generator = Generator(cfg.generate)
+        generator = load_generator(cfg.generate)
     else:
         generator = generator_for(adapter)
     rag = RAG(None, cfg, retriever=retriever if spec.retrieves else None, generator=generator)
@@ -333,7 +337,9 @@ def _answer_all(system, adapter, questions, suite, config, kb, retriever, genera
         else:
             answer = rag.ask(q["question"], closed_book=True)
         latency = time.perf_counter() - started
-        rows.append(score_row(system, q, answer, top, kb, config.answer.k, latency))
+        row = score_row(system, q, answer, top, kb, config.answer.k, latency)
+        row["generator"] = describe_generator(cfg.generate)
+        rows.append(row)
     return rows
 
 

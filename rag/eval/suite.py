@@ -8,8 +8,10 @@ A suite is a small YAML or JSON file; paths in it are relative to the file:
     systems: [closed-book, rag, ft, ft+rag, raft+rag]
     answer_mode: generative            # how RAG systems answer: generative | auto | extractive
     train: {steps: 60, minutes: 10}    # budget of each adapter the harness trains
-    adapters: {ft: null, raft: null}  # or folders of adapters trained elsewhere
+    adapters: {ft: null, raft: null}  # or folders of adapters trained elsewhere (over HTTP: the server's names)
     config: {answer: {k: 3}}           # overrides of rag's Config, section by section
+    generators: {rag: {backend: llamacpp, model: m.gguf}}   # per-system [generate] settings (backend, model,
+                                       # base_url, adapter, ...), on top of `config`
 
 Public QA data is named instead of `corpus` + `questions`: `squad: FILE` (SQuAD 1.1/2.0 JSON), `cmrc: FILE`
 (CMRC 2018 JSON) or `beir: FOLDER`, with `select: {documents, questions, test_share, seed}`. Each
@@ -49,6 +51,7 @@ _KEYS = {
     "train",
     "adapters",
     "config",
+    "generators",
 }
 
 
@@ -107,6 +110,18 @@ class Suite:
     adapters: dict[str, str | None] = field(default_factory=dict)
     config: Config = field(default_factory=Config)
     origin: dict = field(default_factory=dict)  # where the data came from, for the report
+    generators: dict[str, dict] = field(default_factory=dict)  # system -> its own [generate] settings
+
+    def generate_config(self, system: str, adapter: str | None = None):
+        """The `GenerateConfig` a system answers with: the suite's, then the system's own settings; `adapter`
+        (the one its kind was trained or given) unless the system names its own."""
+        own = self.generators.get(system, {})
+        generate = self.config.override(generate=own).generate
+        if adapter is not None and "adapter" not in own:
+            from dataclasses import replace
+
+            generate = replace(generate, adapter=adapter)
+        return generate
 
     def split(self, name: str) -> list[dict]:
         """The questions of one split, "train" or "test", in file order."""
@@ -205,6 +220,15 @@ def _apply_settings(suite: Suite, raw: dict, base: Path, where: str) -> None:
         raise ConfigError(f"{where}: `adapters` maps ft and/or raft to adapter folders, got {adapters!r}")
     suite.adapters = {k: str((base / v).resolve()) for k, v in adapters.items() if v}
     suite.config = Config.from_dict(raw.get("config") or {}, f"{where}: config")
+    generators = _mapping(raw.get("generators"), where, "generators")
+    for system, values in generators.items():
+        parse_systems([system])
+        values = _mapping(values, where, f"generators.{system}")
+        try:
+            suite.config.override(generate=values)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: generators.{system}: {exc}") from None
+        suite.generators[system] = dict(values)
 
 
 # ----------------------------------------------------------------------------------------------- questions

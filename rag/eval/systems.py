@@ -1,5 +1,5 @@
 """The systems an evaluation compares, in one table: each one's name, the adapter it answers with, whether it
-retrieves, how it answers and a one-line label.
+retrieves, how it answers and a one-line label; and how a system's generator (backend, model, adapter) is named.
 
 What this module does not do: run systems (`rag.eval.harness`) or score them (`rag.eval.metrics`).
 """
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 from ..errors import ConfigError
 
@@ -58,3 +59,26 @@ def parse_systems(value: str | Iterable[str] | None) -> list[str]:
     if bad or not names:
         raise ConfigError(f"unknown system(s) {bad or names}; systems are {', '.join(NAMES)}")
     return list(dict.fromkeys(names))
+
+
+def served(generate) -> bool:
+    """True when a `GenerateConfig` answers over HTTP (its adapters are then the server's, by name)."""
+    from ..generate import backend_of
+
+    return backend_of(generate) == "openai"
+
+
+def describe_generator(generate) -> dict:
+    """What a system answers with, for the report: backend, model, adapter and server (no credentials)."""
+    from ..generate import backend_of
+    from ..remote import redact
+
+    adapter = generate.adapter
+    if adapter and served(generate):
+        adapter = Path(adapter).name  # the server's adapter, by name
+    return {
+        "backend": backend_of(generate),
+        "model": generate.model,
+        "adapter": adapter,
+        "server": redact(generate.base_url) if generate.base_url else None,
+    }
