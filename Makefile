@@ -3,6 +3,7 @@ PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
 INDEX ?= indexes/default
 STAMP := .make/installed
+LLAMACPP := .make/llamacpp
 
 .DEFAULT_GOAL := help
 
@@ -18,6 +19,14 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## install rag (editable) with its test tools into the active Python environment
 
+# llama-cpp-python has no CPU wheel on PyPI: pip builds it from source (10-20 min on 2 cores, once; pip caches the
+# wheel). The server extra is for the tests, which start llama.cpp's own OpenAI-compatible server.
+$(LLAMACPP): $(STAMP)
+	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(PIP) install -q 'llama-cpp-python[server]>=0.3.16'
+	@touch $(LLAMACPP)
+
+llamacpp: $(LLAMACPP) ## install the llama.cpp backend, rag[llamacpp] (a source build: 10-20 min once)
+
 index: $(STAMP) ## install, index corpora/ into indexes/default and prepare the default generator (then: rag ask "...")
 	rag index corpora --index $(INDEX)
 	rag prepare
@@ -25,7 +34,7 @@ index: $(STAMP) ## install, index corpora/ into indexes/default and prepare the 
 corpus: $(STAMP) ## regenerate the generated parts of the sample knowledge base (the PDF)
 	$(PYTHON) scripts/make_sample_binaries.py
 
-test: $(STAMP) ## run the whole test suite (unit + integration with the real bundled models)
+test: $(STAMP) $(LLAMACPP) ## run the whole test suite (unit + integration with the real bundled models and llama.cpp)
 	$(PYTHON) -m pytest -q
 
 test-fast: $(STAMP) ## unit tests only (no real models)
@@ -81,4 +90,4 @@ serve: $(STAMP) ## serve indexes/default over HTTP on 127.0.0.1:8000 (API keys f
 clean: ## remove built indexes and caches (not the sample corpus)
 	rm -rf indexes/default indexes/*/ .pytest_cache .ruff_cache benchmarks/work eval/work work .make
 
-.PHONY: help install index corpus test test-fast lint format bench eval-retrieval eval eval-ci eval-reading scorer reader reader-adapter serve clean
+.PHONY: help install llamacpp index corpus test test-fast lint format bench eval-retrieval eval eval-ci eval-reading scorer reader reader-adapter serve clean
