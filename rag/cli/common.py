@@ -126,10 +126,10 @@ def add_backend_args(p: argparse.ArgumentParser) -> None:
 
 
 def answer_settings(args: argparse.Namespace, closed_book: bool = False):
-    """The config of an answering command: naming a model, an adapter or a server (or asking closed book)
+    """The config of an answering command: naming a model, an adapter, a backend or a server (or closed book)
     without a mode means the user wants that model to answer, so the extractive default becomes generative."""
     config, changed = settings(args)
-    named = {("generate", "model"), ("generate", "adapter"), ("generate", "base_url")}
+    named = {("generate", "model"), ("generate", "adapter"), ("generate", "base_url"), ("generate", "backend")}
     wants_model = closed_book or bool(named & changed)
     if wants_model and ("answer", "mode") not in changed and config.answer.mode == "extractive":
         config = config.override(answer={"mode": "generative"})
