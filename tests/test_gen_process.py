@@ -14,7 +14,10 @@ from rag.errors import Cancelled
 from rag.generate import Generator, chat
 from rag.serve.generation import ProcessGenerator
 
-MESSAGES = [{"role": "system", "content": "hold the reset button"}, {"role": "user", "content": "hold it for 12 seconds"}]
+MESSAGES = [
+    {"role": "system", "content": "hold the reset button"},
+    {"role": "user", "content": "hold it for 12 seconds"},
+]
 
 
 @pytest.fixture(scope="module")
