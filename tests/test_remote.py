@@ -203,3 +203,25 @@ def test_config_file_selects_the_backend_and_the_key_variable(tmp_path, monkeypa
     )
     config = Config.load(tmp_path / "rag.toml")
     assert backend_of(config.generate) == "openai" and config.generate.api_key_env == "MY_KEY"
+
+
+def test_rag_help_loads_no_http_client_or_model_library():
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    code = (
+        "import sys; from rag.cli import main\n"
+        "try:\n    main(['ask', '--help'])\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in ('torch', 'numpy', 'openai', 'httpx', 'llama_cpp') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_a_failing_upstream_is_a_502_in_openai_shape():
+    from rag.serve.errors import from_rag_error
+
+    error = from_rag_error(RemoteError("http://127.0.0.1:9/v1/chat/completions answered 500: boom"))
+    assert error.status == 502 and error.code == "upstream_error" and "boom" in error.message

@@ -7,6 +7,7 @@ Every error the server answers has OpenAI's shape, so a bot's OpenAI client rais
     IndexFormatError, EmbedderMismatchError,
     IndexLockedError                              503 index_unavailable (the index needs rebuilding or is busy)
     MissingDependencyError                        501 missing_dependency
+    RemoteError (the generation server failed)    502 upstream_error
     Cancelled                                     499 cancelled         (the client went away; not a failure)
     any other RagError                            500 rag_error
 
@@ -74,6 +75,10 @@ def from_rag_error(exc: RagError) -> APIError:
         return APIError(503, f"the index is not available: {message}", "index_unavailable", "index")
     if isinstance(exc, MissingDependencyError):
         return APIError(501, message, "missing_dependency")
+    from ..remote import RemoteError  # light: the HTTP client loads only when a request is sent
+
+    if isinstance(exc, RemoteError):
+        return APIError(502, f"the generation server failed: {message}", "upstream_error")
     return APIError(500, f"the answer failed: {message}", "rag_error")
 
 
