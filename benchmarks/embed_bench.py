@@ -132,7 +132,7 @@ def index_process(quick: bool) -> dict:
     codes = {"bare_sentence_transformers": bare}
     for backend, (kind, quantize) in BACKENDS.items():
         args = ["index", str(docs), "--index", str(WORK / f"index-{backend}"), "--rebuild", "--no-progress"]
-        codes[f"rag_index_{backend}"] = _cli([*args, "--backend", kind, "--quantize", quantize])
+        codes[f"rag_index_{backend}"] = _cli([*args, "--embed-backend", kind, "--embed-quantize", quantize])
     runs = _median_runs(codes, ROOT, 1 if quick else 3)
     bare_s = runs["bare_sentence_transformers"]["wall_s"]
     for run in runs.values():

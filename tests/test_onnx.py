@@ -250,7 +250,7 @@ def onnx_index(tmp_path_factory):
         encoding="utf-8",
     )
     (work / "kb" / "shipping.txt").write_text("Express shipping costs 14.90 euros and takes 1 business day.\n")
-    res = run_cli("index", "kb", "--index", "idx", "--backend", "onnx", cwd=work)
+    res = run_cli("index", "kb", "--index", "idx", "--embed-backend", "onnx", cwd=work)
     assert res.returncode == 0, res.stderr
     return work
 
@@ -272,7 +272,9 @@ def test_switching_backends_never_forces_a_rebuild(onnx_index):
     assert manifest["embedder"]["backend"] == "onnx" and manifest["embedder"]["quantize"] == "none"
     hits = {}
     for backend in ("onnx", "torch"):
-        res = run_cli("search", "solid red light", "--index", "idx", "--json", "--backend", backend, cwd=onnx_index)
+        res = run_cli(
+            "search", "solid red light", "--index", "idx", "--json", "--embed-backend", backend, cwd=onnx_index
+        )
         assert res.returncode == 0, res.stderr
         hits[backend] = json.loads(res.stdout)["hits"]
     assert [h["chunk_id"] for h in hits["onnx"]] == [h["chunk_id"] for h in hits["torch"]]
@@ -280,7 +282,9 @@ def test_switching_backends_never_forces_a_rebuild(onnx_index):
         [h["scores"]["dense"] for h in hits["torch"]], abs=1e-3
     )
     (onnx_index / "kb" / "notice.txt").write_text("The office is closed on public holidays.\n")
-    res = run_cli("index", "kb", "--index", "idx", "--backend", "onnx", "--quantize", "int8", "--json", cwd=onnx_index)
+    res = run_cli(
+        "index", "kb", "--index", "idx", "--embed-backend", "onnx", "--embed-quantize", "int8", "--json", cwd=onnx_index
+    )
     assert res.returncode == 0, res.stderr
     summary = json.loads(res.stdout)
     assert summary["files"]["indexed"] == 1 and summary["files"]["unchanged"] == 2  # only the new file embedded

@@ -74,7 +74,7 @@ def register(sub) -> None:
     p.add_argument("--address", help="Ray cluster address for --engine ray (default: $RAY_ADDRESS, else local Ray)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_embed_args(p)
-    add_backend_args(p)
+    add_embed_backend_args(p)
     p.set_defaults(func=cmd_index)
 
     p = sub.add_parser("search", help="show the chunks most relevant to a query")
@@ -89,7 +89,7 @@ def register(sub) -> None:
     )
     p.add_argument("--json", action="store_true", help="print JSON (one object per query)")
     p.add_argument("--embedder", dest="embed.model", metavar="MODEL", help="must match the index's embedder (checked)")
-    add_backend_args(p)
+    add_embed_backend_args(p)
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser(
@@ -101,16 +101,17 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_prepare)
 
 
-def add_backend_args(p) -> None:
-    # not identity settings: the vectors agree across backends, so they never force re-embedding an index
+def add_embed_backend_args(p) -> None:
+    # named apart from `rag ask --backend` (the generator's); not identity settings: the vectors agree across
+    # backends, so they never force re-embedding an index
     p.add_argument(
-        "--backend",
+        "--embed-backend",
         dest="embed.backend",
         choices=EMBED_BACKENDS,
         help=f"what runs the embedder (default {EmbedConfig.backend}); indexes work with either",
     )
     p.add_argument(
-        "--quantize",
+        "--embed-quantize",
         dest="embed.quantize",
         choices=EMBED_QUANTIZE,
         help=f"onnx backend: int8 weights, faster at a small cost in quality (default {EmbedConfig.quantize})",
