@@ -11,6 +11,9 @@ Each benchmark reports the project's number, the baseline's number from the same
 - `rag serve` under load (concurrent searches and chats) vs the same work in process;
 - the embedder's backends, torch vs ONNX fp32 vs int8 (`benchmarks/embed_bench.py`): cold `rag ask`, whole
   `rag index` processes, encoder throughput, peak memory and retrieval quality.
+- the generator's backends, transformers fp32 vs llama.cpp vs llama.cpp's server over HTTP
+  (`benchmarks/gen_backends.py`): prefill/decode speed, RAG answers end to end, cold `rag ask`, answer quality,
+  and `rag serve` search latency while it generates.
 
 Usage: python -m benchmarks.run [--quick] [--only NAME[,NAME]]
 """
@@ -30,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks import embed_bench
+from benchmarks import embed_bench, gen_backends
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "benchmarks" / "work"
@@ -530,6 +533,7 @@ BENCHES = {
         100_000 if quick else 1_000_000, "IVF1024,PQ48"
     ),
     "embed_backends": embed_bench.run,
+    "gen_backends": gen_backends.run,
 }
 
 
@@ -690,6 +694,7 @@ def write_report(results: dict) -> None:
             "",
         ]
     lines += embed_bench.report_lines(results.get("embed_backends"))
+    lines += gen_backends.report_lines(results.get("gen_backends"))
     RESULTS_MD.write_text("\n".join(lines), encoding="utf-8")
 
 
