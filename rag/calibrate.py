@@ -116,7 +116,7 @@ def fit_reader(
     random.Random(seed).shuffle(order)
     dev_ids = set(order[: int(len(order) * dev_share)])
     blank = {g: {"weights": {}, "bias": 0.0, "threshold": 0.5} for g in GROUPS}
-    tools = load_reader(rag.config.answer, rag.idf, model=ReaderModel(blank, blank))  # features only
+    tools = load_reader(rag.config, rag.idf, model=ReaderModel(blank, blank))  # features only
     rows = collect(questions, rag, tools, progress=log)
     sentence, refusal, info = {}, {}, {"questions": len(questions), "groups": {}}
     for group in GROUPS:

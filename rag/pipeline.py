@@ -59,7 +59,7 @@ class RAG:
 
         self.config = config or Config()
         if retriever is None and index is not None:
-            retriever = Retriever(index, self.config.retrieve)
+            retriever = Retriever(index, self.config.retrieve, runtime=self.config.embed)
         self.retriever = retriever
         self._generator = generator
         self._idf: dict[str, float] | None = None
@@ -92,7 +92,7 @@ class RAG:
         if self._reader is None:
             with self._lock:
                 if self._reader is None:
-                    self._reader = load_reader(self.config.answer, self.idf)
+                    self._reader = load_reader(self.config, self.idf)
         return self._reader
 
     def read(self, question: str, hits: list[Hit]):
@@ -291,14 +291,15 @@ class RAG:
         return ChatSession(self, closed_book=closed_book)
 
 
-def load_reader(answer, idf: dict[str, float], model=None):
-    """The reader an `AnswerConfig` names: its scorer (none: lexical reading only) and its weights (`model`
-    replaces them, e.g. while fitting new ones)."""
+def load_reader(config: Config, idf: dict[str, float], model=None):
+    """The reader a config names: its scorer (`answer.scorer`; none: lexical reading only) on the embedder's
+    backend, and its weights (`answer.reader`; `model` replaces them, e.g. while fitting new ones)."""
     from .evidence import BUNDLED_READERS, Reader, ReaderModel
     from .scorer import Scorer, scorer_folder
 
+    answer = config.answer
     folder = scorer_folder(answer.scorer)
-    scorer = Scorer(folder) if folder is not None else None
+    scorer = Scorer(folder, backend=config.embed.backend, device=config.embed.device) if folder is not None else None
     if model is None:
         model = ReaderModel.load(BUNDLED_READERS[scorer is not None] if answer.reader == "bundled" else answer.reader)
     return Reader(model, scorer, scorer.coverage if scorer else None, idf)

@@ -36,12 +36,17 @@ class Retriever:
         embedder: Embedder | None = None,
         embed_config: EmbedConfig | None = None,
         mmap: bool = False,
+        runtime: EmbedConfig | None = None,
     ):
+        """`embedder` (an object) or `embed_config` (a model to load) replace the index's own embedder and are
+        checked against it; otherwise the index's embedder is loaded with the runtime settings (backend,
+        quantisation, device, batch sizes) of `runtime`, e.g. a rag.toml's [embed]."""
         self.folder = Path(index_dir) if index_dir is not None else None
         self.config = config or RetrieveConfig()
         self.manifest = store.require_manifest(self.folder) if index_dir is not None else None
         self._embedder = embedder
         self._embed_config = embed_config
+        self._runtime = runtime
         self._mmap = mmap
         self._lock = threading.Lock()
         self._loaded = False
@@ -117,10 +122,13 @@ class Retriever:
             with self._lock:
                 if self._embedder is None:
                     stored = self.manifest.embedder
-                    cfg = self._embed_config or EmbedConfig(
+                    runtime = self._runtime or EmbedConfig()
+                    cfg = self._embed_config or replace(
+                        runtime,
                         model=stored["id"],
                         query_prefix=stored.get("query_prefix", ""),
                         document_prefix=stored.get("document_prefix", ""),
+                        languages=runtime.languages if runtime.model == stored["id"] else None,
                     )
                     embedder = load_embedder(cfg)
                     check_compatible(stored, embedder.describe())

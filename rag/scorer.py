@@ -3,26 +3,31 @@ heading path) together and gives a logit for "this answers the question".
 
 It is the bundled embedder's encoder (all-MiniLM-L6-v2) with a LoRA adapter and a one-logit head, trained by
 `rag tune --task scorer` on public QA data (`make scorer` reproduces the shipped one, in `rag/weights/scorer`)
-or on a team's own labelled questions. The adapter is merged into the encoder on load, so scoring costs one
-MiniLM pass per pair. MiniLM's vocabulary reads English; on text it cannot read (Chinese) its logits carry
-little, and `rag.evidence` leans on other features there.
+or on a team's own labelled questions. It runs on the embedder's backend: with ONNX (the default) the
+adapter is merged into the encoder and exported once to the model cache (`prepare_scorer`, like the
+embedder's export), and scoring needs only onnxruntime, tokenizers and numpy; with torch, transformers and
+PEFT load it in process. MiniLM's vocabulary reads English: `coverage` says how much of a question it reads,
+and `rag.evidence` leans on other features where it reads little (Chinese).
 
 What this module does not do: pick sentences or decide refusals (`rag.evidence`), or train (`rag.tune`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 from pathlib import Path
 
 import numpy as np
 
-from .errors import ConfigError
+from .atomic import atomic_dir
+from .errors import ConfigError, require
 
 BUNDLED_SCORER = Path(__file__).resolve().parent / "weights" / "scorer"
 MAX_TOKENS = 256  # question + passage; a sentence pair is far shorter, a whole chunk fits
 BATCH_TOKENS = 4096  # padded tokens per forward pass on a CPU
+EXPORT_FORMAT = 1  # bump when the export's layout changes: older exports are then redone
 
 
 def scorer_folder(name: str | None) -> Path | None:
@@ -38,42 +43,158 @@ def scorer_folder(name: str | None) -> Path | None:
     return folder
 
 
-class Scorer:
-    """(question, passages) -> logits. Loads on first use; safe to share between threads."""
+def _base_location(folder: Path) -> str:
+    """Where the encoder under a scorer comes from: an adapter's base embedder, or the folder itself."""
+    from .models import embedder_location
 
-    def __init__(self, folder: str | Path = BUNDLED_SCORER, device: str | None = None):
-        self.folder = Path(folder)
-        self.device = device
-        self._model = None
-        self._tokenizer = None
+    adapter = folder / "adapter_config.json"
+    if adapter.is_file():
+        return embedder_location(json.loads(adapter.read_text(encoding="utf-8")).get("base_model_name_or_path"))
+    return str(folder)
+
+
+def _load_torch(folder: Path, eager: bool = False):
+    """The scorer as a transformers model (adapter merged) and its tokenizer."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    location = _base_location(folder)
+    kwargs = {"attn_implementation": "eager"} if eager else {}
+    model = AutoModelForSequenceClassification.from_pretrained(location, num_labels=1, **kwargs)
+    if (folder / "adapter_config.json").is_file():
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(folder)).merge_and_unload()
+    return model.eval(), AutoTokenizer.from_pretrained(location)
+
+
+def export_path(folder: Path) -> Path:
+    from .models import cache_dir
+
+    resolved = str(Path(folder).resolve())
+    return cache_dir() / "onnx" / f"scorer-{Path(resolved).name}-{hashlib.sha256(resolved.encode()).hexdigest()[:10]}"
+
+
+def _fingerprint(folder: Path) -> str:
+    from .models import source_fingerprint
+
+    return f"{source_fingerprint(str(folder))}-{source_fingerprint(_base_location(folder))}"
+
+
+def prepare_scorer(folder: str | Path = BUNDLED_SCORER, progress=None) -> Path:
+    """The ONNX export of the scorer in `folder` (made once, atomically, and again when its weights change)."""
+    folder = Path(folder)
+    target = export_path(folder)
+    try:
+        meta = json.loads((target / "export.json").read_text(encoding="utf-8"))
+        if meta.get("format") == EXPORT_FORMAT and meta.get("fingerprint") == _fingerprint(folder):
+            return target
+    except (OSError, ValueError):
+        pass
+    if progress:
+        progress(f"exporting the evidence scorer to ONNX in {target} (once, about 10 s)")
+    existed = target.exists()
+    with atomic_dir(target, keep_existing=not existed) as tmp:
+        _export(folder, tmp)
+    return target
+
+
+def _export(folder: Path, out: Path) -> None:
+    import shutil
+    import warnings
+
+    from .models import ONNX_OPSET
+
+    torch = require("torch", purpose="exporting the evidence scorer to ONNX, once; or set [embed] backend = 'torch'")
+    model, tokenizer = _load_torch(folder, eager=True)  # eager attention traces to a faster graph (rag.models)
+    names = ["input_ids", "attention_mask", "token_type_ids"]
+
+    class Logits(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids, attention_mask, token_type_ids):
+            return self.inner(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).logits
+
+    sample = tokenizer(["a question", "another, longer question"], ["a passage", "and its text"], padding=True)
+    args = tuple(torch.tensor(sample[n], dtype=torch.long) for n in names)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            Logits(model),
+            args,
+            str(out / "model.onnx"),
+            input_names=names,
+            output_names=["logits"],
+            dynamic_axes={n: {0: "batch", 1: "sequence"} for n in names} | {"logits": {0: "batch"}},
+            opset_version=ONNX_OPSET,
+            dynamo=False,
+        )
+    tokenizer.backend_tokenizer.save(str(out / "tokenizer.json"))
+    base = Path(_base_location(folder))
+    if (base / "README.md").is_file():  # the model card says which languages it reads
+        shutil.copyfile(base / "README.md", out / "README.md")
+    meta = {
+        "format": EXPORT_FORMAT,
+        "fingerprint": _fingerprint(folder),
+        "source": str(folder),
+        "pad_id": int(tokenizer.pad_token_id or 0),
+        "unk_id": tokenizer.unk_token_id,
+    }
+    (out / "export.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+
+
+class Scorer:
+    """(question, passages) -> logits. Loads on first use (exporting once for ONNX); safe to share."""
+
+    def __init__(self, folder: str | Path = BUNDLED_SCORER, backend: str = "onnx", device: str | None = None):
+        if backend not in ("onnx", "torch"):
+            raise ConfigError(f"scorer backend must be onnx or torch, got {backend!r}")
+        self.folder, self.backend, self.device = Path(folder), backend, device
+        self._ready = False
         self._lock = threading.Lock()
 
     def _load(self) -> None:
+        if self._ready:
+            return
         with self._lock:
-            if self._model is not None:
+            if self._ready:
                 return
-            import torch
-            from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-            from .models import embedder_location
-
-            adapter = self.folder / "adapter_config.json"
-            if adapter.is_file():
-                base = json.loads(adapter.read_text(encoding="utf-8")).get("base_model_name_or_path")
-                location = embedder_location(base)
-                model = AutoModelForSequenceClassification.from_pretrained(location, num_labels=1)
-                from peft import PeftModel
-
-                model = PeftModel.from_pretrained(model, str(self.folder)).merge_and_unload()
-            else:  # a fully tuned model
-                location = str(self.folder)
-                model = AutoModelForSequenceClassification.from_pretrained(location, num_labels=1)
             from .embeddings import model_card_languages
 
-            self._languages = model_card_languages(Path(location))
-            device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
-            self._tokenizer = AutoTokenizer.from_pretrained(location)
-            self._model = model.to(device).eval()
+            if self.backend == "onnx":
+                ort = require("onnxruntime", purpose="the evidence scorer on ONNX ([embed] backend = 'onnx')")
+                from tokenizers import Tokenizer
+
+                from .onnx_embed import _note
+
+                export = prepare_scorer(self.folder, progress=_note)
+                meta = json.loads((export / "export.json").read_text(encoding="utf-8"))
+                self._pad, self._unk = meta["pad_id"], meta.get("unk_id")
+                self._tok = Tokenizer.from_file(str(export / "tokenizer.json"))
+                self._tok.no_padding()
+                self._tok.no_truncation()
+                options = ort.SessionOptions()
+                options.log_severity_level = 3
+                options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # as for the embedder
+                self._session = ort.InferenceSession(
+                    str(export / "model.onnx"), options, providers=["CPUExecutionProvider"]
+                )
+                self._languages = model_card_languages(export)
+            else:
+                import torch
+
+                model, tokenizer = _load_torch(self.folder)
+                device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
+                self._model, self._hf = model.to(device), tokenizer
+                self._pad, self._unk = tokenizer.pad_token_id or 0, tokenizer.unk_token_id
+                self._languages = model_card_languages(Path(_base_location(self.folder)))
+            self._ready = True
+
+    def _ids(self, text: str) -> list[int]:
+        if self.backend == "onnx":
+            return self._tok.encode(text, add_special_tokens=False).ids
+        return self._hf(text, add_special_tokens=False)["input_ids"]
 
     def coverage(self, text: str) -> float:
         """Share of `text` the scorer can read (0..1): CJK characters count as unread when its model card
@@ -81,30 +202,46 @@ class Scorer:
         from .embeddings import coverage_of
 
         self._load()
-        tok = self._tokenizer
-        return coverage_of(
-            text, self._languages, lambda t: tok(t, add_special_tokens=False)["input_ids"], tok.unk_token_id
-        )
+        return coverage_of(text, self._languages, self._ids, self._unk)
 
     def logits(self, question: str, passages: list[str]) -> np.ndarray:
         """One logit per passage (higher: more likely to answer `question`), in input order."""
         if not passages:
             return np.zeros(0, dtype=np.float32)
-        import torch
-
         self._load()
-        tok, model = self._tokenizer, self._model
-        enc = tok([question] * len(passages), passages, truncation="only_second", max_length=MAX_TOKENS)
-        lengths = [len(ids) for ids in enc["input_ids"]]
+        rows = self._encode(question, passages)
+        lengths = [len(r[0]) for r in rows]
         order = sorted(range(len(passages)), key=lambda i: -lengths[i])
         out = np.zeros(len(passages), dtype=np.float32)
         start = 0
         while start < len(order):  # batches of similar length under a padded-token budget
-            size = max(1, BATCH_TOKENS // lengths[order[start]])
-            batch = order[start : start + size]
-            features = tok.pad({k: [enc[k][i] for i in batch] for k in enc}, return_tensors="pt")
-            with torch.inference_mode():
-                result = model(**{k: v.to(model.device) for k, v in features.items()}).logits[:, 0]
-            out[batch] = result.float().cpu().numpy()
-            start += size
+            batch = order[start : start + max(1, BATCH_TOKENS // lengths[order[start]])]
+            out[batch] = self._run([rows[i] for i in batch])
+            start += len(batch)
         return out
+
+    def _encode(self, question: str, passages: list[str]) -> list[tuple[list[int], list[int]]]:
+        """(token ids, token type ids) per pair, the passage cut so that the pair fits MAX_TOKENS."""
+        if self.backend == "onnx":
+            self._tok.enable_truncation(MAX_TOKENS, strategy="only_second")
+            encodings = self._tok.encode_batch([(question, p) for p in passages])
+            return [(e.ids, e.type_ids) for e in encodings]
+        enc = self._hf([question] * len(passages), passages, truncation="only_second", max_length=MAX_TOKENS)
+        return list(zip(enc["input_ids"], enc["token_type_ids"]))
+
+    def _run(self, rows: list[tuple[list[int], list[int]]]) -> np.ndarray:
+        width = max(len(ids) for ids, _ in rows)
+        ids = np.full((len(rows), width), self._pad, dtype=np.int64)
+        types = np.zeros((len(rows), width), dtype=np.int64)
+        mask = np.zeros((len(rows), width), dtype=np.int64)
+        for i, (row_ids, row_types) in enumerate(rows):
+            ids[i, : len(row_ids)], types[i, : len(row_ids)], mask[i, : len(row_ids)] = row_ids, row_types, 1
+        if self.backend == "onnx":
+            feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+            return self._session.run(None, feeds)[0][:, 0].astype(np.float32)
+        import torch
+
+        with torch.inference_mode():
+            tensors = {k: torch.from_numpy(v).to(self._model.device) for k, v in
+                       (("input_ids", ids), ("attention_mask", mask), ("token_type_ids", types))}  # fmt: skip
+            return self._model(**tensors).logits[:, 0].float().cpu().numpy()

@@ -42,10 +42,10 @@ def test_loops_are_detected():
 
 def reader():
     """The shipped lexical reader (no cross-encoder), over a tiny vocabulary."""
-    from rag.config import AnswerConfig
+    from rag.config import Config
     from rag.pipeline import load_reader
 
-    return load_reader(AnswerConfig(scorer="none"), idf={})
+    return load_reader(Config().override(answer={"scorer": "none"}), idf={})
 
 
 def reading(*passages):

@@ -60,7 +60,7 @@ def test_a_fitted_reader_finds_the_answer_sentence_and_sets_its_threshold(catalo
     from rag.pipeline import load_reader
 
     write_json(in_tmp / "reader.json", model.to_dict())
-    reader = load_reader(rag.config.answer, rag.idf, model=ReaderModel.load(in_tmp / "reader.json"))
+    reader = load_reader(rag.config, rag.idf, model=ReaderModel.load(in_tmp / "reader.json"))
     found = reader.read("What is the order code of product 7?", rag.retrieve("What is the order code of product 7?"))
     assert "QX-107" in found.best().text
     unanswerable = reader.read("Who designed the logo of company 9?", rag.retrieve("Who designed the logo?"))

@@ -97,7 +97,7 @@ def register(sub) -> None:
     )
     p.add_argument("--model", help="generator to prepare (default: the bundled SmolLM2-135M-Instruct)")
     p.add_argument("--embedder", metavar="MODEL", help="embedder to export to ONNX (default: the bundled MiniLM)")
-    p.add_argument("--only", choices=["embedder", "generator"], help="prepare only this one")
+    p.add_argument("--only", choices=["embedder", "scorer", "generator"], help="prepare only this one")
     p.set_defaults(func=cmd_prepare)
 
 
@@ -151,16 +151,8 @@ def cmd_search(args) -> int:
 
     config, changed = settings(args)
     folder = index_path(args.index)
-    embed_config = None
-    if ("embed", "model") in changed:
-        embed_config = config.embed
-    elif changed & {("embed", "backend"), ("embed", "quantize")}:
-        from .. import store
-
-        stored = store.require_manifest(folder).embedder  # the index's model, run by the backend asked for
-        own = {"model": stored["id"], "query_prefix": stored.get("query_prefix", "")}
-        embed_config = config.override(embed={**own, "document_prefix": stored.get("document_prefix", "")}).embed
-    retriever = Retriever(folder, config.retrieve, embed_config=embed_config)
+    embed_config = config.embed if ("embed", "model") in changed else None
+    retriever = Retriever(folder, config.retrieve, embed_config=embed_config, runtime=config.embed)
     queries = read_lines(args.query)
     for query in queries:
         hits = retriever.search(query)
@@ -178,8 +170,15 @@ def cmd_prepare(args) -> int:
     def note(message: str) -> None:
         print(f"rag: {message}", file=sys.stderr)
 
-    if args.only != "generator":
+    if args.only in (None, "embedder"):
         print(f"embedder ready (ONNX): {prepare_embedder(args.embedder or DEFAULT_EMBEDDER, progress=note)}")
-    if args.only != "embedder":
+    if args.only in (None, "scorer"):
+        from ..scorer import prepare_scorer, scorer_folder
+
+        config, _ = settings(args)
+        folder = scorer_folder(config.answer.scorer)
+        if folder is not None and config.embed.backend == "onnx":
+            print(f"evidence scorer ready (ONNX): {prepare_scorer(folder, progress=note)}")
+    if args.only in (None, "generator"):
         print(f"generator ready: {prepare_model(args.model or DEFAULT_GENERATOR, progress=note)}")
     return 0
