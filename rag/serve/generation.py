@@ -92,6 +92,8 @@ class ProcessGenerator:
             self._conn.send(message)
 
     def _call(self, method: str, *args, on_text=None, cancel=None):
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("the generation was cancelled before it started")
         rid = next(self._ids)
         answers: queue.Queue = queue.Queue()
         self._pending[rid] = answers
@@ -102,9 +104,11 @@ class ProcessGenerator:
                 try:
                     kind, value = answers.get(timeout=0.05)
                 except queue.Empty:
-                    if cancel is not None and cancel.is_set() and not cancelled:
-                        self._send(("cancel", rid, None))
-                        cancelled = True
+                    kind = value = None
+                if cancel is not None and cancel.is_set() and not cancelled:
+                    self._send(("cancel", rid, None))  # the child stops at its next token and answers Cancelled
+                    cancelled = True
+                if kind is None:
                     continue
                 if kind == "text":
                     if on_text is not None and not cancelled:
