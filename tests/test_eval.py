@@ -61,7 +61,8 @@ def suite_file(tmp_path, kb):
     _questions(tmp_path / "q.jsonl", QUESTIONS)
     path = tmp_path / "suite.yaml"
     path.write_text(
-        "name: tiny\ncorpus: kb\nquestions: q.jsonl\nconfig:\n  embed: {model: 'hash:64'}\n  answer: {scorer: none}\n", encoding="utf-8"
+        "name: tiny\ncorpus: kb\nquestions: q.jsonl\nconfig:\n  embed: {model: 'hash:64'}\n  answer: {scorer: none}\n",
+        encoding="utf-8",
     )
     return path
 

@@ -1,4 +1,3 @@
-
 """Every tuning method trains a few steps on a tiny random Llama made in-process, and reloads identically."""
 
 import dataclasses
