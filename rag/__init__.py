@@ -19,7 +19,7 @@ __version__ = "0.1.0"
 _LAZY = {
     # answering
     "RAG": "rag.pipeline",
-    "ChatSession": "rag.pipeline",
+    "ChatSession": "rag.chat",
     "Answer": "rag.types",
     # retrieval and ingestion
     "Retriever": "rag.retrieve",

@@ -108,7 +108,7 @@ def fit_reader(
     `base`'s weights are kept and only the threshold is chosen, on all of them; with none, `base` is kept
     whole (e.g. English-only questions leave the Chinese model as shipped). Raises `ConfigError` when a
     group cannot be fitted and there is no `base`."""
-    from .pipeline import load_reader
+    from .evidence import load_reader
 
     log = log or (lambda m: print(f"rag: {m}", file=sys.stderr, flush=True))
     started = time.perf_counter()

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .config import Config
 from .errors import ConfigError
 from .keywords import tokenize
 from .readerdata import scorer_text
@@ -364,3 +365,16 @@ class Reader:
             "unknown": sum(w for t, w in weights.items() if t not in self.idf) / total if self.idf else 0.0,
             "missing": len(missing) / len(names) if names else 0.0,
         }
+
+
+def load_reader(config: Config, idf: dict[str, float], model=None):
+    """The reader a config names: its scorer (`answer.scorer`; none: lexical reading only) on the embedder's
+    backend, and its weights (`answer.reader`; `model` replaces them, e.g. while fitting new ones)."""
+    from .scorer import Scorer, scorer_folder
+
+    answer = config.answer
+    folder = scorer_folder(answer.scorer)
+    scorer = Scorer(folder, backend=config.embed.backend, device=config.embed.device) if folder is not None else None
+    if model is None:
+        model = ReaderModel.load(BUNDLED_READERS[scorer is not None] if answer.reader == "bundled" else answer.reader)
+    return Reader(model, scorer, scorer.coverage if scorer else None, idf)

@@ -190,19 +190,6 @@ class Generator:
         """The prompt for `messages` (`rag.prompt.render`: the one `rag tune` trains on)."""
         return render(self.tokenizer, messages)
 
-    def chat(
-        self,
-        messages: list[dict],
-        max_new_tokens: int | None = None,
-        on_text: Callable[[str], None] | None = None,
-        cancel: threading.Event | None = None,
-    ) -> Generation:
-        """`generate` on the rendered `messages`; the result carries the prompt."""
-        prompt = self.render(messages)
-        result = self.generate(prompt, max_new_tokens=max_new_tokens, on_text=on_text, cancel=cancel)
-        result.prompt = prompt
-        return result
-
     def generate(
         self,
         prompt: str,

@@ -168,19 +168,6 @@ class LlamaCppGenerator:
         self.llm  # noqa: B018 - the template comes with the model
         return render(self._template, messages)
 
-    def chat(
-        self,
-        messages: list[dict],
-        max_new_tokens: int | None = None,
-        on_text: Callable[[str], None] | None = None,
-        cancel: threading.Event | None = None,
-    ) -> Generation:
-        """`generate` on the rendered `messages`; the result carries the prompt."""
-        prompt = self.render(messages)
-        result = self.generate(prompt, max_new_tokens=max_new_tokens, on_text=on_text, cancel=cancel)
-        result.prompt = prompt
-        return result
-
     def generate(
         self,
         prompt: str,

@@ -92,6 +92,8 @@ class RAG:
         if self._reader is None:
             with self._lock:
                 if self._reader is None:
+                    from .evidence import load_reader
+
                     self._reader = load_reader(self.config, self.idf)
         return self._reader
 
@@ -236,13 +238,9 @@ class RAG:
         worker.start()
         try:
             while True:
-                kind, value = pieces.get()
-                if kind == "text":
-                    yield value
-                elif kind == "error":
-                    raise value
-                else:
-                    yield value
+                value, done = _piece(pieces.get())
+                yield value
+                if done:
                     return
         finally:
             cancel.set()
@@ -275,34 +273,27 @@ class RAG:
         loop.run_in_executor(None, _produce, self.ask, question, kwargs, cancel, put)
         try:
             while True:
-                kind, value = await pieces.get()
-                if kind == "text":
-                    yield value
-                elif kind == "error":
-                    raise value
-                else:
-                    yield value
+                value, done = _piece(await pieces.get())
+                yield value
+                if done:
                     return
         finally:
             cancel.set()
 
-    def chat(self, closed_book: bool = False) -> ChatSession:
-        """A multi-turn conversation (sync and async: `ask`, `stream`, `aask`, `astream`)."""
+    def chat(self, closed_book: bool = False):
+        """A multi-turn conversation, a `rag.ChatSession` (sync and async: `ask`, `stream`, `aask`, `astream`)."""
+        from .chat import ChatSession
+
         return ChatSession(self, closed_book=closed_book)
 
 
-def load_reader(config: Config, idf: dict[str, float], model=None):
-    """The reader a config names: its scorer (`answer.scorer`; none: lexical reading only) on the embedder's
-    backend, and its weights (`answer.reader`; `model` replaces them, e.g. while fitting new ones)."""
-    from .evidence import BUNDLED_READERS, Reader, ReaderModel
-    from .scorer import Scorer, scorer_folder
-
-    answer = config.answer
-    folder = scorer_folder(answer.scorer)
-    scorer = Scorer(folder, backend=config.embed.backend, device=config.embed.device) if folder is not None else None
-    if model is None:
-        model = ReaderModel.load(BUNDLED_READERS[scorer is not None] if answer.reader == "bundled" else answer.reader)
-    return Reader(model, scorer, scorer.coverage if scorer else None, idf)
+def _piece(item: tuple[str, object]) -> tuple[object, bool]:
+    """The value of a ("text" | "done" | "error", value) item from `_produce`, and whether it is the last one;
+    an error is raised here, in the consumer's thread or task."""
+    kind, value = item
+    if kind == "error":
+        raise value
+    return value, kind == "done"
 
 
 def _produce(ask, question: str, kwargs: dict, cancel: threading.Event, put) -> None:
@@ -372,46 +363,3 @@ def standalone_query(question: str, history: list[dict]) -> str:
     if not previous or not _FOLLOW_UP.search(question):
         return question
     return f"{previous[-1]} {question}"
-
-
-@dataclass
-class ChatSession:
-    """A multi-turn conversation: follow-ups are retrieved with the context of the previous question. One
-    session is one conversation: ask its turns one after the other (`ask`/`stream`, or `aask`/`astream`)."""
-
-    rag: RAG
-    history: list[dict] = field(default_factory=list)
-    max_turns: int = 6  # earlier turns are forgotten (and the prompt budget drops them first)
-    closed_book: bool = False
-
-    def _recent(self) -> list[dict]:
-        return self.history[-2 * self.max_turns :]
-
-    def _remember(self, question: str, answer: Answer) -> None:
-        self.history += [{"role": "user", "content": question}, {"role": "assistant", "content": answer.answer}]
-
-    def ask(self, question: str, **kwargs) -> Answer:
-        kwargs.setdefault("closed_book", self.closed_book)
-        answer = self.rag.ask(question, history=self._recent(), **kwargs)
-        self._remember(question, answer)
-        return answer
-
-    def stream(self, question: str, **kwargs) -> Iterator[str | Answer]:
-        kwargs.setdefault("closed_book", self.closed_book)
-        for piece in self.rag.stream(question, history=self._recent(), **kwargs):
-            if isinstance(piece, Answer):
-                self._remember(question, piece)
-            yield piece
-
-    async def aask(self, question: str, **kwargs) -> Answer:
-        kwargs.setdefault("closed_book", self.closed_book)
-        answer = await self.rag.aask(question, history=self._recent(), **kwargs)
-        self._remember(question, answer)
-        return answer
-
-    async def astream(self, question: str, **kwargs) -> AsyncIterator[str | Answer]:
-        kwargs.setdefault("closed_book", self.closed_book)
-        async for piece in self.rag.astream(question, history=self._recent(), **kwargs):
-            if isinstance(piece, Answer):
-                self._remember(question, piece)
-            yield piece

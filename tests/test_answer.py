@@ -43,7 +43,7 @@ def test_loops_are_detected():
 def reader():
     """The shipped lexical reader (no cross-encoder), over a tiny vocabulary."""
     from rag.config import Config
-    from rag.pipeline import load_reader
+    from rag.evidence import load_reader
 
     return load_reader(Config().override(answer={"scorer": "none"}), idf={})
 

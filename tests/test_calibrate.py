@@ -57,7 +57,7 @@ def test_a_fitted_reader_finds_the_answer_sentence_and_sets_its_threshold(catalo
     assert model.info["groups"]["unread"]["kept"] == "base" and model.sentence["unread"] == shipped.sentence["unread"]
     assert info["dev_false_refusal"] <= 0.25  # chosen for 10% of the held-out answerable questions
     from rag.atomic import write_json
-    from rag.pipeline import load_reader
+    from rag.evidence import load_reader
 
     write_json(in_tmp / "reader.json", model.to_dict())
     reader = load_reader(rag.config, rag.idf, model=ReaderModel.load(in_tmp / "reader.json"))
