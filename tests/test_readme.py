@@ -25,12 +25,13 @@ BLOCKS = re.findall(r"```python\n(.*?)```", README, flags=re.S)
 KEY = "YOUR-RAG-API-KEY-HERE"
 
 
-def test_the_toml_example_is_a_valid_config():
+def test_every_toml_example_is_a_valid_config():
     from rag.config import Config
 
-    (block,) = re.findall(r"```toml\n(.*?)```", README, flags=re.S)
-    config = Config.from_dict(tomllib.loads(block), "README.md")
-    assert config.retrieve.mode == "hybrid" and config.answer.mode == "auto"
+    blocks = re.findall(r"```toml\n(.*?)```", README, flags=re.S)
+    assert len(blocks) >= 3
+    configs = [Config.from_dict(tomllib.loads(block), "README.md") for block in blocks]
+    assert configs[0].retrieve.mode == "hybrid" and configs[0].answer.mode == "auto"
 
 
 @pytest.mark.slow
