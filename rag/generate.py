@@ -91,6 +91,11 @@ def load_generator(config: GenerateConfig | None = None) -> TextGenerator:
     and nothing connects to a server before the first answer."""
     config = config or GenerateConfig()
     backend = backend_of(config)
+    from dataclasses import replace
+
+    from .models import resolve_adapter
+
+    config = replace(config, adapter=resolve_adapter(config.model, config.adapter, backend))
     if backend == "openai":
         from .remote import RemoteGenerator
 

@@ -77,6 +77,25 @@ def embedder_location(model_id: str) -> str:
     return str(path) if path.exists() else model_id
 
 
+BUNDLED_READER_ADAPTER = Path(__file__).resolve().parent / "weights" / "reader-lora"
+
+
+def resolve_adapter(model_id: str, adapter: str | None, backend: str = "transformers") -> str | None:
+    """The adapter folder (or a server's adapter name) a generator config means: "bundled" is the reader
+    adapter shipped for the bundled generator (`make reader-adapter`), applied to that model only, in process
+    (a server has its own adapters); None or "none" is no adapter; anything else is taken as given.
+
+    >>> resolve_adapter("some/other-model", "bundled") is None, resolve_adapter(DEFAULT_GENERATOR, "none")
+    (True, None)
+    """
+    if adapter in (None, "", "none"):
+        return None
+    if adapter == "bundled":
+        usable = model_id == DEFAULT_GENERATOR and backend != "openai" and BUNDLED_READER_ADAPTER.is_dir()
+        return str(BUNDLED_READER_ADAPTER) if usable else None
+    return adapter
+
+
 def converted_path(model_id: str) -> Path:
     return cache_dir() / "models" / model_id.replace("/", "--")
 

@@ -33,7 +33,7 @@ def register(sub) -> None:
         action="append",
         default=[],
         metavar="KIND=DIR",
-        help="use a trained adapter instead of training one: ft=DIR or raft=DIR (repeatable)",
+        help="use a trained adapter instead of training one: ft=DIR, raft=DIR or reader=DIR (repeatable)",
     )
     p.add_argument("--work", metavar="DIR", help="index and adapter cache (default eval/work/<suite>)")
     p.add_argument("--check", metavar="THRESHOLDS", help="JSON thresholds; exit 3 when a metric regresses below them")
@@ -78,8 +78,8 @@ def cmd_eval(args) -> int:
     suite.train = dataclasses.replace(suite.train, **budget)
     for spec in args.adapter:
         kind, _, folder = spec.partition("=")
-        if kind not in ("ft", "raft") or not folder:
-            raise ConfigError(f"--adapter takes ft=DIR or raft=DIR, got {spec!r}")
+        if kind not in ("ft", "raft", "reader") or not folder:
+            raise ConfigError(f"--adapter takes ft=DIR, raft=DIR or reader=DIR, got {spec!r}")
         suite.adapters[kind] = folder
     systems = parse_systems(args.systems) if args.systems else None
     if args.limit is not None and args.limit < 1:

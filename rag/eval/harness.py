@@ -211,6 +211,13 @@ def _adapter(kind: str, suite: Suite, config, kb, retriever, work: Path, train, 
                 f"(adapters: {{{kind}: NAME}}) or with --adapter {kind}=NAME, as the server lists it in /v1/models"
             )
         return suite.adapters[kind], {"source": "served", "name": Path(suite.adapters[kind]).name}
+    if kind == "reader" and kind not in suite.adapters:  # the reader adapter shipped with rag: nothing to train
+        from ..models import BUNDLED_READER_ADAPTER
+
+        if not BUNDLED_READER_ADAPTER.is_dir():
+            raise ConfigError(f"the reader+rag system needs the shipped reader adapter in {BUNDLED_READER_ADAPTER}")
+        return str(BUNDLED_READER_ADAPTER), {"source": "shipped", "folder": str(BUNDLED_READER_ADAPTER),
+                                             **_cost(read_meta(BUNDLED_READER_ADAPTER))}  # fmt: skip
     if kind in suite.adapters:
         folder = suite.adapters[kind]
         if not is_adapter_folder(folder) and not Path(folder, "config.json").is_file():

@@ -117,10 +117,10 @@ class Suite:
         (the one its kind was trained or given) unless the system names its own."""
         own = self.generators.get(system, {})
         generate = self.config.override(generate=own).generate
-        if adapter is not None and "adapter" not in own:
+        if "adapter" not in own:  # a system without an adapter kind answers with none (not a default one)
             from dataclasses import replace
 
-            generate = replace(generate, adapter=adapter)
+            generate = replace(generate, adapter=adapter or "none")
         return generate
 
     def split(self, name: str) -> list[dict]:
@@ -216,8 +216,8 @@ def _apply_settings(suite: Suite, raw: dict, base: Path, where: str) -> None:
     suite.answer_mode = mode
     suite.train = build_section(TrainBudget, _mapping(raw.get("train"), where, "train"), "train", where)
     adapters = raw.get("adapters") or {}
-    if not isinstance(adapters, dict) or set(adapters) - {"ft", "raft"}:
-        raise ConfigError(f"{where}: `adapters` maps ft and/or raft to adapter folders, got {adapters!r}")
+    if not isinstance(adapters, dict) or set(adapters) - {"ft", "raft", "reader"}:
+        raise ConfigError(f"{where}: `adapters` maps ft, raft and/or reader to adapter folders, got {adapters!r}")
     suite.adapters = {k: str((base / v).resolve()) for k, v in adapters.items() if v}
     suite.config = Config.from_dict(raw.get("config") or {}, f"{where}: config")
     generators = _mapping(raw.get("generators"), where, "generators")

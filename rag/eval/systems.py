@@ -16,7 +16,7 @@ from ..errors import ConfigError
 @dataclass(frozen=True)
 class System:
     name: str
-    adapter: str | None  # the adapter kind it answers with: None (the base model), "ft" or "raft"
+    adapter: str | None  # the adapter kind it answers with: None (the base model), "ft", "raft" or "reader"
     retrieves: bool  # answers over retrieved passages, so retrieval and citations are scored too
     label: str  # what it is, in a few words (report legend, help text)
     answer_mode: str | None = None  # a fixed answer mode; None: the suite's `answer_mode`
@@ -29,6 +29,13 @@ SYSTEMS: tuple[System, ...] = (
     System("ft", "ft", False, "an adapter fine-tuned on the documents and training questions, closed book"),
     System("ft+rag", "ft", True, "that fine-tuned adapter over retrieved passages"),
     System("raft+rag", "raft", True, "a RAFT adapter (Zhang et al. 2024) over retrieved passages"),
+    System(
+        "reader+rag",
+        "reader",
+        True,
+        "the reader adapter shipped with rag (RAFT-style, public data) over retrieved passages",
+        default=False,
+    ),
     # a reference point for what the generator adds or loses, so not run unless asked for
     System(
         "extractive",
