@@ -65,8 +65,8 @@ class Chunk:
 @dataclass(frozen=True)
 class Hit:
     """One retrieved chunk. `score` is the ranking score of the mode that produced it (cosine similarity for
-    dense, BM25 for keyword, fused reciprocal-rank score for hybrid); `scores` keeps each retriever's own
-    score where it found the chunk (keys `dense`, `bm25`), which is what a relevance threshold should use."""
+    dense, BM25 for keyword, the weighted sum of normalised dense and BM25 scores for hybrid, 0..1); `scores`
+    keeps each retriever's own score where it found the chunk (keys `dense`, `bm25`)."""
 
     rank: int
     score: float
