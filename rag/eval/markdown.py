@@ -27,6 +27,17 @@ def _row(*cells) -> str:
     return "| " + " | ".join(str(c) for c in cells) + " |"
 
 
+def _generators(run) -> list[str]:
+    """A line per system that runs a language model: its backend, model and adapter (what answered)."""
+    shown = []
+    for system, generator in (getattr(run, "generators", None) or {}).items():
+        if not BY_NAME.get(system) or BY_NAME[system].answer_mode == "extractive":
+            continue
+        parts = [f"{k} `{v}`" for k, v in generator.items() if v and k in ("backend", "model", "adapter", "server")]
+        shown.append(f"- `{system}`: {', '.join(parts)}")
+    return ["Generators:", "", *shown, ""] if shown else []
+
+
 def report_markdown(summary: dict, run, charts: list[str]) -> str:
     """report.md of a run: `summary` is `rag.eval.report.summarize(run)`, `charts` the chart files beside it."""
     systems = run.systems
@@ -46,6 +57,7 @@ def report_markdown(summary: dict, run, charts: list[str]) -> str:
         "",
         "Systems: " + "; ".join(f"`{s}`, {BY_NAME[s].label if s in BY_NAME else s}" for s in systems) + ".",
         "",
+        *_generators(run),
         "## Answers",
         "",
         "| System | " + " | ".join(LABELS[m] for m in ANSWER_METRICS) + " | Latency p50 (s) |",

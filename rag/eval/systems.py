@@ -80,7 +80,9 @@ def describe_generator(generate) -> dict:
     from ..generate import backend_of
     from ..remote import redact
 
-    adapter = generate.adapter
+    from ..models import resolve_adapter
+
+    adapter = resolve_adapter(generate.model, generate.adapter, backend_of(generate))
     if adapter and served(generate):
         adapter = Path(adapter).name  # the server's adapter, by name
     return {
