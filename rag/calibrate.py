@@ -100,14 +100,16 @@ def fit_reader(
     base: ReaderModel | None = None,
     min_fit: int = 200,
     log: Callable[[str], None] | None = None,
+    memo: dict | None = None,
 ) -> ReaderModel:
     """A reader fitted on `questions` with the pipeline `rag` (see the module docstring).
 
     Per reading group: with at least `min_fit` answerable questions the weights are fitted on a split and
     the threshold chosen on the held-out `dev_share`; with fewer (a team's few dozen labelled questions),
     `base`'s weights are kept and only the threshold is chosen, on all of them; with none, `base` is kept
-    whole (e.g. English-only questions leave the Chinese model as shipped). Raises `ConfigError` when a
-    group cannot be fitted and there is no `base`."""
+    whole (e.g. English-only questions leave the Chinese model as shipped). `memo` remembers the scorer's
+    logits ({(question, text): logit}) across fits of the same questions. Raises `ConfigError` when a group
+    cannot be fitted and there is no `base`."""
     from .evidence import load_reader
 
     log = log or (lambda m: print(f"rag: {m}", file=sys.stderr, flush=True))
@@ -117,6 +119,8 @@ def fit_reader(
     dev_ids = set(order[: int(len(order) * dev_share)])
     blank = {g: {"weights": {}, "bias": 0.0, "threshold": 0.5} for g in GROUPS}
     tools = load_reader(rag.config, rag.idf, model=ReaderModel(blank, blank))  # features only
+    if tools.scorer is not None and memo is not None:
+        tools.scorer.memo = memo
     rows = collect(questions, rag, tools, progress=log)
     sentence, refusal, info = {}, {}, {"questions": len(questions), "groups": {}}
     for group in GROUPS:

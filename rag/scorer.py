@@ -151,6 +151,7 @@ class Scorer:
         if backend not in ("onnx", "torch"):
             raise ConfigError(f"scorer backend must be onnx or torch, got {backend!r}")
         self.folder, self.backend, self.device = Path(folder), backend, device
+        self.memo: dict | None = None  # (question, passage) -> logit, when a caller wants repeats remembered
         self._ready = False
         self._lock = threading.Lock()
 
@@ -208,6 +209,14 @@ class Scorer:
         """One logit per passage (higher: more likely to answer `question`), in input order."""
         if not passages:
             return np.zeros(0, dtype=np.float32)
+        if self.memo is not None:
+            todo = list(dict.fromkeys(p for p in passages if (question, p) not in self.memo))
+            if todo:
+                self.memo.update({(question, p): float(v) for p, v in zip(todo, self._logits(question, todo))})
+            return np.array([self.memo[(question, p)] for p in passages], dtype=np.float32)
+        return self._logits(question, passages)
+
+    def _logits(self, question: str, passages: list[str]) -> np.ndarray:
         self._load()
         rows = self._encode(question, passages)
         lengths = [len(r[0]) for r in rows]

@@ -9,6 +9,7 @@ base (indexed under --work), and its questions are read by the real pipeline wit
 from __future__ import annotations
 
 import argparse
+import pickle
 import random
 import sys
 from pathlib import Path
@@ -52,6 +53,8 @@ def main() -> None:
     blank = {g: {"weights": {}, "bias": 0.0, "threshold": 0.5} for g in GROUPS}
     placeholder = ReaderModel(blank, blank)  # the group a language does not fall in is not taken from its fit
     config = Config().override(answer={"scorer": args.scorer})
+    memo_path = Path(args.work) / f"scorer-memo-{args.scorer.replace('/', '_')}.pkl"
+    memo = pickle.loads(memo_path.read_bytes()) if memo_path.is_file() else {}  # refits reuse the logits
     fitted = {}
     for lang, (documents, questions, others) in held_out(Path(args.data), with_outside=True).items():
         index, files = knowledge_base(lang, documents, Path(args.work))
@@ -60,7 +63,10 @@ def main() -> None:
         # questions about paragraphs outside the knowledge base: what a customer asks that it cannot answer
         outside = random.Random(1).sample(others, min(args.outside, len(others)))
         picked += [{**q, "answers": [], "answerable": False, "sources": []} for q in outside]
-        fitted[lang] = fit_reader(picked, RAG(index, config), false_refusal=args.false_refusal, base=placeholder)
+        fitted[lang] = fit_reader(
+            picked, RAG(index, config), false_refusal=args.false_refusal, base=placeholder, memo=memo
+        )
+        memo_path.write_bytes(pickle.dumps(memo))
     en, zh = fitted["en"], fitted["zh"]  # English falls in the group the scorer reads, Chinese in the other
     model = ReaderModel(
         sentence={"read": en.sentence["read"], "unread": zh.sentence["unread"]},

@@ -78,9 +78,8 @@ def served(generate) -> bool:
 def describe_generator(generate) -> dict:
     """What a system answers with, for the report: backend, model, adapter and server (no credentials)."""
     from ..generate import backend_of
-    from ..remote import redact
-
     from ..models import resolve_adapter
+    from ..remote import redact
 
     adapter = resolve_adapter(generate.model, generate.adapter, backend_of(generate))
     if adapter and served(generate):
