@@ -12,6 +12,7 @@ from conftest import ROOT, run_cli
 
 from rag.config import DEFAULT_GENERATOR, GenerateConfig
 from rag.errors import Cancelled, ConfigError
+from rag.generate import chat
 from rag.lora_gguf import ensure_gguf_lora
 
 MESSAGES = [
@@ -81,7 +82,6 @@ def test_bundled_gguf_renders_the_prompt_transformers_renders(bundled):
 
 @pytest.mark.slow
 def test_bundled_gguf_generates_greedy_streamed_and_reproducible(bundled):
-    from rag.generate import chat
 
     pieces: list[str] = []
     first = chat(bundled, MESSAGES, on_text=pieces.append)
@@ -101,7 +101,7 @@ def test_cancel_stops_llama_cpp_at_the_next_token(bundled):
         cancel.set()
 
     with pytest.raises(Cancelled):
-        bundled.chat(MESSAGES, max_new_tokens=200, on_text=on_text, cancel=cancel)
+        chat(bundled, MESSAGES, max_new_tokens=200, on_text=on_text, cancel=cancel)
     assert len(pieces) == 1
 
 
@@ -194,10 +194,11 @@ def test_a_converted_lora_changes_llama_cpp_as_it_changes_transformers(trained_l
     assert np.abs(delta_hf).max() > 1.0  # the adapter matters
     assert np.corrcoef(delta_hf, delta_cpp)[0, 1] > 0.95
 
-    plain = LlamaCppGenerator(GenerateConfig(backend="llamacpp", threads=1, max_new_tokens=16)).chat(MESSAGES[1:])
-    tuned = LlamaCppGenerator(
-        GenerateConfig(backend="llamacpp", threads=1, max_new_tokens=16, adapter=str(trained_lora))
-    ).chat(MESSAGES[1:])
+    plain = chat(LlamaCppGenerator(GenerateConfig(backend="llamacpp", threads=1, max_new_tokens=16)), MESSAGES[1:])
+    tuned = chat(
+        LlamaCppGenerator(GenerateConfig(backend="llamacpp", threads=1, max_new_tokens=16, adapter=str(trained_lora))),
+        MESSAGES[1:],
+    )
     assert tuned.text != plain.text and "ZX" in tuned.text
 
 

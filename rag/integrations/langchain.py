@@ -1,7 +1,7 @@
 """A LangChain retriever over a `rag` index, for bots already written with LangChain (LCEL chains, agents).
 
-    >>> from rag import LangChainRetriever                                    # doctest: +SKIP
-    >>> docs = LangChainRetriever.from_index("indexes/default", k=3).invoke("How do I reset the router?")
+    from rag import LangChainRetriever
+    docs = LangChainRetriever.from_index("indexes/default", k=3).invoke("How do I reset the router?")
 
 Each hit becomes a `langchain_core.documents.Document` whose `page_content` is the chunk's text and whose
 `metadata` holds `source`, `page`, `chunk_id`, `rank`, `score` (the ranking score of the mode used),
