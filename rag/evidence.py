@@ -83,6 +83,9 @@ SENTENCE_FEATURES = (
     "lex",  # IDF-weighted share of the question's keywords in the sentence with its heading path
     "lex_own",  # ... in the sentence alone
     "bigram",  # share of the question's character bigrams in the sentence (Chinese needs no segmentation)
+    "lex_rest",  # ... of the question's keywords that its heading path lacks (what is asked, not about what)
+    "bigram_rest",  # ... of its character bigrams that the heading path lacks
+    "span",  # the longest run of characters the question and the sentence share, over the question's length
     "novel",  # share of the sentence's keywords that are not in the question: an answer adds something
     "type",  # +1 the kind of answer asked for is there, -1 it is asked for and missing, 0 none asked
     "rank",  # 1 / the passage's retrieval rank
@@ -261,6 +264,17 @@ def missing_entities(question: str, vocabulary) -> list[str]:
     return missing
 
 
+def _longest_common(a: str, b: str) -> int:
+    """Length of the longest substring `a` and `b` share.
+
+    >>> _longest_common("白尾雀鲷生活在水深多少的海域", "栖息在水深0.5至3公尺的海域")
+    3
+    """
+    from difflib import SequenceMatcher
+
+    return SequenceMatcher(None, a, b, autojunk=False).find_longest_match(0, len(a), 0, len(b)).size
+
+
 def _sentences(hit: Hit) -> list[tuple[int, str]]:
     """The candidate sentences of a passage: never a question (an FAQ's Q: line), a heading or a bare
     label; none at all from a passage that addresses an assistant (prompt injection)."""
@@ -324,14 +338,23 @@ class Reader:
         if group == "read" and self.scorer is not None:
             ce = self.scorer.logits(question, [r[3] for r in rows])
         out = []
+        heading: dict[int, tuple[set, set]] = {}  # passage -> its heading path's tokens and bigrams
+        squeezed = re.sub(r"\s+", "", question.lower())
         for (n, i, sentence, with_context), logit_ in zip(rows, ce):
             hit = hits[n - 1]
             own = set(tokenize(sentence))
+            if n not in heading:
+                heading[n] = (set(tokenize(hit.chunk.context)), bigrams(hit.chunk.context))
+            rest_weights = {t: w for t, w in weights.items() if t not in heading[n][0]}
+            rest_bigrams = q_bigrams - heading[n][1]
             features = {
                 "ce": float(logit_),
                 "lex": keyword_overlap(q_tokens, set(tokenize(with_context)), weights),
                 "lex_own": keyword_overlap(q_tokens, own, weights),
                 "bigram": len(q_bigrams & bigrams(sentence)) / (len(q_bigrams) or 1),
+                "lex_rest": keyword_overlap(q_tokens, own, rest_weights),
+                "bigram_rest": len(rest_bigrams & bigrams(sentence)) / (len(rest_bigrams) or 1),
+                "span": _longest_common(squeezed, re.sub(r"\s+", "", sentence.lower())) / (len(squeezed) or 1),
                 "novel": len(own - q_set) / (len(own) or 1),
                 "type": 0.0 if wanted is None else (1.0 if wanted[1].search(sentence) else -1.0),
                 "rank": 1.0 / n,
