@@ -281,12 +281,36 @@ def _sentences(hit: Hit) -> list[tuple[int, str]]:
     sentences = split_sentences(hit.chunk.text)
     if any(is_instruction_like(s) for s in sentences):
         return []
+    titles = _titles(hit.chunk.text)
     out = []
     for i, sentence in enumerate(sentences):
         s = sentence.strip()
         if len(s) < 2 or s.endswith(("?", "？")) or s.startswith("#") or re.fullmatch(r"[^:：]{1,40}[:：]", s):
             continue
+        if s in titles:
+            continue
         out.append((i, s))
+    return out
+
+
+def _titles(text: str) -> set[str]:
+    r"""Lines that stand alone as a paragraph, short and without a sentence's end or a label: the title or
+    section heading of a plain-text document ("Smart Plug P1 user guide", "宁巴智能插座 P1 使用说明").
+
+    >>> sorted(_titles("Smart Plug P1 user guide\n\nMaximum load 10 A.\n\n| a | b |\n\nModel: NP-P1"))
+    ['Smart Plug P1 user guide']
+    """
+    out = set()
+    for paragraph in re.split(r"\n\s*\n", text):
+        line = paragraph.strip().lstrip("\ufeff")
+        if (
+            line
+            and "\n" not in line
+            and len(line) <= 60
+            and not re.search(r"[.!?。！？；;:：,，]$|[:：|]", line)
+            and not ITEM.match(line)
+        ):
+            out.add(line)
     return out
 
 
