@@ -282,14 +282,57 @@ def _sentences(hit: Hit) -> list[tuple[int, str]]:
     if any(is_instruction_like(s) for s in sentences):
         return []
     titles = _titles(hit.chunk.text)
+    rows = _table_rows(hit.chunk.text)
     out = []
     for i, sentence in enumerate(sentences):
         s = sentence.strip()
         if len(s) < 2 or s.endswith(("?", "？")) or s.startswith("#") or re.fullmatch(r"[^:：]{1,40}[:：]", s):
             continue
-        if s in titles:
+        if s in titles or rows.get(s) == "":
             continue
-        out.append((i, s))
+        out.append((i, rows.get(s) or s))
+    return out
+
+
+def _unit(score: float) -> float:
+    """A hybrid retrieval score (0..1, the best hit 1.0 up to float rounding, which BLAS threading changes),
+    clipped; 0 for scores of other ranges (dense cosine below 0, raw BM25 above 1).
+
+    >>> _unit(1.0000001), _unit(0.4), _unit(7.5)
+    (1.0, 0.4, 0.0)
+    """
+    score = float(score)
+    return min(max(score, 0.0), 1.0) if -1e-4 <= score <= 1.0 + 1e-4 else 0.0
+
+
+def _cells(row: str) -> list[str]:
+    return [c.strip() for c in row.strip().strip("|").split("|")]
+
+
+def _table_rows(text: str) -> dict[str, str]:
+    r"""Table rows of `text` as the sentences they state, each cell under its column's header, so that a row
+    reads (and is quoted) as "Option: Express; Delivery time: 1 business day; Price: €14.90"; a header row
+    maps to "" (a heading, never an answer).
+
+    >>> _table_rows("| Option | Price |\n|---|---|\n| Express | €14.90 |")
+    {'| Option | Price |': '', '| Express | €14.90 |': 'Option: Express; Price: €14.90'}
+    """
+    out: dict[str, str] = {}
+    header: list[str] | None = None
+    for raw in text.split("\n"):
+        line = raw.strip()
+        if not line.startswith("|"):
+            header = None
+            continue
+        if re.fullmatch(r"[|:\-\s]+", line):  # the rule under a Markdown header
+            continue
+        if header is None:
+            header = _cells(line)
+            out[line] = ""
+            continue
+        cells = _cells(line)
+        if len(cells) == len(header) and all(header):
+            out[line] = "; ".join(f"{h}: {c}" for h, c in zip(header, cells) if c)
     return out
 
 
@@ -382,7 +425,7 @@ class Reader:
                 "novel": len(own - q_set) / (len(own) or 1),
                 "type": 0.0 if wanted is None else (1.0 if wanted[1].search(sentence) else -1.0),
                 "rank": 1.0 / n,
-                "retrieval": float(hit.score) if 0.0 <= hit.score <= 1.0 else 0.0,
+                "retrieval": _unit(hit.score),
                 "first": 1.0 if i == 0 else 0.0,
                 "item": 1.0 if ITEM.match(sentence) or FIELD.match(sentence) else 0.0,
                 "length": math.log1p(len(sentence)) / 5,
