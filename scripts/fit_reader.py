@@ -3,7 +3,7 @@ the held-out public training data of scripts/reader_data.py: each language's par
 base (indexed under --work), and its questions are read by the real pipeline with the scorer given.
 
     python scripts/fit_reader.py [--data ../shared/data] [--work work/reader] [--scorer bundled|none|DIR]
-                                 [--questions 2000] [--false-refusal 0.05] [--out FILE]
+                                 [--questions 1200] [--removed 0.15] [--false-refusal 0.05] [--out FILE]
 """
 
 from __future__ import annotations
@@ -42,10 +42,18 @@ def main() -> None:
     parser.add_argument("--data", default="../shared/data")
     parser.add_argument("--work", default="work/reader")
     parser.add_argument("--scorer", default="bundled")
-    parser.add_argument("--questions", type=int, default=2000, help="questions per language")
+    parser.add_argument("--questions", type=int, default=1200, help="answerable questions per language")
     parser.add_argument(
-        "--outside", type=int, default=400, help="unanswerable questions per language: ones about other paragraphs"
+        "--outside", type=int, default=300, help="unanswerable questions per language: ones about other paragraphs"
     )
+    parser.add_argument(
+        "--removed",
+        type=float,
+        default=0.15,
+        help="share of paragraphs left out of the knowledge base: their questions are unanswerable, with "
+        "passages on the same topic retrieved (as SQuAD 2.0's unanswerable questions have)",
+    )
+    parser.add_argument("--removed-questions", type=int, default=400, help="unanswerable questions of that kind")
     parser.add_argument("--false-refusal", type=float, default=0.05)
     parser.add_argument("--out", help="default: rag/weights/reader.json, or reader-lexical.json with --scorer none")
     args = parser.parse_args()
@@ -57,9 +65,16 @@ def main() -> None:
     memo = pickle.loads(memo_path.read_bytes()) if memo_path.is_file() else {}  # refits reuse the logits
     fitted = {}
     for lang, (documents, questions, others) in held_out(Path(args.data), with_outside=True).items():
-        index, files = knowledge_base(lang, documents, Path(args.work))
-        picked = random.Random(0).sample(questions, min(args.questions, len(questions)))
+        # RAFT's negatives: some paragraphs stay out of the knowledge base, so their questions retrieve passages
+        # about the same subject that lack the answer
+        removed = {d["id"] for d in random.Random(2).sample(documents, round(args.removed * len(documents)))}
+        index, files = knowledge_base(lang, [d for d in documents if d["id"] not in removed], Path(args.work))
+        answerable = [q for q in questions if q["sources"][0] not in removed]
+        picked = random.Random(0).sample(answerable, min(args.questions, len(answerable)))
         picked = [{**q, "sources": [files[s] for s in q["sources"]]} for q in picked]
+        near = [q for q in questions if q["sources"][0] in removed]
+        near = random.Random(3).sample(near, min(args.removed_questions, len(near)))
+        picked += [{**q, "answers": [], "answerable": False, "sources": []} for q in near]
         # questions about paragraphs outside the knowledge base: what a customer asks that it cannot answer
         outside = random.Random(1).sample(others, min(args.outside, len(others)))
         picked += [{**q, "answers": [], "answerable": False, "sources": []} for q in outside]
@@ -73,7 +88,9 @@ def main() -> None:
         refusal={"read": en.refusal["read"], "unread": zh.refusal["unread"]},
         info={
             "scorer": args.scorer,
-            "data": "SQuAD 1.1 train articles 400-441 (unseen by the scorer), CMRC 2018 train (600 paragraphs)",
+            "data": "SQuAD 1.1 train articles 400-441 (unseen by the scorer), CMRC 2018 train (600 paragraphs); "
+            f"unanswerable: questions about {args.removed:.0%} of those paragraphs, left out of the knowledge base, "
+            "and questions about other articles",
             "read": en.info["groups"]["read"],
             "unread": zh.info["groups"]["unread"],
             "false_refusal_target": args.false_refusal,
