@@ -81,6 +81,18 @@ def add_answer_args(p: argparse.ArgumentParser, index: bool = True) -> None:
         help=f"how answers are made (default: {AnswerConfig.mode})",
     )
     p.add_argument(
+        "--scorer",
+        metavar="DIR",
+        dest="answer.scorer",
+        help="the evidence scorer: 'bundled' (default), a folder from `rag tune --task scorer`, or 'none'",
+    )
+    p.add_argument(
+        "--reader",
+        metavar="FILE",
+        dest="answer.reader",
+        help="the reader's weights: 'bundled' (default) or a file from `rag calibrate`",
+    )
+    p.add_argument(
         "--model",
         metavar="MODEL",
         dest="generate.model",
