@@ -13,7 +13,9 @@ Each benchmark reports the project's number, the baseline's number from the same
   `rag index` processes, encoder throughput, peak memory and retrieval quality.
 - the generator's backends, transformers fp32 vs llama.cpp vs llama.cpp's server over HTTP
   (`benchmarks/gen_backends.py`): prefill/decode speed, RAG answers end to end, cold `rag ask`, answer quality,
-  and `rag serve` search latency while it generates.
+  and `rag serve` search latency while it generates;
+- extractive answers with the learned reader (`benchmarks/reading_bench.py`): warm latency with the evidence
+  scorer on ONNX Runtime and torch vs the lexical reader, split into retrieval and reading.
 
 Usage: python -m benchmarks.run [--quick] [--only NAME[,NAME]]
 """
@@ -33,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks import embed_bench, gen_backends
+from benchmarks import embed_bench, gen_backends, reading_bench
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "benchmarks" / "work"
@@ -534,6 +536,7 @@ BENCHES = {
     ),
     "embed_backends": embed_bench.run,
     "gen_backends": gen_backends.run,
+    "reading": reading_bench.run,
 }
 
 
@@ -542,7 +545,12 @@ def write_report(results: dict) -> None:
         "# Benchmark results",
         "",
         f"Written by `make bench` on {results['meta']['date']} ({results['meta']['machine']}). "
-        "Ratios compare rag with its baseline measured in the same run. Raw numbers: `results.json`.",
+        "Ratios compare rag with its baseline measured in the same run. Raw numbers: `results.json`."
+        + (
+            f" This run measured only: {', '.join(results['meta']['measured'])}; the other sections are from earlier runs."
+            if results["meta"].get("measured", "all") != "all"
+            else ""
+        ),
         "",
     ]
     r = results.get("index_throughput")
@@ -695,6 +703,7 @@ def write_report(results: dict) -> None:
         ]
     lines += embed_bench.report_lines(results.get("embed_backends"))
     lines += gen_backends.report_lines(results.get("gen_backends"))
+    lines += reading_bench.report_lines(results.get("reading"))
     RESULTS_MD.write_text("\n".join(lines), encoding="utf-8")
 
 
@@ -709,6 +718,7 @@ def main() -> int:
         "date": time.strftime("%Y-%m-%d"),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
         "quick": args.quick,
+        "measured": names if args.only else "all",
     }
     WORK.mkdir(parents=True, exist_ok=True)
     for name in names:
