@@ -33,7 +33,7 @@ from .config import Config
 from .errors import ConfigError
 from .keywords import tokenize
 from .readerdata import scorer_text
-from .text import FIELD, ITEM, has_cjk, is_instruction_like, split_sentences
+from .text import FIELD, ITEM, RULE, has_cjk, is_instruction_like, split_sentences
 from .types import Hit
 
 WEIGHTS = Path(__file__).resolve().parent / "weights"
@@ -324,7 +324,7 @@ def _table_rows(text: str) -> dict[str, str]:
         if not line.startswith("|"):
             header = None
             continue
-        if re.fullmatch(r"[|:\-\s]+", line):  # the rule under a Markdown header
+        if RULE.match(line):  # the rule under a Markdown header
             continue
         if header is None:
             header = _cells(line)

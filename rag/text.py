@@ -62,7 +62,7 @@ def control_ratio(text: str) -> float:
 BLOCK_START = re.compile(r"^\s*([-*+•]\s|\d+[.)]\s|\||#|>)")
 ITEM = re.compile(r"^\s*([-*+•]\s|\d+[.)]\s|\|)")  # a list item or a table row
 FIELD = re.compile(r"^[^:：\s][^:：]{0,24}[:：]\s*\S")  # "Model: NP-P1", "客服热线：400-..."
-_RULE = re.compile(r"^\s*[-=|:+ ]{3,}\s*$")  # table separators, setext underlines, horizontal rules
+RULE = re.compile(r"^\s*[-=|:+ ]{3,}\s*$")  # table separators, setext underlines, horizontal rules
 _LINE_END = re.compile(r"[.!?。！？:：;；)）]\s*$")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=\S)|(?<=[。！？；])")
 
@@ -81,7 +81,7 @@ def unwrap(text: str) -> list[str]:
         if not line:
             lines.append("")
             continue
-        if _RULE.match(line):
+        if RULE.match(line):
             if lines and lines[-1]:
                 lines[-1] = ""  # the table header or title above the rule
             lines.append("")
