@@ -22,13 +22,13 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from .adapters import load_adapter
 from .config import GenerateConfig
 from .errors import Cancelled, ConfigError
-from .models import prepare_model
+from .models import prepare_model, resolve_adapter
 from .prompt import render
 
 
@@ -91,10 +91,6 @@ def load_generator(config: GenerateConfig | None = None) -> TextGenerator:
     and nothing connects to a server before the first answer."""
     config = config or GenerateConfig()
     backend = backend_of(config)
-    from dataclasses import replace
-
-    from .models import resolve_adapter
-
     config = replace(config, adapter=resolve_adapter(config.model, config.adapter, backend))
     if backend == "openai":
         from .remote import RemoteGenerator
