@@ -327,3 +327,31 @@ def test_corpus_jsonl_suites(tmp_path):
     corpus.write_text('{"id": "d1", "text": "a"}\n{"id": "d1", "text": "b"}\n')
     with pytest.raises(ConfigError, match="line 2: duplicate document id 'd1'"):
         load_suite(tmp_path / "s.yaml")
+
+
+def test_an_answer_stating_a_number_its_cited_passage_lacks_is_scored_ungrounded():
+    from rag.eval.harness import score_row
+    from rag.types import Answer, Chunk, Hit
+
+    hits = [
+        Hit(1, 0.9, Chunk("kb/a.md#0", "kb/a.md", 0, "Hold RESET for 12 seconds.")),
+        Hit(2, 0.5, Chunk("kb/b.md#0", "kb/b.md", 0, "Returns are accepted within 30 days.")),
+    ]
+    q = {
+        "id": "q",
+        "question": "How long?",
+        "lang": "en",
+        "answerable": True,
+        "answers": ["12 seconds"],
+        "sources": ["kb/a.md"],
+    }
+
+    def scores(text: str, citations: list[int], refused: bool = False) -> dict:
+        answer = Answer("How long?", text, refused, sources=hits, citations=citations)
+        return score_row("rag", q, answer, None, None, 3, 0.1)["scores"]
+
+    assert scores("Hold it for 12 seconds [1].", [1])["ungrounded"] == 0.0
+    assert scores("Hold it for 15 seconds [1].", [1])["ungrounded"] == 1.0
+    assert scores("Hold it for 30 seconds [1].", [1])["ungrounded"] == 1.0  # in a passage it does not cite
+    assert scores("Hold it for 30 seconds.", [])["ungrounded"] == 0.0  # uncited: judged on all it read
+    assert scores("I could not find this.", [], refused=True)["ungrounded"] is None

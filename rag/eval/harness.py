@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from ..adapters import is_adapter_folder, read_meta
+from ..answer import ungrounded
 from ..errors import ConfigError
 from .metrics import (
     ANSWER_METRICS,
@@ -372,6 +373,10 @@ def score_row(system: str, q: dict, answer, top: list | None, kb, k: int, latenc
     spec = BY_NAME.get(system)
     if spec is not None and spec.retrieves and q["answerable"] and cited and gold_sources:
         scores["citation_precision"] = sum(s in gold_sources for s in cited) / len(cited)
+    if spec is not None and spec.retrieves and not refused and answer.sources:
+        # a number, code or name the answer states that the passages it cites (all it read, uncited) lack
+        read = [answer.sources[n - 1] for n in answer.citations if 0 < n <= len(answer.sources)] or answer.sources
+        scores["ungrounded"] = float(bool(ungrounded(answer.answer, [h.chunk.text for h in read])))
     if top is not None and q["answerable"] and gold_sources:
         ranked = list(dict.fromkeys(to_suite(h.chunk.source) for h in top))  # documents, best rank first
         qrels = dict.fromkeys(gold_sources, 1)

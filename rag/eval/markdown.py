@@ -53,7 +53,9 @@ def report_markdown(summary: dict, run, charts: list[str]) -> str:
         "answerable question as correct when the answer contains a gold answer (after SQuAD normalisation; "
         "characters for Chinese) and an unanswerable one when the system refuses. EM, F1 and ROUGE-L compare the "
         "answer (citations removed) with the best gold answer; they punish full-sentence answers, which is why "
-        "contains-gold is reported too. Citation precision: share of cited passages that come from a gold source.",
+        "contains-gold is reported too. Citation precision: share of cited passages that come from a gold source. "
+        "Ungrounded: share of answers (refusals aside) stating a number, code or name that the passages they cite "
+        "do not contain.",
         "",
         "Systems: " + "; ".join(f"`{s}`, {BY_NAME[s].label if s in BY_NAME else s}" for s in systems) + ".",
         "",

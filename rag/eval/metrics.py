@@ -31,6 +31,7 @@ ANSWER_METRICS = (
     "refusal_accuracy",
     "false_refusal",
     "citation_precision",
+    "ungrounded",
 )
 LABELS = {
     "accuracy": "Accuracy",
@@ -41,6 +42,7 @@ LABELS = {
     "refusal_accuracy": "Refusal acc.",
     "false_refusal": "False refusal",
     "citation_precision": "Citation prec.",
+    "ungrounded": "Ungrounded",
     "latency_s": "Latency (s)",
 }
 
