@@ -8,6 +8,13 @@ not the answer) and sentences of other paragraphs about the same title are negat
 question contributes only negatives. Each sentence is paired as the answer path shows it to the scorer:
 its heading path (here the document title) on one line, the sentence on the next.
 
+Unanswerable questions written against the very paragraph (SQuAD 2.0's kind: "When did the king of France
+die?" over a paragraph about the king of England) look, word for word, like answerable ones. No such training
+set is available under a license that lets a model ship, so `adversarial_pairs` makes them: it swaps a name,
+number or content word that a question shares with its answer sentence for another one of the same shape from
+the same paragraph (or reverses a comparison word: first/last, largest/smallest), and pairs the changed
+question with the original answer sentence as a negative, next to the unchanged question as its positive.
+
 What this module does not do: train (`rag.tune`) or score (`rag.scorer`). Pure Python, no model.
 """
 
@@ -85,6 +92,176 @@ def scorer_pairs(
             pairs.append({"question": q["question"], "text": scorer_text(title, sentence), "label": 1.0})
         for sentence in chosen:
             pairs.append({"question": q["question"], "text": scorer_text(title, sentence), "label": 0.0})
+    rng.shuffle(pairs)
+    return pairs
+
+
+_NAME = re.compile(r"\b[A-Z][\w'-]*(?:\s+(?:of|the|de|von|van|and|&)?\s*[A-Z][\w'-]*)*")
+_NUMBER = re.compile(r"\b\d[\d,.]*\d\b|\b\d\b")
+_STOP = {
+    "the",
+    "a",
+    "an",
+    "in",
+    "on",
+    "at",
+    "of",
+    "for",
+    "to",
+    "by",
+    "with",
+    "from",
+    "during",
+    "however",
+    "after",
+    "before",
+    "as",
+    "it",
+    "he",
+    "she",
+    "they",
+    "this",
+    "that",
+    "these",
+    "there",
+    "while",
+    "when",
+    "what",
+    "which",
+    "who",
+    "where",
+    "why",
+    "how",
+    "although",
+    "since",
+    "following",
+    "despite",
+    "many",
+    "some",
+}
+# reversals for data synthesis only (the scorer then learns what they change; nothing reads this list at answer time)
+_REVERSE = {
+    "first": "last",
+    "last": "first",
+    "largest": "smallest",
+    "smallest": "largest",
+    "most": "least",
+    "least": "most",
+    "before": "after",
+    "after": "before",
+    "highest": "lowest",
+    "lowest": "highest",
+    "earliest": "latest",
+    "latest": "earliest",
+    "longest": "shortest",
+    "shortest": "longest",
+    "more": "fewer",
+    "increase": "decrease",
+    "decrease": "increase",
+    "biggest": "smallest",
+    "oldest": "youngest",
+    "youngest": "oldest",
+    "best": "worst",
+    "worst": "best",
+    "minimum": "maximum",
+    "maximum": "minimum",
+}
+
+
+_DETERMINER = r"(?:the|a|an|his|her|its|their|this|that|these|those)"
+
+
+_AFTER_NOUN = r"\s*(?:[,.;:?!)]|$|(?:of|in|on|for|to|was|were|is|are|and|that|which|by|with|from|at)\b)"
+
+
+def _shapes(text: str, common: set[str], lower: set[str] = frozenset()) -> dict[str, list[str]]:
+    """Spans of `text` by shape: names (capitalised runs, less a leading common word such as a sentence's
+    "The"), numbers, and uncommon lowercase words after a determiner (nouns, mostly: a swap keeps the
+    question grammatical, so the scorer cannot tell the changed questions by their grammar)."""
+    names = []
+    for m in _NAME.finditer(text):
+        words = m.group().split()
+        while words and (words[0].lower() in common or words[0].lower() in _STOP or words[0].lower() in lower):
+            words = words[1:]
+        if words:
+            names.append(" ".join(words))
+    nouns = re.findall(rf"\b{_DETERMINER}\s+([a-z][a-z-]{{3,}})\b(?={_AFTER_NOUN})", text)
+    return {"name": names, "number": _NUMBER.findall(text), "word": [w for w in nouns if w not in common]}
+
+
+def perturb(
+    question: str,
+    sentence: str,
+    paragraph: str,
+    rng: random.Random,
+    common: set[str],
+    lower: set[str] = frozenset(),
+) -> str | None:
+    """`question` changed so that `sentence` no longer answers it (see the module docstring), or None when it
+    shares nothing swappable with the sentence. `common` holds words too frequent to be a question's point;
+    `lower`, words seen in lower case (so a capitalised "Approximately" opening a sentence is not a name).
+
+    >>> perturb("When was the SNES released in Japan?", "The SNES was released in 1990 in Japan.",
+    ...         "The SNES was released in 1990 in Japan. Europe got it in 1992.", random.Random(0), set())
+    'When was the SNES released in Europe?'
+    """
+    low = sentence.lower()
+    reversible = [w for w in re.findall(r"\b[a-z]+\b", question) if w in _REVERSE and w in low.split()]
+    mine = _shapes(question, common, lower)
+    theirs = _shapes(paragraph, common, lower)
+    options: list[tuple[str, list[str]]] = []
+    for shape in ("name", "number", "word"):
+        wh = question.split(" ", 1)[0]
+        anchors = [a for a in mine[shape] if a != wh and a in sentence]
+        pool = sorted({t for t in theirs[shape] if t not in sentence and t.lower() not in question.lower()})
+        for anchor in anchors:
+            mine_pool = [t for t in pool if anchor not in t and t not in anchor]
+            if mine_pool:
+                options.append((anchor, mine_pool))
+    if reversible and (not options or rng.random() < 0.5):
+        word = rng.choice(reversible)
+        return re.sub(rf"\b{word}\b", _REVERSE[word], question, count=1)
+    if not options:
+        return None
+    anchor, pool = rng.choice(options)
+    return question.replace(anchor, rng.choice(pool), 1)
+
+
+def adversarial_pairs(
+    documents: Sequence[dict], questions: Sequence[dict], share: float = 0.5, seed: int = 0
+) -> list[dict]:
+    """For `share` of the answerable questions: the question with its answer sentence (label 1) and the
+    question perturbed (`perturb`) with the same sentence (label 0), so that the two differ only in what the
+    scorer must notice. Words in more than 1% of the questions (and more than 5) count as common (never
+    swapped)."""
+    rng = random.Random(seed)
+    by_id = {d["id"]: d for d in documents}
+    counts: dict[str, int] = {}
+    for q in questions:
+        for w in set(_WORD.findall(q["question"].lower())):
+            counts[w] = counts.get(w, 0) + 1
+    common = {w for w, n in counts.items() if n > max(5, 0.01 * len(questions))}
+    lowercase: dict[str, int] = {}
+    for q in questions:
+        for w in re.findall(r"\b[a-z]+\b", q["question"]):
+            lowercase[w] = lowercase.get(w, 0) + 1
+    lower = {w for w, n in lowercase.items() if n >= 3}
+    pairs = []
+    for q in questions:
+        gold = [s for s in q.get("sources", []) if s in by_id]
+        answers = [a for a in q.get("answers", []) if a.strip()]
+        if not gold or not answers or not q.get("answerable", True) or rng.random() >= share:
+            continue
+        doc = by_id[gold[0]]
+        positive = [s for s in split_sentences(doc["text"]) if any(a in s for a in answers)]
+        if not positive:
+            continue
+        changed = perturb(q["question"], positive[0], doc["text"], rng, common, lower)
+        if changed is None:
+            continue
+        text = scorer_text(doc.get("title", ""), positive[0])
+        pairs.append({"question": q["question"], "text": text, "label": 1.0})
+        pairs.append({"question": changed, "text": text, "label": 0.0})
     rng.shuffle(pairs)
     return pairs
 

@@ -8,7 +8,10 @@
 
     python scripts/reader_data.py [--data ../shared/data] [--out work/reader]
 
-writes scorer-pairs.jsonl (question/text/label) into --out. The data stays out of the repository.
+writes into --out scorer-pairs.jsonl (question/text/label) for the scorer's first stage, and
+scorer-pairs-adversarial.jsonl for its second: every answerable question of those articles that
+`rag.readerdata.adversarial_pairs` can perturb, with and without the change, mixed half and half with pairs of
+the first stage (so the second stage does not forget them). The data stays out of the repository.
 """
 
 from __future__ import annotations
@@ -19,18 +22,25 @@ import random
 from pathlib import Path
 
 from rag.eval.datasets import read_public
-from rag.readerdata import scorer_pairs
+from rag.readerdata import adversarial_pairs, scorer_pairs
 
 SCORER_ARTICLES = 400  # of SQuAD 1.1 train's 442
 SQUAD = Path("squad11-train") / "train-v1.1.json"
 CMRC = Path("cmrc2018-train") / "cmrc2018_train.json"
 
 
-def scorer_data(data: Path) -> list[dict]:
+def scorer_data(data: Path) -> tuple[list[dict], list[dict]]:
+    """The first stage's pairs and the second stage's (see the module docstring)."""
     documents, questions = read_public("squad", data / SQUAD)
     titles = set(list(dict.fromkeys(d["title"] for d in documents))[:SCORER_ARTICLES])
     keep = {d["id"] for d in documents if d["title"] in titles}
-    return scorer_pairs([d for d in documents if d["id"] in keep], [q for q in questions if q["sources"][0] in keep])
+    documents = [d for d in documents if d["id"] in keep]
+    questions = [q for q in questions if q["sources"][0] in keep]
+    first = scorer_pairs(documents, questions)
+    adversarial = adversarial_pairs(documents, questions, share=1.0)
+    second = adversarial + random.Random(1).sample(first, len(adversarial))
+    random.Random(2).shuffle(second)
+    return first, second
 
 
 def held_out(data: Path, chinese_paragraphs: int = 600, with_outside: bool = False) -> dict[str, tuple]:
@@ -65,12 +75,12 @@ def main() -> None:
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    pairs = scorer_data(Path(args.data))
-    with open(out / "scorer-pairs.jsonl", "w", encoding="utf-8") as fh:
-        for pair in pairs:
-            fh.write(json.dumps(pair, ensure_ascii=False) + "\n")
-    positives = sum(p["label"] for p in pairs)
-    print(f"{out / 'scorer-pairs.jsonl'}: {len(pairs)} pairs ({positives:.0f} positive)")
+    for name, pairs in zip(("scorer-pairs", "scorer-pairs-adversarial"), scorer_data(Path(args.data))):
+        with open(out / f"{name}.jsonl", "w", encoding="utf-8") as fh:
+            for pair in pairs:
+                fh.write(json.dumps(pair, ensure_ascii=False) + "\n")
+        positives = sum(p["label"] for p in pairs)
+        print(f"{out / name}.jsonl: {len(pairs)} pairs ({positives:.0f} positive)")
 
 
 if __name__ == "__main__":
