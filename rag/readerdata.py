@@ -14,6 +14,8 @@ set is available under a license that lets a model ship, so `adversarial_pairs` 
 number or content word that a question shares with its answer sentence for another one of the same shape from
 the same paragraph (or reverses a comparison word: first/last, largest/smallest), and pairs the changed
 question with the original answer sentence as a negative, next to the unchanged question as its positive.
+(Measured as a second training stage of the shipped scorer: the scorer learns them, yet SQuAD 2.0 dev's real
+unanswerable questions are refused no more often; README > Measured.)
 
 What this module does not do: train (`rag.tune`) or score (`rag.scorer`). Pure Python, no model.
 """

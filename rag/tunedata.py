@@ -166,15 +166,12 @@ def _is_public_qa(data) -> bool:
 
 
 def qa_dataset_pairs(path: str | Path, kind: str = "squad", seed: int = 0) -> list[dict]:
-    """Scorer pairs from a SQuAD (or SQuAD-shaped) or CMRC 2018 JSON file: `rag.readerdata.scorer_pairs`, and
-    `adversarial_pairs` for half of the questions (unanswerable look-alikes of the team's own questions)."""
+    """Scorer pairs (`rag.readerdata.scorer_pairs`) from a SQuAD (or SQuAD-shaped) or CMRC 2018 JSON file."""
     from .eval.datasets import read_public
-    from .readerdata import adversarial_pairs, scorer_pairs
+    from .readerdata import scorer_pairs
 
     documents, questions = read_public(kind, path)
-    pairs = scorer_pairs(documents, questions, seed=seed) + adversarial_pairs(documents, questions, 0.5, seed)
-    random.Random(seed).shuffle(pairs)
-    return pairs
+    return scorer_pairs(documents, questions, seed=seed)
 
 
 def _text(value) -> bool:

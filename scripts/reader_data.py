@@ -8,10 +8,10 @@
 
     python scripts/reader_data.py [--data ../shared/data] [--out work/reader]
 
-writes into --out scorer-pairs.jsonl (question/text/label) for the scorer's first stage, and
-scorer-pairs-adversarial.jsonl for its second: every answerable question of those articles that
-`rag.readerdata.adversarial_pairs` can perturb, with and without the change, mixed half and half with pairs of
-the first stage (so the second stage does not forget them). The data stays out of the repository.
+writes into --out scorer-pairs.jsonl (question/text/label), what the shipped scorer trains on, and
+scorer-pairs-adversarial.jsonl, for a second stage that did not pay off (README > Measured): every answerable
+question of those articles that `rag.readerdata.adversarial_pairs` can perturb, with and without the change,
+mixed half and half with first-stage pairs. The data stays out of the repository.
 """
 
 from __future__ import annotations

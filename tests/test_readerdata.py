@@ -3,11 +3,9 @@ unanswerable look-alikes made by changing what a question asks."""
 
 from __future__ import annotations
 
-import json
 import random
 
 from rag.readerdata import adversarial_pairs, perturb, scorer_pairs
-from rag.tunedata import qa_dataset_pairs
 
 PARAGRAPH = (
     "The Super Nintendo was released in 1990 in Japan. It reached North America in 1991. "
@@ -70,34 +68,3 @@ def test_adversarial_pairs_hold_each_question_next_to_its_changed_copy():
     assert {p["text"] for p in negatives} == {p["text"] for p in positives}  # same sentence, changed question
     unanswerable = [{**QUESTIONS[0], "answerable": False}]
     assert adversarial_pairs(DOCUMENTS, unanswerable, share=1.0) == []
-
-
-def test_a_teams_squad_file_trains_on_both_kinds(tmp_path):
-    squad = {
-        "data": [
-            {
-                "title": "Super Nintendo",
-                "paragraphs": [
-                    {
-                        "context": PARAGRAPH,
-                        "qas": [
-                            {
-                                "id": str(i),
-                                "question": q["question"],
-                                "answers": [
-                                    {"text": q["answers"][0], "answer_start": PARAGRAPH.index(q["answers"][0])}
-                                ],
-                            }
-                            for i, q in enumerate(QUESTIONS[:3])
-                        ],
-                    }
-                ],
-            }
-        ]
-    }
-    path = tmp_path / "team.json"
-    path.write_text(json.dumps(squad), encoding="utf-8")
-    pairs = qa_dataset_pairs(path, seed=3)
-    asked = {p["question"] for p in pairs}
-    assert {q["question"] for q in QUESTIONS[:3]} <= asked
-    assert asked - {q["question"] for q in QUESTIONS}  # some changed copies came along
