@@ -106,12 +106,11 @@ def main() -> None:
             "scorer": args.scorer,
             "data": "SQuAD 1.1 train articles 400-441 (unseen by the scorer), CMRC 2018 train (600 paragraphs); "
             f"unanswerable: questions about {args.removed:.0%} of those paragraphs, left out of the knowledge base, "
-            "questions about other articles"
             + (
-                f", and up to {args.adversarial} answerable questions changed (a name, number or word swapped) so "
-                "that their paragraph no longer answers them"
+                f"questions about other articles, and up to {args.adversarial} answerable questions changed (a name, "
+                "number or word swapped) so that their paragraph no longer answers them"
                 if args.adversarial
-                else ""
+                else "and questions about other articles"
             ),
             "read": en.info["groups"]["read"],
             "unread": zh.info["groups"]["unread"],
