@@ -355,3 +355,17 @@ def test_an_answer_stating_a_number_its_cited_passage_lacks_is_scored_ungrounded
     assert scores("Hold it for 30 seconds [1].", [1])["ungrounded"] == 1.0  # in a passage it does not cite
     assert scores("Hold it for 30 seconds.", [])["ungrounded"] == 0.0  # uncited: judged on all it read
     assert scores("I could not find this.", [], refused=True)["ungrounded"] is None
+
+
+@pytest.mark.parametrize("name", ["scorer", "reader-lora"])
+def test_shipped_adapters_carry_a_training_record_the_report_can_read(name):
+    from pathlib import Path
+
+    import rag
+    from rag.adapters import read_meta
+    from rag.eval.harness import _cost
+
+    cost = _cost(read_meta(Path(rag.__file__).parent / "weights" / name))
+    for key in ("seconds", "train_loss", "eval_loss"):  # the report divides and rounds these
+        assert cost[key] is None or isinstance(cost[key], (int, float)), (key, cost[key])
+    assert any(cost[key] is not None for key in ("seconds", "eval_loss"))
