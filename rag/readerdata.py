@@ -26,6 +26,7 @@ import random
 import re
 from collections.abc import Sequence
 
+from .keywords import EN_STOP
 from .text import split_sentences
 
 _WORD = re.compile(r"\w+")
@@ -100,47 +101,10 @@ def scorer_pairs(
 
 _NAME = re.compile(r"\b[A-Z][\w'-]*(?:\s+(?:of|the|de|von|van|and|&)?\s*[A-Z][\w'-]*)*")
 _NUMBER = re.compile(r"\b\d[\d,.]*\d\b|\b\d\b")
-_STOP = {
-    "the",
-    "a",
-    "an",
-    "in",
-    "on",
-    "at",
-    "of",
-    "for",
-    "to",
-    "by",
-    "with",
-    "from",
-    "during",
-    "however",
-    "after",
-    "before",
-    "as",
-    "it",
-    "he",
-    "she",
-    "they",
-    "this",
-    "that",
-    "these",
-    "there",
-    "while",
-    "when",
-    "what",
-    "which",
-    "who",
-    "where",
-    "why",
-    "how",
-    "although",
-    "since",
-    "following",
-    "despite",
-    "many",
-    "some",
-}
+# capitalised only because they open a sentence: never taken for a name
+_OPENERS = EN_STOP | frozenset(
+    "after although before despite during following he however many she since some while".split()
+)
 # reversals for data synthesis only (the scorer then learns what they change; nothing reads this list at answer time)
 _REVERSE = {
     "first": "last",
@@ -180,10 +144,10 @@ def _shapes(text: str, common: set[str], lower: set[str] = frozenset()) -> dict[
     """Spans of `text` by shape: names (capitalised runs, less a leading common word such as a sentence's
     "The"), numbers, and uncommon lowercase words after a determiner (nouns, mostly: a swap keeps the
     question grammatical, so the scorer cannot tell the changed questions by their grammar)."""
-    names = []
+    names, skip = [], common | lower | _OPENERS
     for m in _NAME.finditer(text):
         words = m.group().split()
-        while words and (words[0].lower() in common or words[0].lower() in _STOP or words[0].lower() in lower):
+        while words and words[0].lower() in skip:
             words = words[1:]
         if words:
             names.append(" ".join(words))
@@ -212,8 +176,8 @@ def perturb(
     mine = _shapes(question, common, lower)
     theirs = _shapes(paragraph, common, lower)
     options: list[tuple[str, list[str]]] = []
+    wh = question.split(" ", 1)[0]
     for shape in ("name", "number", "word"):
-        wh = question.split(" ", 1)[0]
         anchors = [a for a in mine[shape] if a != wh and a in sentence]
         pool = sorted({t for t in theirs[shape] if t not in sentence and t.lower() not in question.lower()})
         for anchor in anchors:
