@@ -81,6 +81,17 @@ def test_chinese_is_scored_by_character():
     assert contains_gold("自签收之日起 7 天内可无理由退货 [1]", ["7天"]) == 1.0
 
 
+def test_a_pair_is_tokenised_one_way():
+    # a Chinese answer around a Latin gold: both sides by character, so the hotline number matches
+    assert contains_gold("客服热线：400-820-7788 [1]", ["400-820-7788"]) == 1.0
+    assert exact_match("400-820-7788。", ["400-820-7788"]) == 1.0
+    assert contains_gold("客服热线：400-820-7789", ["400-820-7788"]) == 0.0
+    # symbols outside ASCII separate words for contains-gold only (SQuAD's EM keeps them)
+    assert contains_gold("Express, 1 business day, €14.90 [2]", ["14.90"]) == 1.0
+    assert contains_gold("Express costs €114.90", ["14.90"]) == 0.0
+    assert exact_match("€14.90", ["14.90"]) == 0.0
+
+
 def test_rouge_l_and_contains_hand_computed():
     # LCS of "hold reset button for 12 seconds" and "hold the reset button" (normalised: hold reset button) = 3
     # p = 3/6, r = 3/3 -> F = 2 * 0.5 * 1 / 1.5

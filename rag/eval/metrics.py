@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import re
 import string
+import unicodedata
 from collections import Counter
 from collections.abc import Mapping, Sequence
 
@@ -111,6 +112,10 @@ def retrieval_metrics(run: Mapping[str, Sequence[str]], qrels: Mapping[str, Mapp
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _ASCII_PUNCT = set(string.punctuation)
+# punctuation and symbols outside ASCII: currency signs, full-width and typographic punctuation, degree signs
+_SYMBOLS = re.compile(
+    "[" + "".join(re.escape(chr(c)) for c in range(0x80, 0x10000) if unicodedata.category(chr(c))[0] in "PS") + "]"
+)
 _CJK_OR_REST = re.compile(f"[{CJK_CHARS}]|[^\\W_{CJK_CHARS}]+")
 
 
@@ -124,13 +129,14 @@ def normalize_answer(text: str) -> str:
     return " ".join(_ARTICLES.sub(" ", text).split())
 
 
-def answer_tokens(text: str) -> list[str]:
-    """Tokens compared by F1, exact match and ROUGE-L: SQuAD words, or characters for Chinese.
+def answer_tokens(text: str, chinese: bool | None = None) -> list[str]:
+    """Tokens compared by F1, exact match and ROUGE-L: SQuAD words, or characters for Chinese (`chinese`
+    None: when `text` has Chinese characters; a pair is compared one way, see `_best`).
 
     >>> answer_tokens("The R7 router."), answer_tokens("按住 RESET 键12秒。")
     (['r7', 'router'], ['按', '住', 'reset', '键', '12', '秒'])
     """
-    if CJK_WIDE_CHAR.search(text):
+    if chinese if chinese is not None else CJK_WIDE_CHAR.search(text):
         tokens = []
         for match in CHAR_OR_WORD.finditer(text.lower()):
             # a run of CJK and digits matched by [^\W_]+ is split into characters, digits kept together
@@ -139,12 +145,20 @@ def answer_tokens(text: str) -> list[str]:
     return normalize_answer(text).split()
 
 
+def _pair_tokens(prediction: str, gold: str) -> tuple[list[str], list[str]]:
+    """Both sides tokenised the same way: as Chinese when either has Chinese characters, as CMRC's script
+    does (else "客服热线：400-820-7788" would never match the gold "400-820-7788", which SQuAD's
+    normalisation makes one token)."""
+    chinese = bool(CJK_WIDE_CHAR.search(prediction) or CJK_WIDE_CHAR.search(gold))
+    return answer_tokens(prediction, chinese), answer_tokens(gold, chinese)
+
+
 def _best(prediction: str, golds: Sequence[str], score) -> float:
     golds = [g for g in golds if g.strip()]
     if not golds:
         return 0.0
-    pred = answer_tokens(strip_citations(prediction))
-    return max(score(pred, answer_tokens(g)) for g in golds)
+    prediction = strip_citations(prediction)
+    return max(score(*_pair_tokens(prediction, g)) for g in golds)
 
 
 def exact_match(prediction: str, golds: Sequence[str]) -> float:
@@ -206,15 +220,19 @@ def rouge_l(prediction: str, golds: Sequence[str]) -> float:
 
 
 def contains_gold(prediction: str, golds: Sequence[str]) -> float:
-    """1.0 when a gold answer appears in the prediction, after normalisation on both sides.
+    """1.0 when a gold answer appears in the prediction, after normalisation on both sides. Symbols and
+    punctuation outside ASCII (currency signs, full-width colons) separate words here; SQuAD's normalisation
+    keeps them, so "€14.90" would never contain "14.90".
 
     >>> contains_gold("Hold RESET for 12 seconds. [1]", ["12 seconds", "twelve seconds"])
     1.0
+    >>> contains_gold("Express: €14.90 [1]", ["14.90"]), contains_gold("热线：400-820-7788", ["400-820-7788"])
+    (1.0, 1.0)
     """
-    pred = " ".join(answer_tokens(strip_citations(prediction)))
+    prediction = _SYMBOLS.sub(" ", strip_citations(prediction))
     for gold in golds:
-        tokens = answer_tokens(gold)
-        if tokens and f" {' '.join(tokens)} " in f" {pred} ":
+        pred, tokens = _pair_tokens(prediction, _SYMBOLS.sub(" ", gold))
+        if tokens and f" {' '.join(tokens)} " in f" {' '.join(pred)} ":
             return 1.0
     return 0.0
 
