@@ -31,7 +31,7 @@ import numpy as np
 
 from .config import Config
 from .errors import ConfigError
-from .keywords import tokenize
+from .keywords import in_vocabulary, tokenize
 from .readerdata import scorer_text
 from .text import FIELD, ITEM, RULE, has_cjk, is_instruction_like, split_sentences
 from .types import Hit
@@ -43,8 +43,20 @@ BUNDLED_READERS = {True: WEIGHTS / "reader.json", False: WEIGHTS / "reader-lexic
 # that never uses them can still hold the answer (stemmed, as the keyword tokenizer leaves them)
 QUESTION_FRAME = frozenset(
     "long much mani far often soon quick quickli big larg old kind type way thing get need want know tell pleas "
-    "happen possibl mean exact usual typic 多久 多长 多少 多大 多远 怎么样 为什么 是否 可以 需要 知道 告诉".split()
+    "happen possibl mean exact usual typic 多久 多长 多少 多大 多远 怎么样 为什么 是否 可以 需要 知道 告诉 "
+    "多長 多遠 怎麼樣 為什麼 告訴".split()
 )
+# Chinese question words are made, not listed: 哪一年, 哪里, 哪位, 什么样, 第几, 几座, 何年 (Simplified or Traditional)
+_ZH_ASKING = re.compile(r"[哪啥]|什[么麼]|甚麼|^第?[几幾何]")
+
+
+def question_keywords(question: str) -> list[str]:
+    """The question's tokens that say what it is about (not how it asks).
+
+    >>> question_keywords("How long is the warranty?"), question_keywords("宁巴的总部在哪里？")
+    (['warranti'], ['宁巴', '总部'])
+    """
+    return [t for t in tokenize(question) if t not in QUESTION_FRAME and not _ZH_ASKING.search(t)]
 
 # the kind of answer a question asks for, and what an answer of that kind looks like: one feature among
 # others, whose weight is learned (a sentence without a number can still answer "how long")
@@ -101,6 +113,9 @@ QUESTION_FEATURES = (
     "lex",  # best keyword overlap of a passage
     "unknown",  # IDF-weighted share of the question's keywords that occur nowhere in the knowledge base
     "missing",  # share of the question's names (capitalised words, Chinese names) the knowledge base never has
+    "passage_lex",  # IDF-weighted share of the question's keywords in the best sentence's passage (with heading)
+    "absent",  # share of the question's names that the best sentence's passage lacks (the Paris hours in Antwerp's)
+    "best_type",  # the best sentence's "type": is the kind of answer asked for (a price, a duration) there?
 )
 
 
@@ -198,16 +213,22 @@ def expected_type(question: str) -> tuple[str, re.Pattern] | None:
     return None
 
 
-def keyword_overlap(question_tokens: Sequence[str], text_tokens: set[str], weights: dict[str, float]) -> float:
-    """IDF-weighted share of the question's keywords that occur in the text (0..1).
+def keyword_overlap(
+    question_tokens: Sequence[str], text_tokens: set[str], weights: dict[str, float], text: str = ""
+) -> float:
+    """IDF-weighted share of the question's keywords that occur in the text (0..1). A Chinese keyword also
+    counts when it is in `text` as written: jieba can segment the same words differently in a question and a
+    passage (in Traditional Chinese above all), and Chinese needs no word boundaries to match.
 
     >>> keyword_overlap(["reset", "router"], {"reset", "button"}, {"reset": 3.0, "router": 1.0})
     0.75
+    >>> keyword_overlap(["祖甜點"], {"馬祖", "甜點"}, {"祖甜點": 1.0}, text="馬祖甜點")
+    1.0
     """
     total = sum(weights.values())
     if total == 0:
         return 0.0
-    return sum(w for t, w in weights.items() if t in text_tokens) / total
+    return sum(w for t, w in weights.items() if t in text_tokens or (text and has_cjk(t) and t in text)) / total
 
 
 def bigrams(text: str) -> set[str]:
@@ -235,16 +256,21 @@ def corpus_idf(keyword_index) -> dict[str, float]:
     }
 
 
-_PROPER = re.compile(r"(?<![.?!:]\s)(?<!^)\b[A-Z][A-Za-z]+\b|\b[A-Z]{2,}\b")
+_PROPER = re.compile(
+    r"\b(?=[A-Z0-9-]*[A-Z])(?=[A-Z0-9-]*[0-9])[A-Z0-9]+(?:-[A-Z0-9]+)*\b"  # codes: C3, R-40, NSA-2026-03
+    r"|(?<![.?!:]\s)(?<!^)\b[A-Z][A-Za-z]+\b|\b[A-Z]{2,}\b"
+)
 _ZH_ENTITY_TAGS = {"ns", "nr", "nt", "nrt", "nz"}  # jieba part-of-speech tags of places, people, organisations
 
 
 def entities(question: str) -> list[str]:
-    """Names in a question: capitalised words not at a sentence start, acronyms, and Chinese place, person
-    and organisation names (jieba's part-of-speech tags).
+    """Names in a question: capitalised words not at a sentence start, acronyms, codes of letters and digits,
+    and Chinese place, person and organisation names (jieba's part-of-speech tags).
 
     >>> entities("What are the opening hours of the Paris service centre?")
     ['Paris']
+    >>> entities("What does error NX-301 mean on the C3 in the 1990s?")
+    ['NX-301', 'C3']
     """
     found = [m.group() for m in _PROPER.finditer(question.strip())]
     if has_cjk(question):
@@ -259,7 +285,7 @@ def missing_entities(question: str, vocabulary) -> list[str]:
     missing = []
     for name in entities(question):
         tokens = tokenize(name)
-        if tokens and not any(t in vocabulary for t in tokens):
+        if tokens and not any(in_vocabulary(t, vocabulary) for t in tokens):
             missing.append(name)
     return missing
 
@@ -390,7 +416,7 @@ class Reader:
         return Reading(candidates, order, probability, threshold, group, features, order, missing)
 
     def candidates(self, question: str, hits: Sequence[Hit], group: str) -> list[Candidate]:
-        q_tokens = [t for t in tokenize(question) if t not in QUESTION_FRAME]
+        q_tokens = question_keywords(question)
         weights = {t: self.idf.get(t, 1.0) for t in set(q_tokens)}
         q_bigrams = bigrams(question)
         q_set = set(q_tokens)
@@ -416,10 +442,10 @@ class Reader:
             rest_bigrams = q_bigrams - heading[n][1]
             features = {
                 "ce": float(logit_),
-                "lex": keyword_overlap(q_tokens, set(tokenize(with_context)), weights),
-                "lex_own": keyword_overlap(q_tokens, own, weights),
+                "lex": keyword_overlap(q_tokens, set(tokenize(with_context)), weights, with_context),
+                "lex_own": keyword_overlap(q_tokens, own, weights, sentence),
                 "bigram": len(q_bigrams & bigrams(sentence)) / (len(q_bigrams) or 1),
-                "lex_rest": keyword_overlap(q_tokens, own, rest_weights),
+                "lex_rest": keyword_overlap(q_tokens, own, rest_weights, sentence),
                 "bigram_rest": len(rest_bigrams & bigrams(sentence)) / (len(rest_bigrams) or 1),
                 "span": _longest_common(squeezed, re.sub(r"\s+", "", sentence.lower())) / (len(squeezed) or 1),
                 "novel": len(own - q_set) / (len(own) or 1),
@@ -437,7 +463,7 @@ class Reader:
         self, question: str, hits, candidates: list[Candidate], group: str, missing_out: list | None = None
     ) -> dict[str, float]:
         """The question-level features of the refusal model; `missing_out` receives the names never mentioned."""
-        q_tokens = [t for t in tokenize(question) if t not in QUESTION_FRAME]
+        q_tokens = question_keywords(question)
         top_idf = max(self.idf.values()) if self.idf else 1.0
         weights = {t: self.idf.get(t, top_idf) for t in set(q_tokens)}
         total = sum(weights.values()) or 1.0
@@ -447,13 +473,24 @@ class Reader:
             missing_out.extend(missing)
         best = max((c.probability for c in candidates), default=0.0)
         reads = self.coverage(question)
+        top = max(candidates, key=lambda c: c.probability, default=None)
+        passage: set[str] = set()
+        text = ""
+        if top is not None:
+            chunk = hits[top.passage - 1].chunk
+            text = f"{chunk.context}\n{chunk.text}"
+            passage = set(tokenize(text))
+        absent = [n for n in names if not (set(tokenize(n)) <= passage or (has_cjk(n) and n in text))]
         return {
             "best": logit(best),
             "best_ce": max((c.features["ce"] for c in candidates), default=0.0),
             "dense": reads * max((max(0.0, h.scores.get("dense", 0.0)) for h in hits), default=0.0),
             "lex": max((c.features["lex"] for c in candidates), default=0.0),
-            "unknown": sum(w for t, w in weights.items() if t not in self.idf) / total if self.idf else 0.0,
+            "unknown": sum(w for t, w in weights.items() if not in_vocabulary(t, self.idf)) / total if self.idf else 0.0,
             "missing": len(missing) / len(names) if names else 0.0,
+            "passage_lex": keyword_overlap(q_tokens, passage, weights, text),
+            "absent": len(absent) / len(names) if names else 0.0,
+            "best_type": top.features["type"] if top is not None else 0.0,
         }
 
 

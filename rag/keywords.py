@@ -27,7 +27,9 @@ EN_STOP = frozenset(
 ZH_STOP = frozenset(
     "的 了 是 在 我 有 和 就 不 都 一 一个 上 也 很 到 说 要 去 你 会 着 没有 看 好 这 那 吗 呢 吧 啊 么 什么 怎么 "
     "怎样 如何 哪 哪些 哪个 多少 几 请问 请 我们 你们 他们 它 其 与 及 或 等 被 把 让 给 对 为 为什么 可以 能 该 之 而 "
-    "吗？ ， 。 ？ ！ ； ：".split()
+    "吗？ ， 。 ？ ！ ； ："
+    # the same words in Traditional characters (DRCD, Taiwan and Hong Kong knowledge bases)
+    " 會 說 著 這 嗎 麼 什麼 甚麼 怎麼 怎樣 哪個 幾 請問 請 我們 你們 他們 與 對 為 為什麼 給 讓 該 一個 沒有".split()
 )
 
 
@@ -64,6 +66,40 @@ def tokenize(text: str) -> list[str]:
         pos = match.end()
     tokens.extend(_latin_tokens(text[pos:]))
     return tokens
+
+
+def in_vocabulary(token: str, vocabulary) -> bool:
+    """Whether a knowledge base whose tokens are `vocabulary` has `token`. A Chinese token also counts when
+    it is made of known tokens: jieba's HMM makes words up from runs of characters its dictionary lacks
+    ("祖甜點" out of "馬祖甜點"), so the same text can segment one way in a question and another in a passage
+    (most of all in Traditional Chinese, which the dictionary barely covers). Dictionary words stay whole.
+
+    >>> in_vocabulary("祖甜點", {"祖", "甜點"}), in_vocabulary("北京", {"北", "京"}), in_vocabulary("cat", {"ca"})
+    (True, False, False)
+    """
+    if token in vocabulary:
+        return True
+    if not CJK_RUN.search(token):
+        return False
+    run = ""  # characters the dictionary does not join into words: any split into known tokens will do
+    for piece in [*_jieba().lcut(token, HMM=False), ""]:
+        if len(piece) == 1 and piece.strip():
+            run += piece
+            continue
+        if run and not _splits(run, vocabulary):
+            return False
+        run = ""
+        if piece.strip() and piece not in ZH_STOP and piece not in vocabulary:
+            return False
+    return True
+
+
+def _splits(run: str, vocabulary) -> bool:
+    """Whether `run` is a sequence of tokens in `vocabulary` (stop words allowed)."""
+    ok = [True] + [False] * len(run)
+    for end in range(1, len(run) + 1):
+        ok[end] = any(ok[start] and (run[start:end] in vocabulary or run[start:end] in ZH_STOP) for start in range(end))
+    return ok[-1]
 
 
 def _latin_tokens(text: str) -> list[str]:

@@ -129,3 +129,29 @@ def test_missing_entities():
     assert missing_entities("What are the opening hours in Paris?", vocab) == ["Paris"]
     assert missing_entities("Is there an office in Shenzhen?", vocab) == []
     assert missing_entities("北京有宁巴的服务中心吗？", vocab) == ["北京"]
+
+
+def test_names_the_best_passage_lacks_are_a_refusal_feature():
+    hits = [
+        hit("Antwerp (BE): Meir 88, open Tuesday to Saturday 10:00-18:00.", 1, "Service centres"),
+        hit("Paris is the capital of France. The river is the Seine.", 2),
+    ]
+    found = reader().read("What are the opening hours of the Paris service centre?", hits)
+    assert found.order[0] == 1  # the hours win, though they are Antwerp's
+    assert found.features["absent"] == 1.0 and 0 < found.features["passage_lex"] < 1
+    asked = reader().read("What are the opening hours of the Antwerp service centre?", hits)
+    assert asked.features["absent"] == 0.0 and asked.features["passage_lex"] > found.features["passage_lex"]
+    codes = reader().read("What does error R-40 mean?", [hit("Error R-41 means the fan failed.")])
+    assert codes.features["absent"] == 1.0  # a code is a name: R-41 does not answer for R-40
+
+
+def test_words_jieba_makes_up_are_not_unknown_to_the_knowledge_base():
+    from rag.config import Config
+    from rag.evidence import load_reader
+    from rag.keywords import tokenize
+
+    passage = "地瓜餃是馬祖的傳統甜點，成分中有地瓜粉，又可以被稱為番薯餃。"
+    tools = load_reader(Config().override(answer={"scorer": "none"}), idf=dict.fromkeys(tokenize(passage), 1.0))
+    # the question segments "馬祖甜點" as 馬 + 祖甜點 (the passage: 馬 祖 甜點): known all the same
+    assert tools.read("成分中有地瓜粉的馬祖甜點又可以被稱為什麼？", [hit(passage)]).features["unknown"] == 0.0
+    assert tools.read("北京的甜點叫什麼？", [hit(passage)]).features["unknown"] > 0  # 北京 is not there
