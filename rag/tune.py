@@ -52,6 +52,7 @@ class TuneOptions:
     init_adapter: str | None = None  # continue from an earlier adapter (sequential fine-tuning)
     save_steps: int = 50
     resume: bool = False
+    group_by_length: bool = False  # batch examples of similar length (less padding when lengths vary widely)
     format: str | None = None  # force a data format instead of detecting it
 
     def __post_init__(self) -> None:
@@ -235,6 +236,7 @@ def tune(
         remove_unused_columns=False,
         use_cpu=not cuda,
         dataloader_num_workers=0,
+        **({"train_sampling_strategy": "group_by_length"} if options.group_by_length else {}),
     )
     trainer = Trainer(
         model=model,

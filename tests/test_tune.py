@@ -88,12 +88,15 @@ def test_sequential_tuning_records_lineage(tiny, qa_file, tmp_path):
     second = tune(
         qa_file,
         tmp_path / "domain",
-        TuneOptions(base=str(tiny), max_steps=2, batch_size=2, init_adapter=str(tmp_path / "general")),
+        TuneOptions(
+            base=str(tiny), max_steps=2, batch_size=2, init_adapter=str(tmp_path / "general"), group_by_length=True
+        ),
     )
     assert [s["out"] for s in second.lineage] == [str(tiny), str(tmp_path / "general"), str(tmp_path / "domain")]
     assert [s["method"] for s in first.lineage] == ["base", "lora"]
     meta = json.loads((tmp_path / "domain" / "rag_tune.json").read_text())
     assert [s["out"] for s in meta["lineage"]][-2:] == [str(tmp_path / "general"), str(tmp_path / "domain")]
+    assert meta["hyperparameters"]["group_by_length"] is True
 
 
 def test_an_interrupted_run_leaves_nothing_at_out(tiny, qa_file, tmp_path, monkeypatch):

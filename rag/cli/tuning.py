@@ -61,6 +61,9 @@ def register(sub) -> None:
         "--eval-share", type=float, help=f"share of examples held out for the eval loss (default {d.eval_share})"
     )
     p.add_argument("--resume", action="store_true", help="resume an interrupted run from its last checkpoint")
+    p.add_argument(
+        "--group-by-length", action="store_true", help="batch examples of similar length (less padding when they vary)"
+    )
     p.add_argument("--seed", type=int, help=f"random seed (default {d.seed})")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     p.set_defaults(func=cmd_tune)
