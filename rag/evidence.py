@@ -58,6 +58,7 @@ def question_keywords(question: str) -> list[str]:
     """
     return [t for t in tokenize(question) if t not in QUESTION_FRAME and not _ZH_ASKING.search(t)]
 
+
 # the kind of answer a question asks for, and what an answer of that kind looks like: one feature among
 # others, whose weight is learned (a sentence without a number can still answer "how long")
 ANSWER_TYPES = [
@@ -481,12 +482,13 @@ class Reader:
             text = f"{chunk.context}\n{chunk.text}"
             passage = set(tokenize(text))
         absent = [n for n in names if not (set(tokenize(n)) <= passage or (has_cjk(n) and n in text))]
+        unknown = sum(w for t, w in weights.items() if not in_vocabulary(t, self.idf))
         return {
             "best": logit(best),
             "best_ce": max((c.features["ce"] for c in candidates), default=0.0),
             "dense": reads * max((max(0.0, h.scores.get("dense", 0.0)) for h in hits), default=0.0),
             "lex": max((c.features["lex"] for c in candidates), default=0.0),
-            "unknown": sum(w for t, w in weights.items() if not in_vocabulary(t, self.idf)) / total if self.idf else 0.0,
+            "unknown": unknown / total if self.idf else 0.0,
             "missing": len(missing) / len(names) if names else 0.0,
             "passage_lex": keyword_overlap(q_tokens, passage, weights, text),
             "absent": len(absent) / len(names) if names else 0.0,
