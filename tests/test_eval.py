@@ -248,6 +248,8 @@ def test_report_on_a_tiny_run_with_fakes(suite_file, tmp_path, hash_embedder):
     assert "| rag |" in report and "Balaguer" in report and "Training cost" in report
     config = json.loads((tmp_path / "report" / "config.json").read_text())
     assert config["versions"]["rag"] and config["suite"]["name"] == "tiny"
+    # provenance: the commit, and whether tracked files differed from it (None outside a git checkout)
+    assert config["git_uncommitted_changes"] in ((True, False) if config["git_commit"] else (None,))
 
     assert check_thresholds(summary, {"rag": {"recall@3": 0.9, "false_refusal": {"max": 0.6}}}) == []
     failures = check_thresholds(summary, {"rag": {"accuracy": 0.99}, "ft": {"accuracy": 0.1}})

@@ -253,8 +253,11 @@ def environment(run) -> dict:
         commit = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5, check=True
         ).stdout.strip()
+        changed = subprocess.run(  # tracked files edited since that commit (refitted weights, code)
+            ["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=5
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
-        commit = None
+        commit, changed = None, ""
     suite = run.suite
     return {
         "suite": {
@@ -273,4 +276,5 @@ def environment(run) -> dict:
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
         "git_commit": commit,
+        "git_uncommitted_changes": bool(changed) if commit else None,
     }
