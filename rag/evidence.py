@@ -44,7 +44,7 @@ BUNDLED_READERS = {True: WEIGHTS / "reader.json", False: WEIGHTS / "reader-lexic
 QUESTION_FRAME = frozenset(
     "long much mani far often soon quick quickli big larg old kind type way thing get need want know tell pleas "
     "happen possibl mean exact usual typic 多久 多长 多少 多大 多远 怎么样 为什么 是否 可以 需要 知道 告诉 "
-    "多長 多遠 怎麼樣 為什麼 告訴".split()
+    "多長 多遠 怎麼樣 告訴".split()
 )
 # Chinese question words are made, not listed: 哪一年, 哪里, 哪位, 什么样, 第几, 几座, 何年 (Simplified or Traditional)
 _ZH_ASKING = re.compile(r"[哪啥]|什[么麼]|甚麼|^第?[几幾何]")
@@ -229,7 +229,12 @@ def keyword_overlap(
     total = sum(weights.values())
     if total == 0:
         return 0.0
-    return sum(w for t, w in weights.items() if t in text_tokens or (text and has_cjk(t) and t in text)) / total
+    return sum(w for t, w in weights.items() if _occurs(t, text_tokens, text)) / total
+
+
+def _occurs(token: str, text_tokens: set[str], text: str) -> bool:
+    """Whether a question token is in a text: among its tokens or, for Chinese, as written."""
+    return token in text_tokens or (has_cjk(token) and token in text)
 
 
 def bigrams(text: str) -> set[str]:
@@ -472,23 +477,22 @@ class Reader:
         missing = missing_entities(question, self.idf) if names and self.idf else []
         if missing_out is not None:
             missing_out.extend(missing)
-        best = max((c.probability for c in candidates), default=0.0)
         reads = self.coverage(question)
-        top = max(candidates, key=lambda c: c.probability, default=None)
+        top = max(candidates, key=lambda c: c.probability, default=None)  # the sentence an answer would quote
         passage: set[str] = set()
         text = ""
         if top is not None:
             chunk = hits[top.passage - 1].chunk
             text = f"{chunk.context}\n{chunk.text}"
             passage = set(tokenize(text))
-        absent = [n for n in names if not (set(tokenize(n)) <= passage or (has_cjk(n) and n in text))]
-        unknown = sum(w for t, w in weights.items() if not in_vocabulary(t, self.idf))
+        absent = [n for n in names if not (set(tokenize(n)) <= passage or _occurs(n, passage, text))]
+        unknown = sum(w for t, w in weights.items() if not in_vocabulary(t, self.idf)) if self.idf else 0.0
         return {
-            "best": logit(best),
+            "best": logit(top.probability if top is not None else 0.0),
             "best_ce": max((c.features["ce"] for c in candidates), default=0.0),
             "dense": reads * max((max(0.0, h.scores.get("dense", 0.0)) for h in hits), default=0.0),
             "lex": max((c.features["lex"] for c in candidates), default=0.0),
-            "unknown": unknown / total if self.idf else 0.0,
+            "unknown": unknown / total,
             "missing": len(missing) / len(names) if names else 0.0,
             "passage_lex": keyword_overlap(q_tokens, passage, weights, text),
             "absent": len(absent) / len(names) if names else 0.0,

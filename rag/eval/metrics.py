@@ -112,10 +112,6 @@ def retrieval_metrics(run: Mapping[str, Sequence[str]], qrels: Mapping[str, Mapp
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _ASCII_PUNCT = set(string.punctuation)
-# punctuation and symbols outside ASCII: currency signs, full-width and typographic punctuation, degree signs
-_SYMBOLS = re.compile(
-    "[" + "".join(re.escape(chr(c)) for c in range(0x80, 0x10000) if unicodedata.category(chr(c))[0] in "PS") + "]"
-)
 _CJK_OR_REST = re.compile(f"[{CJK_CHARS}]|[^\\W_{CJK_CHARS}]+")
 
 
@@ -219,6 +215,11 @@ def rouge_l(prediction: str, golds: Sequence[str]) -> float:
     return _best(prediction, golds, _rouge_l)
 
 
+def _spaced_symbols(text: str) -> str:
+    """`text` with punctuation and symbols outside ASCII (currency signs, full-width colons) as spaces."""
+    return "".join(" " if ch > "\x7f" and unicodedata.category(ch)[0] in "PS" else ch for ch in text)
+
+
 def contains_gold(prediction: str, golds: Sequence[str]) -> float:
     """1.0 when a gold answer appears in the prediction, after normalisation on both sides. Symbols and
     punctuation outside ASCII (currency signs, full-width colons) separate words here; SQuAD's normalisation
@@ -229,9 +230,9 @@ def contains_gold(prediction: str, golds: Sequence[str]) -> float:
     >>> contains_gold("Express: €14.90 [1]", ["14.90"]), contains_gold("热线：400-820-7788", ["400-820-7788"])
     (1.0, 1.0)
     """
-    prediction = _SYMBOLS.sub(" ", strip_citations(prediction))
+    prediction = _spaced_symbols(strip_citations(prediction))
     for gold in golds:
-        pred, tokens = _pair_tokens(prediction, _SYMBOLS.sub(" ", gold))
+        pred, tokens = _pair_tokens(prediction, _spaced_symbols(gold))
         if tokens and f" {' '.join(tokens)} " in f" {' '.join(pred)} ":
             return 1.0
     return 0.0
