@@ -31,7 +31,7 @@ import numpy as np
 
 from .config import Config
 from .errors import ConfigError
-from .keywords import in_vocabulary, tokenize
+from .keywords import in_vocabulary, to_simplified, tokenize
 from .readerdata import scorer_text
 from .text import FIELD, ITEM, RULE, has_cjk, is_instruction_like, split_sentences
 from .types import Hit
@@ -43,11 +43,10 @@ BUNDLED_READERS = {True: WEIGHTS / "reader.json", False: WEIGHTS / "reader-lexic
 # that never uses them can still hold the answer (stemmed, as the keyword tokenizer leaves them)
 QUESTION_FRAME = frozenset(
     "long much mani far often soon quick quickli big larg old kind type way thing get need want know tell pleas "
-    "happen possibl mean exact usual typic 多久 多长 多少 多大 多远 怎么样 为什么 是否 可以 需要 知道 告诉 "
-    "多長 多遠 怎麼樣 告訴".split()
-)
-# Chinese question words are made, not listed: 哪一年, 哪里, 哪位, 什么样, 第几, 几座, 何年 (Simplified or Traditional)
-_ZH_ASKING = re.compile(r"[哪啥]|什[么麼]|甚麼|^第?[几幾何]")
+    "happen possibl mean exact usual typic 多久 多长 多少 多大 多远 怎么样 为什么 是否 可以 需要 知道 告诉".split()
+)  # Chinese in Simplified characters: tokens are (rag.keywords.to_simplified)
+# Chinese question words are made, not listed: 哪一年, 哪里, 哪位, 什么样, 第几, 几座, 何年 (tokens are Simplified)
+_ZH_ASKING = re.compile(r"[哪啥]|[什甚]么|^第?[几何]")
 
 
 def question_keywords(question: str) -> list[str]:
@@ -208,6 +207,7 @@ def expected_type(question: str) -> tuple[str, re.Pattern] | None:
     >>> expected_type("How much does express shipping cost?")[0], expected_type("Who makes it?")
     ('price', None)
     """
+    question = to_simplified(question)  # the Chinese patterns are written in Simplified characters
     for name, asks, pattern in ANSWER_TYPES:
         if asks.search(question):
             return name, pattern
@@ -218,8 +218,8 @@ def keyword_overlap(
     question_tokens: Sequence[str], text_tokens: set[str], weights: dict[str, float], text: str = ""
 ) -> float:
     """IDF-weighted share of the question's keywords that occur in the text (0..1). A Chinese keyword also
-    counts when it is in `text` as written: jieba can segment the same words differently in a question and a
-    passage (in Traditional Chinese above all), and Chinese needs no word boundaries to match.
+    counts when it is in `text` as written (in either script): jieba can segment the same words differently in a
+    question and a passage, and Chinese needs no word boundaries to match.
 
     >>> keyword_overlap(["reset", "router"], {"reset", "button"}, {"reset": 3.0, "router": 1.0})
     0.75
@@ -229,21 +229,23 @@ def keyword_overlap(
     total = sum(weights.values())
     if total == 0:
         return 0.0
+    text = to_simplified(text)
     return sum(w for t, w in weights.items() if _occurs(t, text_tokens, text)) / total
 
 
-def _occurs(token: str, text_tokens: set[str], text: str) -> bool:
-    """Whether a question token is in a text: among its tokens or, for Chinese, as written."""
-    return token in text_tokens or (has_cjk(token) and token in text)
+def _occurs(token: str, text_tokens: set[str], simplified_text: str) -> bool:
+    """Whether a question token is in a text: among its tokens or, for Chinese, as written (in Simplified
+    characters: `simplified_text` is `to_simplified` of the text)."""
+    return token in text_tokens or (has_cjk(token) and to_simplified(token) in simplified_text)
 
 
 def bigrams(text: str) -> set[str]:
-    """Character bigrams of `text` without spaces or punctuation, lower-cased.
+    """Character bigrams of `text` without spaces or punctuation, lower-cased, Chinese in Simplified characters.
 
-    >>> sorted(bigrams("退货政策")), sorted(bigrams("No-go"))
+    >>> sorted(bigrams("退貨政策")), sorted(bigrams("No-go"))
     (['政策', '货政', '退货'], ['go', 'no', 'og'])
     """
-    chars = re.sub(r"[\W_]+", "", text.lower())
+    chars = re.sub(r"[\W_]+", "", to_simplified(text).lower())
     return {chars[i : i + 2] for i in range(len(chars) - 1)}
 
 
@@ -282,7 +284,12 @@ def entities(question: str) -> list[str]:
     if has_cjk(question):
         import jieba.posseg as pseg
 
-        found += [w.word for w in pseg.cut(question) if w.flag in _ZH_ENTITY_TAGS and len(w.word) >= 2]
+        # tagged in Simplified characters (jieba's dictionary), named as the question writes them
+        at = 0
+        for w in pseg.cut(to_simplified(question)):
+            if w.flag in _ZH_ENTITY_TAGS and len(w.word) >= 2:
+                found.append(question[at : at + len(w.word)])
+            at += len(w.word)
     return list(dict.fromkeys(found))
 
 
@@ -438,7 +445,7 @@ class Reader:
             ce = self.scorer.logits(question, [r[3] for r in rows])
         out = []
         heading: dict[int, tuple[set, set]] = {}  # passage -> its heading path's tokens and bigrams
-        squeezed = re.sub(r"\s+", "", question.lower())
+        squeezed = re.sub(r"\s+", "", to_simplified(question).lower())
         for (n, i, sentence, with_context), logit_ in zip(rows, ce):
             hit = hits[n - 1]
             own = set(tokenize(sentence))
@@ -453,9 +460,10 @@ class Reader:
                 "bigram": len(q_bigrams & bigrams(sentence)) / (len(q_bigrams) or 1),
                 "lex_rest": keyword_overlap(q_tokens, own, rest_weights, sentence),
                 "bigram_rest": len(rest_bigrams & bigrams(sentence)) / (len(rest_bigrams) or 1),
-                "span": _longest_common(squeezed, re.sub(r"\s+", "", sentence.lower())) / (len(squeezed) or 1),
+                "span": _longest_common(squeezed, re.sub(r"\s+", "", to_simplified(sentence).lower()))
+                / (len(squeezed) or 1),
                 "novel": len(own - q_set) / (len(own) or 1),
-                "type": 0.0 if wanted is None else (1.0 if wanted[1].search(sentence) else -1.0),
+                "type": 0.0 if wanted is None else (1.0 if wanted[1].search(to_simplified(sentence)) else -1.0),
                 "rank": 1.0 / n,
                 "retrieval": _unit(hit.score),
                 "first": 1.0 if i == 0 else 0.0,
@@ -483,7 +491,7 @@ class Reader:
         text = ""
         if top is not None:
             chunk = hits[top.passage - 1].chunk
-            text = f"{chunk.context}\n{chunk.text}"
+            text = to_simplified(f"{chunk.context}\n{chunk.text}")
             passage = set(tokenize(text))
         absent = [n for n in names if not (set(tokenize(n)) <= passage or _occurs(n, passage, text))]
         unknown = sum(w for t, w in weights.items() if not in_vocabulary(t, self.idf)) if self.idf else 0.0

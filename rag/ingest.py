@@ -27,6 +27,7 @@ from .config import Config
 from .documents import Skipped, SourceFile, discover, load_file
 from .embeddings import Embedder, load_embedder
 from .errors import ConfigError, LoadError, NothingIndexedError
+from .keywords import TOKENIZER
 from .types import Chunk
 
 log = logging.getLogger(__name__)
@@ -143,7 +144,8 @@ def build_index(
             else:
                 summary.removed.append(source)  # cannot be kept: it would need re-chunking from files we lack
 
-        if not changed and not summary.removed and previous is not None:
+        stale_keywords = previous is not None and previous.index.get("keywords", 1) != TOKENIZER
+        if not changed and not summary.removed and previous is not None and not stale_keywords:
             # nothing to do: no model loaded, nothing rewritten but fresher mtimes
             _refresh_mtimes(folder, previous, entries)
             summary.chunks = previous.chunks
@@ -303,6 +305,7 @@ def _write(folder, config, embedder, chunker_settings, chunks, vectors, files) -
             embedder=embedder.describe(),
             chunker=chunker_settings,
             index={
+                "keywords": TOKENIZER,
                 "factory": config.index.factory,
                 "nprobe": config.index.nprobe,
                 "refine": config.index.refine,

@@ -2,8 +2,12 @@
 
 `tokenize` is pure and shared by indexing and querying: lower-cased words, codes kept whole and also split
 ("LX-300" gives "lx-300", "lx", "300"; "14.90" stays one token), English words stemmed (PyStemmer, when
-installed), and runs of Chinese characters segmented with jieba (search mode, so "路由器" also yields
-"路由"). Stop words of both languages are dropped.
+installed), and runs of Chinese characters written in Simplified characters (`to_simplified`) and segmented
+with jieba (search mode, so "路由器" also yields "路由"). Stop words of both languages are dropped. A question in
+Traditional characters thus finds passages in Simplified ones and the other way round, and jieba, whose
+dictionary is Simplified, segments Traditional text as well as Simplified.
+
+`TOKENIZER` names this tokenisation; an index records it, and one built with another is re-tokenised.
 """
 
 from __future__ import annotations
@@ -17,6 +21,9 @@ import numpy as np
 
 from .text import CJK_RUN
 
+# the version of `tokenize` that an index's BM25 vocabulary was built with (1: before `to_simplified`)
+TOKENIZER = 2
+
 _WORD = re.compile(r"[^\W_]+(?:[-./:][^\W_]+)*", re.UNICODE)
 
 EN_STOP = frozenset(
@@ -28,8 +35,7 @@ ZH_STOP = frozenset(
     "的 了 是 在 我 有 和 就 不 都 一 一个 上 也 很 到 说 要 去 你 会 着 没有 看 好 这 那 吗 呢 吧 啊 么 什么 怎么 "
     "怎样 如何 哪 哪些 哪个 多少 几 请问 请 我们 你们 他们 它 其 与 及 或 等 被 把 让 给 对 为 为什么 可以 能 该 之 而 "
     "吗？ ， 。 ？ ！ ； ："
-    # the same words in Traditional characters (DRCD, Taiwan and Hong Kong knowledge bases)
-    " 會 說 著 這 嗎 麼 什麼 甚麼 怎麼 怎樣 哪個 幾 請問 請 我們 你們 他們 與 對 為 為什麼 給 讓 該 一個 沒有".split()
+    " 甚么 著".split()  # Chinese is matched in Simplified characters (`to_simplified`): 甚麼 is 甚么, 著 stays
 )
 
 
@@ -50,6 +56,38 @@ def _jieba():
     return jieba
 
 
+@lru_cache(maxsize=1)
+def _t2s_table() -> dict[int, str]:
+    """Traditional character -> Simplified character, from OpenCC's table (opencc-python-reimplemented ships it):
+    4,113 characters, the first reading where OpenCC lists several (乾 -> 干). One character for one, so
+    offsets into a converted text are offsets into the original."""
+    from importlib.metadata import PackageNotFoundError, files
+
+    try:
+        path = next(f for f in files("opencc-python-reimplemented") or [] if f.name == "TSCharacters.txt")
+    except (PackageNotFoundError, StopIteration):
+        raise ImportError(
+            "Chinese matching needs OpenCC's character table: pip install opencc-python-reimplemented"
+        ) from None
+    table = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        key, _, values = line.partition("\t")
+        first = values.split(" ")[0] if values else ""
+        if len(key) == 1 and len(first) == 1 and first != key:
+            table[ord(key)] = first
+    return table
+
+
+def to_simplified(text: str) -> str:
+    """`text` with Traditional Chinese characters written in Simplified ones, character for character (same
+    length); everything else as it was. Words whose Simplified form depends on context keep the usual one.
+
+    >>> to_simplified("請問退貨政策是什麼？ Reset the router")
+    '请问退货政策是什么？ Reset the router'
+    """
+    return text.translate(_t2s_table()) if CJK_RUN.search(text) else text
+
+
 def tokenize(text: str) -> list[str]:
     """BM25 tokens of `text` (English and Chinese mixed freely).
 
@@ -57,9 +95,12 @@ def tokenize(text: str) -> list[str]:
     ['reset', 'lx-300', 'lx', '300', 'router']
     >>> tokenize("price 14.90")
     ['price', '14.90']
+    >>> tokenize("退貨政策") == tokenize("退货政策")
+    True
     """
     tokens: list[str] = []
     pos = 0
+    text = to_simplified(text)
     for match in CJK_RUN.finditer(text):
         tokens.extend(_latin_tokens(text[pos : match.start()]))
         tokens.extend(t for t in _jieba().lcut_for_search(match.group()) if t not in ZH_STOP)

@@ -12,6 +12,7 @@ to the query (`scores["dense"]`), whatever the mode, so that a relevance thresho
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from dataclasses import replace
@@ -24,6 +25,8 @@ from .config import DEFAULT_INDEX, EmbedConfig, RetrieveConfig
 from .embeddings import Embedder, check_compatible, load_embedder
 from .errors import ConfigError
 from .types import Chunk, Hit
+
+log = logging.getLogger(__name__)
 
 
 class Retriever:
@@ -96,7 +99,7 @@ class Retriever:
         with self._lock:
             if self._loaded:
                 return
-            from .keywords import KeywordIndex
+            from .keywords import TOKENIZER, KeywordIndex
             from .vectors import VectorIndex
 
             gen = store.generation_path(self.folder, self.manifest)
@@ -109,7 +112,17 @@ class Retriever:
                 mmap=self._mmap,
             ).to_device(self.manifest.index.get("device"))
             self._refine = int(self.manifest.index.get("refine", 0) or 0)
-            self.keywords = KeywordIndex.load(gen / store.KEYWORDS, mmap=self._mmap)
+            if self.manifest.index.get("keywords", 1) == TOKENIZER:
+                self.keywords = KeywordIndex.load(gen / store.KEYWORDS, mmap=self._mmap)
+            else:  # built by an older `tokenize`: its vocabulary would not match today's query tokens
+                log.warning(
+                    "index %s was built with keyword tokenizer %s (this rag uses %s); its BM25 index is rebuilt in "
+                    "memory on every load until `rag index` is run on it again",
+                    self.folder,
+                    self.manifest.index.get("keywords", 1),
+                    TOKENIZER,
+                )
+                self.keywords = KeywordIndex.build([c.indexed_text for c in self._chunks])
             if not (len(self._chunks) == len(self.dense) == len(self.keywords) == len(self.vectors)):
                 raise store.IndexFormatError(
                     f"index {self.folder} is inconsistent ({len(self._chunks)} chunks, {len(self.dense)} vectors); rebuild it"

@@ -129,6 +129,18 @@ def test_missing_entities():
     assert missing_entities("What are the opening hours in Paris?", vocab) == ["Paris"]
     assert missing_entities("Is there an office in Shenzhen?", vocab) == []
     assert missing_entities("北京有宁巴的服务中心吗？", vocab) == ["北京"]
+    # Traditional characters: the name as the question writes it, found or missed like its Simplified form
+    assert missing_entities("北京有寧巴的服務中心嗎？", vocab) == ["北京"]
+    assert missing_entities("深圳有服務中心嗎？", vocab) == []
+
+
+def test_traditional_chinese_reads_like_simplified():
+    from rag.evidence import expected_type
+
+    assert expected_type("退貨運費是多少錢？")[0] == expected_type("退货运费是多少钱？")[0] == "price"
+    simplified = reader().read("门市的营业时间是几点？", [hit("門市營業時間為每日上午十點至晚上九點。")])
+    traditional = reader().read("門市的營業時間是幾點？", [hit("门市营业时间为每日上午十点至晚上九点。")])
+    assert traditional.features == simplified.features and traditional.probability == simplified.probability
 
 
 def test_names_the_best_passage_lacks_are_a_refusal_feature():

@@ -175,3 +175,44 @@ def test_a_newer_loading_pipeline_rechunks_unchanged_files(in_tmp, kb, monkeypat
     emb = CountingEmbedder()
     summary = build_index([kb], "idx", embedder=emb)
     assert len(summary.indexed) == 3 and emb.embedded == summary.chunks
+
+
+def test_an_index_from_an_older_keyword_tokenizer_is_retokenised(in_tmp, kb, caplog):
+    """An index whose BM25 vocabulary was built before Chinese was matched in Simplified characters still
+    finds Traditional text: loading rebuilds its keyword index in memory, and `rag index` stores it again
+    without embedding anything."""
+    import bm25s
+
+    from rag.keywords import TOKENIZER
+    from rag.retrieve import Retriever
+
+    (kb / "門市.md").write_text("# 門市\n\n門市營業時間為每日上午十點至晚上九點。\n", encoding="utf-8")
+    build_index([kb], "idx", embedder=HashEmbedder(64))
+    folder = in_tmp / "idx"
+    manifest = store.read_manifest(folder)
+    assert manifest.index["keywords"] == TOKENIZER
+    # what tokenizer 1 stored: Traditional words as written, and no "keywords" entry in the manifest
+    gen = folder / manifest.generation
+    chunks = store.read_chunks(gen / store.CHUNKS)
+    old = bm25s.BM25()
+    old.index([list(c.indexed_text) for c in chunks], show_progress=False)  # any vocabulary but today's
+    old.save(str(gen / store.KEYWORDS))
+    data = json.loads((folder / store.MANIFEST).read_text(encoding="utf-8"))
+    del data["index"]["keywords"]
+    (folder / store.MANIFEST).write_text(json.dumps(data), encoding="utf-8")
+
+    retriever = Retriever(folder, embedder=HashEmbedder(64))
+    with caplog.at_level("WARNING", logger="rag.retrieve"):
+        hits = retriever.search("門市營業時間", k=1, mode="bm25")
+    assert "keyword tokenizer 1" in caplog.text
+    assert hits and hits[0].chunk.source.endswith("門市.md")
+
+    emb = CountingEmbedder()
+    build_index([kb], "idx", embedder=emb)  # nothing changed but the tokenizer: stored again, nothing embedded
+    assert emb.embedded == 0
+    assert store.read_manifest(folder).index["keywords"] == TOKENIZER
+    assert (
+        Retriever(folder, embedder=HashEmbedder(64))
+        .search("门市营业时间", k=1, mode="bm25")[0]
+        .chunk.source.endswith("門市.md")
+    )

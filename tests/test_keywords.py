@@ -1,4 +1,4 @@
-from rag.keywords import KeywordIndex, tokenize
+from rag.keywords import KeywordIndex, to_simplified, tokenize
 
 
 def test_tokenize_english_codes_and_numbers():
@@ -38,3 +38,17 @@ def test_texts_without_any_token(tmp_path):
     assert len(index) == 3 and len(index.search("anything", 3)[1]) == 0
     index.save(tmp_path / "k")
     assert len(KeywordIndex.load(tmp_path / "k")) == 3
+
+
+def test_traditional_and_simplified_chinese_match_each_other():
+    assert to_simplified("退貨須於七天內申請") == "退货须于七天内申请"
+    assert to_simplified("Reset 14.90 €") == "Reset 14.90 €"  # nothing to convert: the same string
+    assert tokenize("如何申請退貨？") == tokenize("如何申请退货？")
+    texts = [
+        "退货须在签收后七天内申请。",
+        "門市營業時間為每日上午十點至晚上九點。",
+        "Express shipping costs 14.90 euros.",
+    ]
+    index = KeywordIndex.build(texts)
+    assert index.search("退貨要在幾天內申請", 1)[1][0] == 0  # Traditional question, Simplified passage
+    assert index.search("门市营业时间", 1)[1][0] == 1  # and the other way round
