@@ -314,22 +314,30 @@ def _longest_common(a: str, b: str) -> int:
     return SequenceMatcher(None, a, b, autojunk=False).find_longest_match(0, len(a), 0, len(b)).size
 
 
-def _sentences(hit: Hit) -> list[tuple[int, str]]:
-    """The candidate sentences of a passage: never a question (an FAQ's Q: line), a heading or a bare
-    label; none at all from a passage that addresses an assistant (prompt injection)."""
+_LABEL = re.compile(r"^(Q|A|Question|Answer|问|答|問)[:：]\s*")
+
+
+def _sentences(hit: Hit) -> list[tuple[int, str, str]]:
+    """The candidate sentences of a passage with the question they answer, if the passage asks one before
+    them (an FAQ record's Q: line, a heading phrased as a question), else "": never a question, a heading or a
+    bare label; none at all from a passage that addresses an assistant (prompt injection)."""
     sentences = split_sentences(hit.chunk.text)
     if any(is_instruction_like(s) for s in sentences):
         return []
     titles = _titles(hit.chunk.text)
     rows = _table_rows(hit.chunk.text)
     out = []
+    asked = ""
     for i, sentence in enumerate(sentences):
         s = sentence.strip()
-        if len(s) < 2 or s.endswith(("?", "？")) or s.startswith("#") or re.fullmatch(r"[^:：]{1,40}[:：]", s):
+        if s.endswith(("?", "？")):
+            asked = _LABEL.sub("", s.lstrip("# "))
+            continue
+        if len(s) < 2 or s.startswith("#") or re.fullmatch(r"[^:：]{1,40}[:：]", s):
             continue
         if s in titles or rows.get(s) == "":
             continue
-        out.append((i, rows.get(s) or s))
+        out.append((i, rows.get(s) or s, asked))
     return out
 
 
@@ -436,8 +444,9 @@ class Reader:
         wanted = expected_type(question)
         rows: list[tuple[int, int, str, str]] = []  # passage, index, sentence, scorer text
         for n, hit in enumerate(hits, start=1):
-            for i, sentence in _sentences(hit):
-                rows.append((n, i, sentence, scorer_text(hit.chunk.context, sentence)))
+            for i, sentence, asked in _sentences(hit):
+                context = " > ".join(part for part in (hit.chunk.context, asked) if part)
+                rows.append((n, i, sentence, scorer_text(context, _LABEL.sub("", sentence))))
         if not rows:
             return []
         ce = np.zeros(len(rows), dtype=np.float32)

@@ -1,5 +1,7 @@
+import numpy as np
+
 from rag.answer import compose, facts, is_looping, looks_like_refusal, ungrounded
-from rag.evidence import Candidate, Reading, missing_entities
+from rag.evidence import BUNDLED_READERS, Candidate, Reading, missing_entities
 from rag.text import parse_citations
 from rag.types import Chunk, Hit
 
@@ -167,3 +169,32 @@ def test_words_jieba_makes_up_are_not_unknown_to_the_knowledge_base():
     # the question segments "馬祖甜點" as 馬 + 祖甜點 (the passage: 馬 祖 甜點): known all the same
     assert tools.read("成分中有地瓜粉的馬祖甜點又可以被稱為什麼？", [hit(passage)]).features["unknown"] == 0.0
     assert tools.read("北京的甜點叫什麼？", [hit(passage)]).features["unknown"] > 0  # 北京 is not there
+
+
+def test_an_faq_answer_is_read_with_the_question_it_answers():
+    """The scorer and the keyword features read an FAQ answer under its Q: line, without the A: label; the
+    question itself is never a candidate."""
+    from rag.evidence import Reader, ReaderModel
+
+    class Recording:
+        def __init__(self):
+            self.texts = []
+
+        def logits(self, question, texts):
+            self.texts += texts
+            return np.zeros(len(texts), np.float32)
+
+    faq = hit(
+        "Q: Why was I charged twice?\nA: A second charge is a hold your bank releases within 7 days.\n"
+        "Q: Can I pay by invoice?\nA: Yes, for business accounts."
+    )
+    scorer = Recording()
+    base = ReaderModel.load(BUNDLED_READERS[True])
+    found = Reader(base, scorer=scorer).read("When will the extra charge disappear after paying twice?", [faq])
+    assert scorer.texts == [
+        "Why was I charged twice?\nA second charge is a hold your bank releases within 7 days.",
+        "Can I pay by invoice?\nYes, for business accounts.",
+    ]
+    first, second = sorted(found.candidates, key=lambda c: c.index)
+    assert first.features["lex"] > first.features["lex_own"]  # "charged", "twice" are in its question
+    assert second.features["lex"] < first.features["lex"]
