@@ -80,11 +80,11 @@ def _phrase(sentences: list[Candidate], hit: Hit) -> str:
     under ("What is not covered: water damage"), an FAQ record's answer without its "A:" label."""
     texts = [c.text for c in sentences]
     context = hit.chunk.context
-    if len(texts) == 1 and ITEM.match(texts[0]) and context:
+    if len(texts) == 1 and ITEM.match(texts[0]):
         item = re.sub(r"^\s*([-*+•]|\d+[.)])\s*", "", texts[0]).strip()
         if item.startswith("|"):  # a table row: its cells, without the pipes
             item = ", ".join(cell.strip() for cell in item.strip("| ").split("|") if cell.strip())
-        texts = [f"{context.split(' > ')[-1]}: {item}"]
+        texts = [f"{context.split(' > ')[-1]}: {item}" if context else item]
     text = " ".join(texts)
     return re.sub(r"^(A|Answer|答)[:：]\s*", "", text)
 

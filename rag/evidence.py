@@ -33,7 +33,7 @@ from .config import Config
 from .errors import ConfigError
 from .keywords import in_vocabulary, to_simplified, tokenize
 from .readerdata import scorer_text
-from .text import FIELD, ITEM, RULE, has_cjk, is_instruction_like, split_sentences
+from .text import FIELD, ITEM, RULE, has_cjk, is_instruction_like, split_sentences, unwrap
 from .types import Hit
 
 WEIGHTS = Path(__file__).resolve().parent / "weights"
@@ -317,27 +317,43 @@ def _longest_common(a: str, b: str) -> int:
 _LABEL = re.compile(r"^(Q|A|Question|Answer|问|答|問)[:：]\s*")
 
 
-def _sentences(hit: Hit) -> list[tuple[int, str, str]]:
-    """The candidate sentences of a passage with the question they answer, if the passage asks one before
-    them (an FAQ record's Q: line, a heading phrased as a question), else "": never a question, a heading or a
-    bare label; none at all from a passage that addresses an assistant (prompt injection)."""
+def _sentences(hit: Hit) -> list[tuple[int, str, str, str]]:
+    """The candidate sentences of a passage as (index, sentence, what it is about, what is read of it). What
+    it is about, else "": the question before it (an FAQ record's Q: line, a heading phrased as a question), or
+    for a list item the label that introduces its list ("Recovery procedure:"). A label with a list of two or
+    more items is a candidate read as the whole list (a procedure answers "how do I"), the items are
+    candidates too. Never a question, a heading, a title or a bare label without a list; none at all from a
+    passage that addresses an assistant (prompt injection)."""
     sentences = split_sentences(hit.chunk.text)
     if any(is_instruction_like(s) for s in sentences):
         return []
-    titles = _titles(hit.chunk.text)
+    titles = _titles(hit.chunk.text, document_start=hit.chunk.ordinal == 0)
     rows = _table_rows(hit.chunk.text)
+    lines = {line.strip() for line in unwrap(hit.chunk.text)}
     out = []
-    asked = ""
+    asked = label = ""
     for i, sentence in enumerate(sentences):
         s = sentence.strip()
         if s.endswith(("?", "？")):
-            asked = _LABEL.sub("", s.lstrip("# "))
+            if s in lines or _LABEL.match(s):  # a question on a line of its own heads what follows
+                asked, label = _LABEL.sub("", s.lstrip("# ")), ""
             continue
-        if len(s) < 2 or s.startswith("#") or re.fullmatch(r"[^:：]{1,40}[:：]", s):
+        if re.fullmatch(r"[^:：]{1,40}[:：]", s):
+            label = s.rstrip(":：").strip()
+            items = []
+            for following in sentences[i + 1 :]:
+                if not ITEM.match(following) or following.lstrip().startswith("|"):  # tables are read by row
+                    break
+                items.append(following.strip())
+            if len(items) >= 2:
+                out.append((i, s, asked, " ".join([s, *items])))
             continue
-        if s in titles or rows.get(s) == "":
+        if not ITEM.match(s):
+            label = ""
+        if len(s) < 2 or s.startswith("#") or s in titles or rows.get(s) == "":
             continue
-        out.append((i, rows.get(s) or s, asked))
+        text = rows.get(s) or s
+        out.append((i, text, " > ".join(part for part in (asked, label) if part), text))
     return out
 
 
@@ -383,21 +399,26 @@ def _table_rows(text: str) -> dict[str, str]:
     return out
 
 
-def _titles(text: str) -> set[str]:
+def _titles(text: str, document_start: bool = False) -> set[str]:
     r"""Lines that stand alone as a paragraph, short and without a sentence's end or a label: the title or
-    section heading of a plain-text document ("Smart Plug P1 user guide", "宁巴智能插座 P1 使用说明").
+    section heading of a plain-text document ("Smart Plug P1 user guide", "宁巴智能插座 P1 使用说明"). At the
+    `document_start`, the first such line is its title even with a colon ("HomeHub R7: recovering from a
+    failed firmware update").
 
     >>> sorted(_titles("Smart Plug P1 user guide\n\nMaximum load 10 A.\n\n| a | b |\n\nModel: NP-P1"))
     ['Smart Plug P1 user guide']
+    >>> sorted(_titles("Router R7: recovery\n\nModel: NP-P1", document_start=True))
+    ['Router R7: recovery']
     """
     out = set()
-    for paragraph in re.split(r"\n\s*\n", text):
+    for n, paragraph in enumerate(re.split(r"\n\s*\n", text)):
         line = paragraph.strip().lstrip("\ufeff")
         if (
             line
             and "\n" not in line
-            and len(line) <= 60
-            and not re.search(r"[.!?。！？；;:：,，]$|[:：|]", line)
+            and len(line) <= 80
+            and not re.search(r"[.!?。！？；;:：,，]$", line)
+            and not (re.search(r"[:：|]", line) and not (document_start and n == 0))
             and not ITEM.match(line)
         ):
             out.add(line)
@@ -442,11 +463,11 @@ class Reader:
         q_bigrams = bigrams(question)
         q_set = set(q_tokens)
         wanted = expected_type(question)
-        rows: list[tuple[int, int, str, str]] = []  # passage, index, sentence, scorer text
+        rows: list[tuple[int, int, str, str, str]] = []  # passage, index, sentence, scorer text, what is read
         for n, hit in enumerate(hits, start=1):
-            for i, sentence, asked in _sentences(hit):
-                context = " > ".join(part for part in (hit.chunk.context, asked) if part)
-                rows.append((n, i, sentence, scorer_text(context, _LABEL.sub("", sentence))))
+            for i, sentence, about, reads in _sentences(hit):
+                context = " > ".join(part for part in (hit.chunk.context, about) if part)
+                rows.append((n, i, sentence, scorer_text(context, _LABEL.sub("", reads)), reads))
         if not rows:
             return []
         ce = np.zeros(len(rows), dtype=np.float32)
@@ -455,9 +476,9 @@ class Reader:
         out = []
         heading: dict[int, tuple[set, set]] = {}  # passage -> its heading path's tokens and bigrams
         squeezed = re.sub(r"\s+", "", to_simplified(question).lower())
-        for (n, i, sentence, with_context), logit_ in zip(rows, ce):
+        for (n, i, sentence, with_context, reads), logit_ in zip(rows, ce):
             hit = hits[n - 1]
-            own = set(tokenize(sentence))
+            own = set(tokenize(reads))
             if n not in heading:
                 heading[n] = (set(tokenize(hit.chunk.context)), bigrams(hit.chunk.context))
             rest_weights = {t: w for t, w in weights.items() if t not in heading[n][0]}
@@ -465,19 +486,19 @@ class Reader:
             features = {
                 "ce": float(logit_),
                 "lex": keyword_overlap(q_tokens, set(tokenize(with_context)), weights, with_context),
-                "lex_own": keyword_overlap(q_tokens, own, weights, sentence),
-                "bigram": len(q_bigrams & bigrams(sentence)) / (len(q_bigrams) or 1),
-                "lex_rest": keyword_overlap(q_tokens, own, rest_weights, sentence),
-                "bigram_rest": len(rest_bigrams & bigrams(sentence)) / (len(rest_bigrams) or 1),
-                "span": _longest_common(squeezed, re.sub(r"\s+", "", to_simplified(sentence).lower()))
+                "lex_own": keyword_overlap(q_tokens, own, weights, reads),
+                "bigram": len(q_bigrams & bigrams(reads)) / (len(q_bigrams) or 1),
+                "lex_rest": keyword_overlap(q_tokens, own, rest_weights, reads),
+                "bigram_rest": len(rest_bigrams & bigrams(reads)) / (len(rest_bigrams) or 1),
+                "span": _longest_common(squeezed, re.sub(r"\s+", "", to_simplified(reads).lower()))
                 / (len(squeezed) or 1),
                 "novel": len(own - q_set) / (len(own) or 1),
-                "type": 0.0 if wanted is None else (1.0 if wanted[1].search(to_simplified(sentence)) else -1.0),
+                "type": 0.0 if wanted is None else (1.0 if wanted[1].search(to_simplified(reads)) else -1.0),
                 "rank": 1.0 / n,
                 "retrieval": _unit(hit.score),
                 "first": 1.0 if i == 0 else 0.0,
                 "item": 1.0 if ITEM.match(sentence) or FIELD.match(sentence) else 0.0,
-                "length": math.log1p(len(sentence)) / 5,
+                "length": math.log1p(len(reads)) / 5,
             }
             out.append(Candidate(n, i, sentence, features))
         return out

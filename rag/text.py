@@ -65,6 +65,7 @@ FIELD = re.compile(r"^[^:：\s][^:：]{0,24}[:：]\s*\S")  # "Model: NP-P1", "�
 RULE = re.compile(r"^\s*[-=|:+ ]{3,}\s*$")  # table separators, setext underlines, horizontal rules
 _LINE_END = re.compile(r"[.!?。！？:：;；)）]\s*$")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=\S)|(?<=[。！？；])")
+_NUMBERED = re.compile(r"^\s*\d+[.)]\s+")
 
 
 def unwrap(text: str) -> list[str]:
@@ -109,10 +110,17 @@ def split_sentences(text: str) -> list[str]:
     ['Costs 14.90 euros.', 'Open 192.168.77.1 now!', '好的。', '再见']
     >>> split_sentences("| Code | Meaning |\n|---|---|\n| E1 | No power |\n- item one\n- item two")
     ['| E1 | No power |', '- item one', '- item two']
+    >>> split_sentences("1. Unplug the router. Wait.\n2) Plug it in.")
+    ['1. Unplug the router.', 'Wait.', '2) Plug it in.']
     """
     out = []
     for line in unwrap(text):
-        out.extend(s.strip() for s in _SENTENCE_END.split(line) if s and s.strip())
+        marker = _NUMBERED.match(line)  # "1. " starts an item, it does not end a sentence
+        head, rest = (marker.group(), line[marker.end() :]) if marker else ("", line)
+        sentences = [s.strip() for s in _SENTENCE_END.split(rest) if s and s.strip()]
+        if head and sentences:
+            sentences[0] = head + sentences[0]
+        out.extend(sentences or ([head.strip()] if head.strip() else []))
     return out
 
 

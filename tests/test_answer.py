@@ -198,3 +198,52 @@ def test_an_faq_answer_is_read_with_the_question_it_answers():
     first, second = sorted(found.candidates, key=lambda c: c.index)
     assert first.features["lex"] > first.features["lex_own"]  # "charged", "twice" are in its question
     assert second.features["lex"] < first.features["lex"]
+
+
+def test_a_labelled_list_is_read_whole_and_its_items_under_the_label():
+    """A label with a numbered list is a candidate that reads as the whole list (the scorer sees every step);
+    each step is a candidate too, read under the label; "1." stays with its step; a plain-text document's
+    first line is its title even with a colon."""
+    from rag.evidence import Reader, ReaderModel
+
+    class Recording:
+        def __init__(self):
+            self.texts = []
+
+        def logits(self, question, texts):
+            self.texts += texts
+            return np.zeros(len(texts), np.float32)
+
+    passage = hit(
+        "Router R7: recovering from a failed update\n\nRecovery procedure:\n1. Unplug the router.\n"
+        "2. Hold WPS and RESET together.\n3. Keep holding both for 8 seconds.\n\nThe router restarts."
+    )
+    scorer = Recording()
+    found = Reader(ReaderModel.load(BUNDLED_READERS[True]), scorer=scorer).read(
+        "How do I recover the router?", [passage]
+    )
+    assert [c.text for c in found.candidates] == [
+        "Recovery procedure:",
+        "1. Unplug the router.",
+        "2. Hold WPS and RESET together.",
+        "3. Keep holding both for 8 seconds.",
+        "The router restarts.",
+    ]
+    assert scorer.texts[0] == (
+        "Recovery procedure: 1. Unplug the router. 2. Hold WPS and RESET together. 3. Keep holding both for 8 seconds."
+    )
+    assert scorer.texts[3] == "Recovery procedure\n3. Keep holding both for 8 seconds."
+    assert scorer.texts[4] == "The router restarts."  # the list is over
+    whole = compose(reading([(c.text, 0.9 if i == 0 else 0.2) for i, c in enumerate(found.candidates)]), [passage])
+    assert whole.text.startswith("Recovery procedure: 1. Unplug the router.") and "8 seconds. [1]" in whole.text
+    step = compose(reading([(c.text, 0.9 if i == 3 else 0.1) for i, c in enumerate(found.candidates)]), [passage])
+    assert step.text == "Keep holding both for 8 seconds. [1]"  # a lone step without its number
+
+
+def test_a_question_inside_prose_heads_nothing():
+    from rag.evidence import _sentences
+
+    prose = hit("He asked his daughters: who will marry him? The youngest said yes. She married him.")
+    assert [about for _, _, about, _ in _sentences(prose)] == ["", ""]
+    faq = hit("Q: Who repairs devices?\nA: Our service centre does.")
+    assert [about for _, _, about, _ in _sentences(faq)] == ["Who repairs devices?"]
