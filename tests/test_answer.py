@@ -50,6 +50,17 @@ def reader():
     return load_reader(Config().override(answer={"scorer": "none"}), idf={})
 
 
+class Recording:
+    """A scorer that scores every text 0 and remembers what it read."""
+
+    def __init__(self):
+        self.texts = []
+
+    def logits(self, question, texts):
+        self.texts += texts
+        return np.zeros(len(texts), np.float32)
+
+
 def reading(*passages):
     """A reading with hand-set probabilities: passages are lists of (sentence, probability)."""
     candidates = [
@@ -176,14 +187,6 @@ def test_an_faq_answer_is_read_with_the_question_it_answers():
     question itself is never a candidate."""
     from rag.evidence import Reader, ReaderModel
 
-    class Recording:
-        def __init__(self):
-            self.texts = []
-
-        def logits(self, question, texts):
-            self.texts += texts
-            return np.zeros(len(texts), np.float32)
-
     faq = hit(
         "Q: Why was I charged twice?\nA: A second charge is a hold your bank releases within 7 days.\n"
         "Q: Can I pay by invoice?\nA: Yes, for business accounts."
@@ -205,14 +208,6 @@ def test_a_labelled_list_is_read_whole_and_its_items_under_the_label():
     each step is a candidate too, read under the label; "1." stays with its step; a plain-text document's
     first line is its title even with a colon."""
     from rag.evidence import Reader, ReaderModel
-
-    class Recording:
-        def __init__(self):
-            self.texts = []
-
-        def logits(self, question, texts):
-            self.texts += texts
-            return np.zeros(len(texts), np.float32)
 
     passage = hit(
         "Router R7: recovering from a failed update\n\nRecovery procedure:\n1. Unplug the router.\n"
