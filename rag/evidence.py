@@ -155,6 +155,27 @@ class Reading:
         candidates.sort(key=lambda c: (c.passage, c.index))
         return replace(self, candidates=candidates, order=list(range(1, len(kept) + 1)), kept=kept)
 
+    def focus(self, hits: Sequence[Hit], sentences: int) -> list[Hit]:
+        """`hits` (numbered as this reading numbers them) cut to each passage's `sentences` most probable
+        candidate sentences, in their order, "…" where sentences were left out between them: what a small
+        generator reads best. A passage without candidates stays whole; 0 keeps every passage whole."""
+        if sentences <= 0:
+            return list(hits)
+        out = []
+        for n, hit in enumerate(hits, start=1):
+            own = sorted((c for c in self.candidates if c.passage == n), key=lambda c: -c.probability)[:sentences]
+            if not own:
+                out.append(hit)
+                continue
+            parts, last = [], None
+            for c in sorted(own, key=lambda c: c.index):
+                if last is not None and c.index != last + 1:
+                    parts.append("…")
+                parts.append(c.text)
+                last = c.index
+            out.append(replace(hit, chunk=replace(hit.chunk, text=" ".join(parts))))
+        return out
+
     def describe(self) -> str:
         best = self.best()
         shown = f"best sentence {best.probability:.3f} in passage {best.passage}" if best else "no candidate sentence"

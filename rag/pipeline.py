@@ -146,10 +146,11 @@ class RAG:
             return self._refuse(call, hits, "below the evidence threshold: the passages do not hold an answer")
         if config.answer.mode == "extractive":
             return self._extractive(call, hits, reading)
+        shown = reading.focus(hits, config.answer.focus)
         if config.answer.mode == "generative":
-            return self._generate(call, hits)
+            return self._generate(call, shown)
         # auto: the evidence check passed, so a reply that claims there is no answer is not trusted either
-        answer = self._generate(call, hits, stream=False)
+        answer = self._generate(call, shown, stream=False)
         problems = ["says the answer is not in the passages"] if answer.refused else self.check(question, answer)
         if not problems:
             call.emit(answer.answer)

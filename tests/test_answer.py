@@ -242,3 +242,13 @@ def test_a_question_inside_prose_heads_nothing():
     assert [about for _, _, about, _ in _sentences(prose)] == ["", ""]
     faq = hit("Q: Who repairs devices?\nA: Our service centre does.")
     assert [about for _, _, about, _ in _sentences(faq)] == ["Who repairs devices?"]
+
+
+def test_focus_cuts_passages_to_their_best_sentences():
+    hits = [hit("A. B. C. D.", 0, "Ctx"), hit("E. F.", 1), hit("no candidates here", 2)]
+    found = reading([("A.", 0.9), ("B.", 0.1), ("C.", 0.2), ("D.", 0.8)], [("E.", 0.3), ("F.", 0.4)], [])
+    shown = found.focus(hits, 2)
+    assert [h.chunk.text for h in shown] == ["A. … D.", "E. F.", "no candidates here"]
+    assert shown[0].chunk.context == "Ctx" and shown[0].chunk.source == hits[0].chunk.source
+    assert [h.chunk.text for h in found.focus(hits, 1)] == ["A.", "F.", "no candidates here"]
+    assert found.focus(hits, 0) == hits and hits[0].chunk.text == "A. B. C. D."  # the hits are not changed

@@ -137,3 +137,24 @@ def test_closed_book_needs_no_index():
     assert a.answer == "Paris." and a.sources == [] and a.mode == "closed-book"
     with pytest.raises(ConfigError, match="no index"):
         rag.ask("Capital of France?")
+
+
+def test_the_generator_reads_the_best_sentence_of_each_passage_by_default(in_tmp, kb):
+    from rag.ingest import build_index
+
+    (kb / "warranty.md").write_text(
+        "# Warranty\n\nOur devices are designed in Amsterdam. The warranty lasts 24 months from purchase. "
+        "Cables are sold separately. Packaging is recycled.\n",
+        encoding="utf-8",
+    )
+    build_index([kb], "idx", embedder=HashEmbedder(64))
+    prompts = {}
+    for focus in (1, 0):
+        config = Config().override(answer={"mode": "generative", "scorer": "none", "focus": focus})
+        gen = FakeGenerator("24 months [1].")
+        rag = RAG("idx", config, retriever=Retriever("idx", config.retrieve, embedder=HashEmbedder(64)), generator=gen)
+        prompts[focus] = rag.ask("How long does the warranty last?").prompt
+    assert "The warranty lasts 24 months from purchase." in prompts[1]
+    assert "designed in Amsterdam" not in prompts[1] and "Packaging is recycled" not in prompts[1]
+    assert "designed in Amsterdam" in prompts[0] and "Packaging is recycled" in prompts[0]
+    assert Config().answer.focus == 1

@@ -81,6 +81,14 @@ def add_answer_args(p: argparse.ArgumentParser, index: bool = True) -> None:
         help=f"how answers are made (default: {AnswerConfig.mode})",
     )
     p.add_argument(
+        "--focus",
+        metavar="N",
+        dest="answer.focus",
+        type=int,
+        help="generative and auto modes: show the generator each passage's N best sentences, 0 for whole "
+        f"passages (default {AnswerConfig.focus})",
+    )
+    p.add_argument(
         "--scorer",
         metavar="DIR",
         dest="answer.scorer",
