@@ -158,7 +158,8 @@ class Reading:
     def focus(self, hits: Sequence[Hit], sentences: int) -> list[Hit]:
         """`hits` (numbered as this reading numbers them) cut to each passage's `sentences` most probable
         candidate sentences, in their order, "…" where sentences were left out between them: what a small
-        generator reads best. A passage without candidates stays whole; 0 keeps every passage whole."""
+        generator reads best. A list's label brings its items. A passage without candidates stays whole; 0
+        keeps every passage whole."""
         if sentences <= 0:
             return list(hits)
         out = []
@@ -167,12 +168,19 @@ class Reading:
             if not own:
                 out.append(hit)
                 continue
+            shown = {c.index: c.text for c in own}
+            if any(t.rstrip().endswith((":", "：")) for t in shown.values()):  # a list's label brings its items
+                text = split_sentences(hit.chunk.text)
+                for i in [i for i, t in shown.items() if t.rstrip().endswith((":", "："))]:
+                    while i + 1 < len(text) and ITEM.match(text[i + 1]):
+                        i += 1
+                        shown.setdefault(i, text[i])
             parts, last = [], None
-            for c in sorted(own, key=lambda c: c.index):
-                if last is not None and c.index != last + 1:
+            for i in sorted(shown):
+                if last is not None and i != last + 1:
                     parts.append("…")
-                parts.append(c.text)
-                last = c.index
+                parts.append(shown[i])
+                last = i
             out.append(replace(hit, chunk=replace(hit.chunk, text=" ".join(parts))))
         return out
 

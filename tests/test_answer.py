@@ -252,3 +252,12 @@ def test_focus_cuts_passages_to_their_best_sentences():
     assert shown[0].chunk.context == "Ctx" and shown[0].chunk.source == hits[0].chunk.source
     assert [h.chunk.text for h in found.focus(hits, 1)] == ["A.", "F.", "no candidates here"]
     assert found.focus(hits, 0) == hits and hits[0].chunk.text == "A. B. C. D."  # the hits are not changed
+
+
+def test_focus_on_a_list_label_shows_its_list():
+    passage = hit("Recovery procedure:\n1. Unplug it.\n2. Hold WPS.\n\nThe router restarts.")
+    found = reader().read("How do I recover the router?", [passage])
+    label = next(c for c in found.candidates if c.text == "Recovery procedure:")
+    for c in found.candidates:
+        c.probability = 0.9 if c is label else 0.1
+    assert found.focus([passage], 1)[0].chunk.text == "Recovery procedure: 1. Unplug it. 2. Hold WPS."
