@@ -33,7 +33,7 @@ from .config import Config
 from .errors import ConfigError
 from .keywords import in_vocabulary, to_simplified, tokenize
 from .readerdata import scorer_text
-from .text import FIELD, ITEM, RULE, has_cjk, is_instruction_like, split_sentences, unwrap
+from .text import FIELD, ITEM, RULE, has_cjk, is_instruction_like, sentences_by_line, split_sentences
 from .types import Hit
 
 WEIGHTS = Path(__file__).resolve().parent / "weights"
@@ -169,12 +169,10 @@ class Reading:
                 out.append(hit)
                 continue
             shown = {c.index: c.text for c in own}
-            if any(t.rstrip().endswith((":", "：")) for t in shown.values()):  # a list's label brings its items
+            labels = [i for i, t in shown.items() if t.rstrip().endswith((":", "："))]
+            if labels:  # a list's label brings its items
                 text = split_sentences(hit.chunk.text)
-                for i in [i for i, t in shown.items() if t.rstrip().endswith((":", "："))]:
-                    while i + 1 < len(text) and ITEM.match(text[i + 1]):
-                        i += 1
-                        shown.setdefault(i, text[i])
+                shown.update({j: text[j] for i in labels for j in _list_after(text, i) if j not in shown})
             parts, last = [], None
             for i in sorted(shown):
                 if last is not None and i != last + 1:
@@ -353,12 +351,13 @@ def _sentences(hit: Hit) -> list[tuple[int, str, str, str]]:
     more items is a candidate read as the whole list (a procedure answers "how do I"), the items are
     candidates too. Never a question, a heading, a title or a bare label without a list; none at all from a
     passage that addresses an assistant (prompt injection)."""
-    sentences = split_sentences(hit.chunk.text)
+    by_line = sentences_by_line(hit.chunk.text)
+    sentences = [s for line in by_line for s in line]
     if any(is_instruction_like(s) for s in sentences):
         return []
     titles = _titles(hit.chunk.text, document_start=hit.chunk.ordinal == 0)
     rows = _table_rows(hit.chunk.text)
-    lines = {line.strip() for line in unwrap(hit.chunk.text)}
+    lines = {line[0].strip() for line in by_line if len(line) == 1}  # sentences that are a whole line
     out = []
     asked = label = ""
     for i, sentence in enumerate(sentences):
@@ -369,11 +368,7 @@ def _sentences(hit: Hit) -> list[tuple[int, str, str, str]]:
             continue
         if re.fullmatch(r"[^:：]{1,40}[:：]", s):
             label = s.rstrip(":：").strip()
-            items = []
-            for following in sentences[i + 1 :]:
-                if not ITEM.match(following) or following.lstrip().startswith("|"):  # tables are read by row
-                    break
-                items.append(following.strip())
+            items = [sentences[j].strip() for j in _list_after(sentences, i)]
             if len(items) >= 2:
                 out.append((i, s, asked, " ".join([s, *items])))
             continue
@@ -383,6 +378,20 @@ def _sentences(hit: Hit) -> list[tuple[int, str, str, str]]:
             continue
         text = rows.get(s) or s
         out.append((i, text, " > ".join(part for part in (asked, label) if part), text))
+    return out
+
+
+def _list_after(sentences: list[str], i: int) -> list[int]:
+    """Positions of the list items right after sentence `i` (table rows are not a list: they are read by row).
+
+    >>> _list_after(["Steps:", "1. Unplug it.", "- Wait.", "Done.", "2. Plug it in."], 0)
+    [1, 2]
+    """
+    out = []
+    for j in range(i + 1, len(sentences)):
+        if not ITEM.match(sentences[j]) or sentences[j].lstrip().startswith("|"):
+            break
+        out.append(j)
     return out
 
 

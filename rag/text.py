@@ -113,6 +113,15 @@ def split_sentences(text: str) -> list[str]:
     >>> split_sentences("1. Unplug the router. Wait.\n2) Plug it in.")
     ['1. Unplug the router.', 'Wait.', '2) Plug it in.']
     """
+    return [sentence for line in sentences_by_line(text) for sentence in line]
+
+
+def sentences_by_line(text: str) -> list[list[str]]:
+    r"""The sentences of each logical line of `text` (see `split_sentences`), line by line.
+
+    >>> sentences_by_line("Q: Why?\nA: Because. It is.")
+    [['Q: Why?'], ['A: Because.', 'It is.']]
+    """
     out = []
     for line in unwrap(text):
         marker = _NUMBERED.match(line)  # "1. " starts an item, it does not end a sentence
@@ -120,8 +129,8 @@ def split_sentences(text: str) -> list[str]:
         sentences = [s.strip() for s in _SENTENCE_END.split(rest) if s and s.strip()]
         if head and sentences:
             sentences[0] = head + sentences[0]
-        out.extend(sentences or ([head.strip()] if head.strip() else []))
-    return out
+        out.append(sentences or ([head.strip()] if head.strip() else []))
+    return [line for line in out if line]
 
 
 # -------------------------------------------------------------------------------------------------- citations
