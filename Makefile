@@ -81,7 +81,7 @@ reader: $(STAMP) ## refit the shipped reader weights (rag/weights/reader*.json) 
 	$(PYTHON) scripts/fit_reader.py --scorer none
 	$(PYTHON) scripts/fit_reader.py --scorer bundled
 
-reader-adapter: $(STAMP) ## retrain the shipped reader adapter of the generator (rag/weights/reader-lora; hours on CPU)
+reader-adapter: $(STAMP) ## retrain the shipped reader adapter of the generator (rag/weights/reader-lora; ~1 h on 2 CPUs, after `make reader`)
 	$(PYTHON) scripts/reader_adapter.py
 
 serve: $(STAMP) ## serve indexes/default over HTTP on 127.0.0.1:8000 (API keys from RAG_API_KEYS)

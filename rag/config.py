@@ -131,7 +131,9 @@ class GenerateConfig:
     """Which causal LM writes answers, where it runs (in process or behind an OpenAI-compatible server), and how."""
 
     model: str = DEFAULT_GENERATOR  # a causal LM id or folder, a .gguf file, or the served model's name (HTTP)
-    adapter: str | None = None  # a PEFT adapter folder; over HTTP the server's adapter, by name
+    # a PEFT adapter folder ("none": the bare model); over HTTP the server's adapter, by name. "bundled": the
+    # reader adapter shipped for the bundled generator, applied to that model only (README: how reading works)
+    adapter: str | None = "bundled"
     max_new_tokens: int = 96  # short support answers; loops are cut earlier
     temperature: float = 0.0  # 0: greedy, reproducible answers
     top_p: float = 1.0

@@ -22,13 +22,13 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Protocol
 
 from .adapters import load_adapter
 from .config import GenerateConfig
 from .errors import Cancelled, ConfigError
-from .models import prepare_model, resolve_adapter
+from .models import prepare_model, resolved
 from .prompt import render
 
 
@@ -91,7 +91,6 @@ def load_generator(config: GenerateConfig | None = None) -> TextGenerator:
     and nothing connects to a server before the first answer."""
     config = config or GenerateConfig()
     backend = backend_of(config)
-    config = replace(config, adapter=resolve_adapter(config.model, config.adapter, backend))
     if backend == "openai":
         from .remote import RemoteGenerator
 
@@ -125,7 +124,7 @@ class Generator:
     """A causal LM that turns a chat prompt into text. Loads on first use; one generation at a time."""
 
     def __init__(self, config: GenerateConfig | None = None):
-        self.config = config or GenerateConfig()
+        self.config = resolved(config or GenerateConfig(), "transformers")
         self._model = None
         self._tokenizer = None
         self._lock = threading.Lock()

@@ -27,7 +27,7 @@ from pathlib import Path
 from .config import DEFAULT_GENERATOR, GenerateConfig
 from .errors import Cancelled, ConfigError, MissingDependencyError
 from .generate import Generation, _trim_repetition, hold, repeating
-from .models import BUNDLED_GENERATORS, bundled_gguf
+from .models import BUNDLED_GENERATORS, bundled_gguf, resolved
 from .prompt import render
 
 WINDOW_CAP = 4096  # tokens of context allocated when the config names none: RAG prompts stay well under it
@@ -99,7 +99,7 @@ class LlamaCppGenerator:
     """A GGUF model on llama.cpp, in process. Loads on first use; one generation at a time."""
 
     def __init__(self, config: GenerateConfig | None = None):
-        self.config = config or GenerateConfig()
+        self.config = resolved(config or GenerateConfig(), "llamacpp")
         self._llm = None
         self._template: ChatTemplate | None = None
         self._lock = threading.Lock()

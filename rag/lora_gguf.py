@@ -29,8 +29,18 @@ _PERMUTED_ARCHS = ("llama",)  # architectures whose GGUF converter permutes q/k 
 
 
 def gguf_lora_path(adapter_dir: str | Path) -> Path:
-    """Where an adapter's llama.cpp file is cached: beside its weights."""
-    return Path(adapter_dir).expanduser() / "adapter_model.gguf"
+    """Where an adapter's llama.cpp file is cached: beside its weights, or, for an adapter shipped inside the
+    package or in a folder this user cannot write, in the model cache."""
+    folder = Path(adapter_dir).expanduser()
+    package = Path(__file__).resolve().parent
+    if os.access(folder, os.W_OK) and package not in folder.resolve().parents:
+        return folder / "adapter_model.gguf"
+    import hashlib
+
+    from .models import cache_dir
+
+    key = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:10]
+    return cache_dir() / "lora" / f"{folder.name}-{key}" / "adapter_model.gguf"
 
 
 def ensure_gguf_lora(adapter_dir: str | Path, base_gguf: str | Path) -> Path:
@@ -65,6 +75,7 @@ def ensure_gguf_lora(adapter_dir: str | Path, base_gguf: str | Path) -> Path:
         raise ConfigError(f"the gguf package does not know the architecture {arch!r} of {Path(base_gguf).name}")
     names = gguf.get_tensor_name_map(known[arch], int(_field(base, f"{arch}.block_count")))
     pairs = _pairs(load_file(str(weights)), folder)
+    target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     writer = gguf.GGUFWriter(str(tmp), arch)
     try:

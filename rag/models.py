@@ -96,6 +96,13 @@ def resolve_adapter(model_id: str, adapter: str | None, backend: str = "transfor
     return adapter
 
 
+def resolved(config, backend: str):
+    """`config` (a `GenerateConfig`) with its adapter resolved for `backend` (see `resolve_adapter`)."""
+    from dataclasses import replace
+
+    return replace(config, adapter=resolve_adapter(config.model, config.adapter, backend))
+
+
 def converted_path(model_id: str) -> Path:
     return cache_dir() / "models" / model_id.replace("/", "--")
 

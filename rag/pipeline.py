@@ -102,6 +102,12 @@ class RAG:
         order by their best sentence, and the probability that they hold an answer."""
         return self.reader.read(question, hits)
 
+    def shown(self, question: str, hits: list[Hit]) -> list[Hit]:
+        """`hits` as the generator is shown them: in the reader's order, each cut to its most probable
+        sentence(s) (`[answer] focus`). What a retrieval-augmented adapter should be trained on."""
+        reading = self.read(question, hits).keep(len(hits))
+        return reading.focus([hits[n - 1] for n in reading.kept], self.config.answer.focus)
+
     # Answering -----------------------------------------------------------------------------------------
 
     def retrieve(self, question: str, k: int | None = None, history: list[dict] | None = None) -> list[Hit]:

@@ -33,6 +33,7 @@ from .config import GenerateConfig
 from .errors import Cancelled, ConfigError, RagError
 from .generate import Generation, _trim_repetition, repeating
 from .httputil import adapt_request, estimate_tokens, redact, retry_after, server_message
+from .models import resolved
 
 __all__ = ["RemoteError", "RemoteGenerator", "redact"]
 
@@ -56,7 +57,7 @@ class RemoteGenerator:
     def __init__(self, config: GenerateConfig):
         if not config.base_url:
             raise ConfigError("the HTTP backend needs `base_url` (--base-url URL), the server's /v1 URL")
-        self.config = config
+        self.config = resolved(config, "openai")
         self.base_url = config.base_url.rstrip("/")
         self._client = None
         self._window: int | None = config.context_window

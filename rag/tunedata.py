@@ -15,7 +15,7 @@ import hashlib
 import json
 import random
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -194,6 +194,7 @@ def raft_examples(
     k: int = 3,
     without_gold: float = 0.2,
     seed: int = 0,
+    focus: Callable[[str, list[Hit]], list[Hit]] | None = None,
 ) -> list[Example]:
     """Retrieval-augmented fine-tuning examples (Zhang et al. 2024) in the exact prompt `rag ask` serves.
 
@@ -202,6 +203,10 @@ def raft_examples(
     question, in shuffled order; the target is the answer followed by the gold passage's citation. A share
     `without_gold` of the examples, and every unanswerable record, have no gold chunk and the refusal as
     target, which teaches the model to refuse.
+
+    `focus(question, passages)` gives the passages as the generator is shown them (`rag ask` orders them by
+    the reader and cuts each to its most probable sentence, `[answer] focus`). A question whose gold passage
+    loses its answer that way is left out: what the generator should say then is the reader's call.
     """
     rng = random.Random(seed)
     examples = []
@@ -213,25 +218,33 @@ def raft_examples(
         gold = _gold_chunk(hits, sources, answers)
         distractors = [h for h in hits if gold is None or h.chunk.source not in {gold.chunk.source}]
         drop_gold = gold is None or not answers or rng.random() < without_gold
+        passages = distractors[:k] if drop_gold else distractors[: k - 1] + [gold]
+        if not drop_gold:
+            rng.shuffle(passages)
+        passages = [Hit(rank=i + 1, score=h.score, chunk=h.chunk, scores=h.scores) for i, h in enumerate(passages)]
+        if focus is not None:
+            passages = focus(question, passages)
         if drop_gold:
-            passages = distractors[:k]
             target = REFUSAL[language(question)]
         else:
-            passages = distractors[: k - 1] + [gold]
-            rng.shuffle(passages)
-            n = passages.index(gold) + 1
-            target = f"{answer_sentence(gold.chunk.text, answers)} [{n}]"
-        passages = [Hit(rank=i + 1, score=h.score, chunk=h.chunk, scores=h.scores) for i, h in enumerate(passages)]
+            n = next(i for i, h in enumerate(passages, start=1) if h.chunk.id == gold.chunk.id)
+            if focus is not None and not _contains(passages[n - 1].chunk.text, answers):
+                continue
+            target = f"{answer_sentence(passages[n - 1].chunk.text, answers)} [{n}]"
         messages = build_messages(question, passages)
         messages.append({"role": "assistant", "content": target})
         examples.append(Example(messages=messages, meta={"id": r.get("id"), "gold": not drop_gold}))
     return examples
 
 
+def _contains(text: str, answers: Sequence[str]) -> bool:
+    return any(a.lower() in text.lower() for a in answers)
+
+
 def _gold_chunk(hits: list[Hit], sources: Sequence[str], answers: Sequence[str]) -> Hit | None:
     from_gold = [h for h in hits if any(h.chunk.source.endswith(s) for s in sources)]
     for h in from_gold:
-        if any(a.lower() in h.chunk.text.lower() for a in answers):
+        if _contains(h.chunk.text, answers):
             return h
     return from_gold[0] if from_gold else None
 

@@ -115,7 +115,7 @@ def llama_server(tmp_path_factory):
 
     work = tmp_path_factory.mktemp("llama")
     torch.manual_seed(0)
-    adapter = get_peft_model(Generator(GenerateConfig()).model, LoraConfig(r=4, init_lora_weights=False))
+    adapter = get_peft_model(Generator(GenerateConfig(adapter="none")).model, LoraConfig(r=4, init_lora_weights=False))
     adapter.save_pretrained(work / "support")
     gguf = str(gguf_file(DEFAULT_GENERATOR))
     lora = str(ensure_gguf_lora(work / "support", gguf))
@@ -151,7 +151,7 @@ def test_rag_ask_over_llama_server_answers_as_llama_cpp_in_process(llama_server,
         return json.loads(out.stdout)
 
     remote = ask("--base-url", llama_server, "--model", "smollm2")
-    local = ask("--backend", "llamacpp")
+    local = ask("--backend", "llamacpp", "--adapter", "none")  # the server runs the bare GGUF
     assert remote["mode"] == local["mode"] == "generative" and remote["model"] == "smollm2"
     assert remote["answer"] and remote["answer"] == local["answer"]
     assert remote["timings"]["new_tokens"] == local["timings"]["new_tokens"] == 4

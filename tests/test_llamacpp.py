@@ -13,7 +13,7 @@ from conftest import ROOT, run_cli
 from rag.config import DEFAULT_GENERATOR, GenerateConfig
 from rag.errors import Cancelled, ConfigError
 from rag.generate import chat
-from rag.lora_gguf import ensure_gguf_lora
+from rag.lora_gguf import ensure_gguf_lora, gguf_lora_path
 
 MESSAGES = [
     {"role": "system", "content": "Answer from the context and cite it like [1]."},
@@ -58,6 +58,17 @@ def test_adapters_llama_cpp_cannot_apply_are_refused_naming_those_it_can(tmp_pat
         ensure_gguf_lora(tmp_path, "unused.gguf")
     assert expected in str(caught.value) and "lora and qlora" in str(caught.value)
     assert "--backend transformers" in str(caught.value)
+
+
+def test_a_shipped_adapter_is_converted_into_the_cache_not_the_package(tmp_path, monkeypatch):
+    from rag.models import BUNDLED_READER_ADAPTER
+
+    monkeypatch.setenv("RAG_CACHE", str(tmp_path / "cache"))
+    mine = tmp_path / "adapters" / "mine"
+    mine.mkdir(parents=True)
+    assert gguf_lora_path(mine) == mine / "adapter_model.gguf"
+    shipped = gguf_lora_path(BUNDLED_READER_ADAPTER)
+    assert shipped.parent.parent == tmp_path / "cache" / "lora" and shipped.name == "adapter_model.gguf"
 
 
 def test_a_non_gguf_model_is_refused_with_the_fix(tmp_path):
@@ -174,7 +185,7 @@ def test_a_converted_lora_changes_llama_cpp_as_it_changes_transformers(trained_l
     assert converted == trained_lora / "adapter_model.gguf" and converted.stat().st_size > 10_000
     assert ensure_gguf_lora(trained_lora, gguf_file(DEFAULT_GENERATOR)).stat().st_mtime == converted.stat().st_mtime
 
-    base_hf = Generator(GenerateConfig())
+    base_hf = Generator(GenerateConfig(adapter="none"))
     prompt = base_hf.render(MESSAGES[1:])
     ids = base_hf.tokenizer(prompt, add_special_tokens=False)["input_ids"]
     with torch.no_grad():
@@ -215,7 +226,7 @@ def test_query_and_key_rows_are_permuted_as_the_gguf_stores_them(tmp_path, monke
     from rag.generate import Generator
     from rag.llamacpp import gguf_file
 
-    base = Generator(GenerateConfig())
+    base = Generator(GenerateConfig(adapter="none"))
     prompt = base.render(MESSAGES[1:])
     ids = base.tokenizer(prompt, add_special_tokens=False)["input_ids"]
     torch.manual_seed(0)

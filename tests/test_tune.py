@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -136,6 +137,32 @@ def test_raft_examples_use_the_served_prompt_and_teach_refusal():
     for e in without:
         assert "kb/s0.md" not in e.messages[-2]["content"]
         assert e.messages[-1]["content"] == "I could not find this in the knowledge base."
+
+
+def test_raft_examples_show_the_passages_as_focused_and_drop_a_gold_cut_away():
+    gold = Chunk(id="g#0", source="kb/g.md", ordinal=0, text="Shipping is free. Hold RESET for 12 seconds.")
+    others = [Chunk(id=f"d{i}#0", source=f"kb/d{i}.md", ordinal=0, text=f"Fact {i}. More {i}.") for i in range(3)]
+
+    class FakeRetriever:
+        def search(self, q, k=5):
+            return [Hit(rank=i + 1, score=1.0, chunk=c) for i, c in enumerate([gold, *others][:k])]
+
+    def first_sentence_reversed(question, hits):  # a reader that reorders and cuts
+        out = [replace(h, chunk=replace(h.chunk, text=h.chunk.text.split(". ")[0] + ".")) for h in hits]
+        return out[::-1]
+
+    def answer_sentence_only(question, hits):
+        return [replace(h, chunk=replace(h.chunk, text=h.chunk.text.split(". ")[-1])) for h in hits][::-1]
+
+    records = [{"question": "How long do I hold RESET?", "answers": ["12 seconds"], "sources": ["kb/g.md"]}] * 4
+    assert raft_examples(records, FakeRetriever(), k=3, without_gold=0.0, focus=first_sentence_reversed) == []
+    examples = raft_examples(records, FakeRetriever(), k=3, without_gold=0.0, focus=answer_sentence_only)
+    assert len(examples) == 4
+    for e in examples:
+        user, answer = e.messages[-2]["content"], e.messages[-1]["content"]
+        n = int(answer.rsplit("[", 1)[1].rstrip("]"))
+        assert f"[{n}] Source: kb/g.md" in user and "Shipping is free" not in user
+        assert answer == f"Hold RESET for 12 seconds. [{n}]"
 
 
 def test_adapters_list_and_merge(tiny, qa_file, tmp_path):

@@ -7,7 +7,7 @@ import os
 
 from ..methods import METHODS, SCORER_METHODS, TASKS
 from ..tune import TuneOptions
-from .common import INDEX_HELP, index_path, options_from
+from .common import INDEX_HELP, index_path, options_from, settings
 
 
 def register(sub) -> None:
@@ -56,6 +56,14 @@ def register(sub) -> None:
         metavar="SHARE",
         help="with --raft: share of examples without the gold passage, answered by refusal (default 0.2)",
     )
+    p.add_argument(
+        "--focus",
+        metavar="N",
+        dest="answer.focus",
+        type=int,
+        help="with --raft: show each passage cut to its N most probable sentences, as `rag ask` shows the generator "
+        "([answer] focus of the config, default 1); 0 for whole passages",
+    )
     p.add_argument("--save-steps", type=int, help=f"checkpoint (and evaluate) every N steps (default {d.save_steps})")
     p.add_argument(
         "--eval-share", type=float, help=f"share of examples held out for the eval loss (default {d.eval_share})"
@@ -93,14 +101,16 @@ def cmd_tune(args) -> int:
         if is_feedback(records):
             data = _feedback_examples(records, args)
     elif args.raft:
-        from ..retrieve import Retriever
+        from ..pipeline import RAG
         from ..tunedata import qa_from_chunks, raft_examples, read_records
 
-        retriever = Retriever(index_path(args.index))
+        config, _ = settings(args)
+        rag = RAG(index_path(args.index), config)
         records = [r for r in read_records(args.data) if r.get("split", "train") == "train"]
         if args.raft_from_documents:
-            records += qa_from_chunks(retriever.chunks)
-        data = raft_examples(records, retriever, without_gold=args.raft_no_gold, seed=options.seed)
+            records += qa_from_chunks(rag.retriever.chunks)
+        focus = rag.shown if config.answer.focus > 0 else None
+        data = raft_examples(records, rag.retriever, without_gold=args.raft_no_gold, seed=options.seed, focus=focus)
     result = tune(data, args.out, options)
     if int(os.environ.get("RANK", "0")) != 0:
         return 0  # under `accelerate launch`, rank 0 reports
