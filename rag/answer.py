@@ -4,6 +4,10 @@ Pure functions over hits, readings and strings:
 - `compose`: the extractive answer from a reading of the passages (`rag.evidence`): the best sentence, the
   neighbouring sentences that belong to the same answer, a second passage that adds to it; cited.
 - `looks_like_refusal`: a generated reply that says the answer is not available.
+- `fix_citations`, `CitationFixer`: a generated citation that points at a passage without the facts the
+  cited words state, moved to the one passage that has them all (also while the answer streams).
+- `repeats_part`: a generated answer that only repeats part of the extractive answer (the automatic mode
+  keeps the extract then).
 - `ungrounded`, `is_looping`: numbers, codes and names in an answer that its cited passages do not contain,
   and replies that repeat themselves; the automatic answer mode falls back to the extractive answer then.
 
@@ -14,11 +18,11 @@ What this module does not do: decide whether there is evidence at all (`rag.evid
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from .evidence import Candidate, Reading
-from .text import ITEM, strip_citations
+from .text import CITATION, ITEM, strip_citations
 from .types import Hit
 
 _REFUSALS = re.compile(
@@ -50,21 +54,7 @@ def compose(reading: Reading, hits: Sequence[Hit], span: float = 0.5, second: fl
     best = reading.best()
     if best is None:
         return None
-    floor = span * best.probability
-    own = sorted((c for c in reading.candidates if c.passage == best.passage), key=lambda c: c.index)
-    by_index = {c.index: c for c in own}
-    chosen = [best]
-    for step in (-1, 1):  # grow a contiguous run around the best sentence, at most 3 sentences
-        i = best.index + step
-        while i in by_index and len(chosen) < 3 and by_index[i].probability >= floor:
-            chosen.append(by_index[i])
-            i += step
-    if best.text.rstrip().endswith((":", "：")):  # a list introduction: its items are the answer
-        i = best.index + 1
-        while i in by_index and ITEM.match(by_index[i].text) and len(chosen) < 8:
-            chosen.append(by_index[i])
-            i += 1
-    chosen.sort(key=lambda c: c.index)
+    chosen = reading.run(best, span)
     parts = [(best.passage, _phrase(chosen, hits[best.passage - 1]))]
     others = [c for c in reading.candidates if c.passage != best.passage]
     runner = max(others, key=lambda c: c.probability, default=None)
@@ -105,13 +95,81 @@ def facts(text: str) -> set[str]:
 
 def ungrounded(answer: str, passages: Sequence[str]) -> list[str]:
     """Facts in `answer` that none of `passages` contains (the check behind the automatic mode)."""
-    source = " ".join(passages).lower()
+    return _lacks(facts(strip_citations(answer)), " ".join(passages))
+
+
+def _lacks(stated: set[str], passage: str) -> list[str]:
+    source = passage.lower()
     source_facts = facts(source)
-    missing = []
-    for fact in sorted(facts(strip_citations(answer))):
-        if fact not in source_facts and fact not in source:
-            missing.append(fact)
-    return missing
+    return [fact for fact in sorted(stated) if fact not in source_facts and fact not in source]
+
+
+def fix_citations(text: str, passages: Sequence[str]) -> tuple[str, list[tuple[int, int]]]:
+    """`text` with each one-number citation marker moved to the passage that holds the facts (numbers,
+    codes) of the words before it, back to the previous marker, and the (from, to) changes. A small generator
+    copies the right sentence and cites the wrong number; a marker moves only when its passage lacks some of
+    those facts and exactly one passage has them all, so a citation is never moved on a guess.
+
+    >>> fix_citations("Hold it 8 seconds [1]. Free [2].", ["Wait 12 s.", "Hold for 8 seconds."])
+    ('Hold it 8 seconds [2]. Free [2].', [(1, 2)])
+    """
+    out, changes, start = [], [], 0
+    for match in CITATION.finditer(text):
+        out.append(text[start : match.start()])
+        marker = match.group()
+        if match.group(1).isdigit():
+            n = int(match.group(1))
+            stated = facts(strip_citations(text[start : match.start()]))
+            holds = [j for j, passage in enumerate(passages, start=1) if not _lacks(stated, passage)]
+            if stated and 1 <= n <= len(passages) and n not in holds and len(holds) == 1:
+                marker = f"[{holds[0]}]"
+                changes.append((n, holds[0]))
+        out.append(marker)
+        start = match.end()
+    out.append(text[start:])
+    return "".join(out), changes
+
+
+class CitationFixer:
+    """Streams a generated answer with `fix_citations` applied: text passes through at once, except a marker
+    that has begun ("[1") and is held until it closes (its passage is known by then)."""
+
+    def __init__(self, passages: Sequence[str], emit: Callable[[str], None] | None):
+        self.passages, self.emit = passages, emit
+        self.raw, self.sent = "", ""
+
+    def feed(self, piece: str) -> None:
+        self.raw += piece
+        held = re.search(r"\[[\d\s,，、]{0,12}$", self.raw)
+        self._send(self.raw[: held.start()] if held else self.raw)
+
+    def finish(self, text: str) -> tuple[str, list[tuple[int, int]]]:
+        """The final answer `text` (the generator's, which may trim what streamed) fixed; sends the rest."""
+        fixed, changes = fix_citations(text, self.passages)
+        self._send(text, fixed)
+        return fixed, changes
+
+    def _send(self, raw: str, fixed: str | None = None) -> None:
+        fixed = fix_citations(raw, self.passages)[0] if fixed is None else fixed
+        # not after the final text was trimmed: what streamed stands, the answer carries the fix
+        if self.emit and len(fixed) > len(self.sent) and fixed.startswith(self.sent):
+            self.emit(fixed[len(self.sent) :])
+            self.sent = fixed
+
+
+def repeats_part(generated: str, extract: str) -> bool:
+    """True when a generated answer only repeats words of the extractive answer (citations, case and spacing
+    aside): the automatic mode then keeps the extract, which holds what the copied sentence leaves out.
+
+    >>> repeats_part("Warranty: 36 months with Care+ [1].", "24 months. Warranty: 36 months with Care+. [2]")
+    True
+    """
+
+    def norm(text: str) -> str:
+        return " ".join(strip_citations(text).lower().split()).rstrip("。.")
+
+    said = norm(generated)
+    return bool(said) and said in norm(extract)
 
 
 def is_looping(text: str) -> bool:

@@ -146,6 +146,25 @@ class Reading:
     def best(self) -> Candidate | None:
         return max(self.candidates, key=lambda c: c.probability, default=None)
 
+    def run(self, best: Candidate, span: float = 0.5) -> list[Candidate]:
+        """What an answer quotes from `best`'s passage, in the passage's order: `best` with the neighbouring
+        sentences whose probability is at least `span` times its own (a procedure, a condition; three
+        sentences at most), and a list introduction's items."""
+        floor = span * best.probability
+        by_index = {c.index: c for c in self.candidates if c.passage == best.passage}
+        chosen = [best]
+        for step in (-1, 1):  # grow a contiguous run around the best sentence
+            i = best.index + step
+            while i in by_index and len(chosen) < 3 and by_index[i].probability >= floor:
+                chosen.append(by_index[i])
+                i += step
+        if best.text.rstrip().endswith((":", "：")):  # a list introduction: its items are the answer
+            i = best.index + 1
+            while i in by_index and ITEM.match(by_index[i].text) and len(chosen) < 8:
+                chosen.append(by_index[i])
+                i += 1
+        return sorted(chosen, key=lambda c: c.index)
+
     def keep(self, k: int) -> Reading:
         """This reading for the best `k` passages only, renumbered 1..k in their new order (`kept` says which
         original passages they are); the probability of an answer stays the one over all passages read."""

@@ -29,7 +29,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 
-from .answer import compose, is_looping, looks_like_refusal, ungrounded
+from .answer import CitationFixer, compose, is_looping, looks_like_refusal, repeats_part, ungrounded
 from .config import DEFAULT_INDEX, Config
 from .errors import ConfigError
 from .prompt import REFUSAL, build_messages, fit_budget
@@ -158,10 +158,15 @@ class RAG:
         # auto: the evidence check passed, so a reply that claims there is no answer is not trusted either
         answer = self._generate(call, shown, stream=False)
         problems = ["says the answer is not in the passages"] if answer.refused else self.check(question, answer)
-        if not problems:
-            call.emit(answer.answer)
-            return answer
-        call.notes.append(f"generated answer rejected: {'; '.join(problems)}")
+        if problems:
+            call.notes.append(f"generated answer rejected: {'; '.join(problems)}")
+        else:
+            found = compose(reading, hits)
+            if found is None or not repeats_part(answer.answer, found.text):
+                call.emit(answer.answer)
+                return answer
+            # the generator copied one sentence of what the reader quotes whole (a condition, an exception)
+            call.notes.append("the generated answer repeats part of the extractive answer: the whole extract kept")
         fallback = self._extractive(call, hits, reading)
         fallback.prompt = answer.prompt
         return fallback
@@ -210,19 +215,24 @@ class RAG:
         from .generate import chat
 
         messages = build_messages(call.question, hits, history, call.lang)
+        fixer = CitationFixer([h.chunk.text for h in hits], call.on_text if stream and call.on_text else None)
         result = chat(
-            gen, messages, max_new_tokens=new_tokens, on_text=call.on_text if stream else None, cancel=call.cancel
+            gen, messages, max_new_tokens=new_tokens, on_text=fixer.feed if fixer.emit else None, cancel=call.cancel
         )
+        text, moved = fixer.finish(result.text)
+        if moved:
+            call.notes.append("citations moved to the passage holding the cited facts: " + ", ".join(
+                f"[{a}] -> [{b}]" for a, b in moved))  # fmt: skip
         call.timings.update(generate_s=result.seconds, new_tokens=result.new_tokens, prompt_tokens=result.prompt_tokens)
         if result.first_token_s is not None:
             call.timings["first_token_s"] = result.first_token_s
         if result.stopped_for_repetition:
             call.notes.append("generation stopped: repetition")
         answer = call.answer(
-            result.text,
-            looks_like_refusal(result.text),
+            text,
+            looks_like_refusal(text),
             hits,
-            parse_citations(result.text, len(hits)),
+            parse_citations(text, len(hits)),
             "closed-book" if closed_book else "generative",
             model=gen.id,
             adapter=gen.config.adapter,

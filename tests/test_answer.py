@@ -261,3 +261,23 @@ def test_focus_on_a_list_label_shows_its_list():
     for c in found.candidates:
         c.probability = 0.9 if c is label else 0.1
     assert found.focus([passage], 1)[0].chunk.text == "Recovery procedure: 1. Unplug it. 2. Hold WPS."
+
+
+def test_fix_citations_moves_a_marker_only_to_the_one_passage_with_the_facts():
+    from rag.answer import CitationFixer, fix_citations
+
+    passages = ["Hold RESET for 12 seconds.", "Express costs 14.90 euros.", "Express costs 14.90 EUR, by DHL."]
+    assert fix_citations("Hold it 12 seconds [2].", passages) == ("Hold it 12 seconds [1].", [(2, 1)])
+    assert fix_citations("Hold it 12 seconds [1].", passages) == ("Hold it 12 seconds [1].", [])  # right already
+    assert fix_citations("It costs 14.90 [1].", passages)[1] == []  # two passages hold it: no guess
+    assert fix_citations("Hold 12 s [2, 3].", passages)[1] == []  # several numbers: left as written
+    assert fix_citations("Call us [3].", passages)[1] == []  # nothing to check
+    assert fix_citations("Hold 99 seconds [2].", passages)[1] == []  # no passage holds it
+    streamed = []
+    fixer = CitationFixer(passages, streamed.append)
+    for piece in ["Hold it 12 ", "seconds [", "2", "]. Costs 14.90 by DHL [", "1]."]:
+        fixer.feed(piece)
+        assert not streamed or "[2" not in "".join(streamed)  # a marker is held until it closes
+    text, moved = fixer.finish("Hold it 12 seconds [2]. Costs 14.90 by DHL [1].")
+    assert text == "Hold it 12 seconds [1]. Costs 14.90 by DHL [3]." == "".join(streamed)
+    assert moved == [(2, 1), (1, 3)]

@@ -58,8 +58,13 @@ def test_generative_answer_is_parsed_and_refusals_flagged(hash_index):
 
 def test_auto_keeps_a_grounded_answer_and_replaces_an_invented_one(hash_index):
     rag, gen = make_rag(hash_index, mode="auto")
+    gen.reply = "You hold RESET for 12 seconds [1]."
     good = rag.ask("How long do I hold the RESET button?")
-    assert good.mode == "generative" and good.answer.startswith("Hold the RESET")
+    assert good.mode == "generative" and good.answer == "You hold RESET for 12 seconds [1]."
+    gen.reply = "hold the RESET button for 12 seconds [1]"  # a copy of part of what the reader quotes
+    copied = rag.ask("How long do I hold the RESET button?")
+    assert copied.mode == "extractive" and copied.answer.startswith("Hold the RESET button for 12 seconds")
+    assert any("repeats part of the extractive answer" in n for n in copied.notes)
     gen.reply = "Hold it for 30 seconds [1]."  # 30 is in no passage
     bad = rag.ask("How long do I hold the RESET button?")
     assert bad.mode == "extractive" and "12 seconds" in bad.answer
@@ -158,3 +163,26 @@ def test_the_generator_reads_the_best_sentence_of_each_passage_by_default(in_tmp
     assert "designed in Amsterdam" not in prompts[1] and "Packaging is recycled" not in prompts[1]
     assert "designed in Amsterdam" in prompts[0] and "Packaging is recycled" in prompts[0]
     assert Config().answer.focus == 1
+
+
+def test_a_citation_of_the_wrong_passage_moves_to_the_one_with_the_facts_also_while_streaming(in_tmp, kb):
+    import re
+
+    from rag.ingest import build_index
+
+    build_index([kb], "idx", embedder=HashEmbedder(64))
+    config = Config().override(answer={"mode": "generative", "scorer": "none", "k": 3})
+
+    def miscite(prompt):  # copies the reset sentence, cites another passage
+        numbers = {int(n): text for n, text in re.findall(r"\[(\d+)\] Source: [^\n]*\n([^\n]*)", prompt)}
+        wrong = next(n for n, text in numbers.items() if "12 seconds" not in text)
+        return f"Hold the RESET button for 12 seconds [{wrong}]. Ask us anytime [{wrong}]."
+
+    rag = RAG("idx", config, retriever=Retriever("idx", config.retrieve, embedder=HashEmbedder(64)))
+    rag._generator = FakeGenerator(miscite)
+    pieces = []
+    answer = rag.ask("How long do I hold the reset button?", on_text=pieces.append)
+    right = next(n for n, h in enumerate(answer.sources, start=1) if "12 seconds" in h.chunk.text)
+    assert answer.answer.startswith(f"Hold the RESET button for 12 seconds [{right}].")
+    assert answer.citations[0] == right and any("citations moved" in note for note in answer.notes)
+    assert "".join(pieces).strip() == answer.answer  # what streamed is the fixed answer
