@@ -188,10 +188,12 @@ class Reading:
                 out.append(hit)
                 continue
             shown = {c.index: c.text for c in own}
+            text = split_sentences(hit.chunk.text)
             labels = [i for i, t in shown.items() if t.rstrip().endswith((":", "："))]
             if labels:  # a list's label brings its items
-                text = split_sentences(hit.chunk.text)
                 shown.update({j: text[j] for i in labels for j in _list_after(text, i) if j not in shown})
+            if 0 not in shown and _is_record(text) and any(FIELD.match(text[i]) for i in shown if i < len(text)):
+                shown[0] = text[0]  # a record's field comes with the record's first field, what it is about
             parts, last = [], None
             for i in sorted(shown):
                 if last is not None and i != last + 1:
@@ -398,6 +400,16 @@ def _sentences(hit: Hit) -> list[tuple[int, str, str, str]]:
         text = rows.get(s) or s
         out.append((i, text, " > ".join(part for part in (asked, label) if part), text))
     return out
+
+
+def _is_record(sentences: list[str]) -> bool:
+    """A passage of "field: value" lines (a table row, a JSON record) by its first three sentences; not an
+    FAQ (its first line a question) or a list."""
+    head = sentences[:3]
+    first = head[0].rstrip() if head else ""
+    if not FIELD.match(first) or ITEM.match(first) or first.endswith(("?", "？")):
+        return False
+    return len(head) >= 2 and sum(bool(FIELD.match(s)) for s in head) >= 2
 
 
 def _list_after(sentences: list[str], i: int) -> list[int]:

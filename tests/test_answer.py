@@ -281,3 +281,15 @@ def test_fix_citations_moves_a_marker_only_to_the_one_passage_with_the_facts():
     text, moved = fixer.finish("Hold it 12 seconds [2]. Costs 14.90 by DHL [1].")
     assert text == "Hold it 12 seconds [1]. Costs 14.90 by DHL [3]." == "".join(streamed)
     assert moved == [(2, 1), (1, 3)]
+
+
+def test_focus_on_a_record_field_keeps_what_the_record_is_about():
+    row = hit("channel: Phone (EU)\nhours: Mon-Fri 08:00-20:00\ncontact: +31 20 555 0199", 0)
+    faq = hit("Q: Which assistants work?\nA: Alexa and Google Home.", 1)
+    found = reading(
+        [("channel: Phone (EU)", 0.1), ("hours: Mon-Fri 08:00-20:00", 0.9), ("contact: +31 20 555 0199", 0.2)],
+        [("Q: Which assistants work?", 0.0), ("A: Alexa and Google Home.", 0.8)],
+    )
+    shown = found.focus([row, faq], 1)
+    assert shown[0].chunk.text == "channel: Phone (EU) hours: Mon-Fri 08:00-20:00"  # whose hours they are
+    assert shown[1].chunk.text == "A: Alexa and Google Home."  # an FAQ is not a record: its answer alone
