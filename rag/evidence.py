@@ -192,7 +192,7 @@ class Reading:
             labels = [i for i, t in shown.items() if t.rstrip().endswith((":", "："))]
             if labels:  # a list's label brings its items
                 shown.update({j: text[j] for i in labels for j in _list_after(text, i) if j not in shown})
-            if 0 not in shown and _is_record(text) and any(FIELD.match(text[i]) for i in shown if i < len(text)):
+            if 0 not in shown and _is_record(text) and any(FIELD.match(text[i]) for i in shown):
                 shown[0] = text[0]  # a record's field comes with the record's first field, what it is about
             parts, last = [], None
             for i in sorted(shown):

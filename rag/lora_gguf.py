@@ -35,12 +35,9 @@ def gguf_lora_path(adapter_dir: str | Path) -> Path:
     package = Path(__file__).resolve().parent
     if os.access(folder, os.W_OK) and package not in folder.resolve().parents:
         return folder / "adapter_model.gguf"
-    import hashlib
+    from .models import cache_dir, folder_key
 
-    from .models import cache_dir
-
-    key = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:10]
-    return cache_dir() / "lora" / f"{folder.name}-{key}" / "adapter_model.gguf"
+    return cache_dir() / "lora" / folder_key(folder) / "adapter_model.gguf"
 
 
 def ensure_gguf_lora(adapter_dir: str | Path, base_gguf: str | Path) -> Path:

@@ -149,15 +149,19 @@ ONNX_OPSET = 17  # onnxruntime >= 1.14 runs it, and it has LayerNormalization as
 _POOLED_MODULES = ("Transformer", "Pooling")  # the module chain the runtime reproduces; Normalize may follow
 
 
+def folder_key(folder: str | Path) -> str:
+    """A cache name for a local folder: its name and a hash of its resolved path, so that two folders with the
+    same name do not share a cache entry."""
+    resolved = Path(folder).expanduser().resolve()
+    return f"{resolved.name}-{hashlib.sha256(str(resolved).encode()).hexdigest()[:10]}"
+
+
 def onnx_export_path(model_id: str) -> Path:
     """The cache folder of `model_id`'s ONNX export. A local folder is keyed by its resolved path, so two
     folders with the same name do not share an export."""
     if model_id in BUNDLED_EMBEDDERS or not Path(model_id).expanduser().exists():
-        name = model_id.replace("/", "--")
-    else:
-        resolved = str(Path(model_id).expanduser().resolve())
-        name = f"{Path(resolved).name}-{hashlib.sha256(resolved.encode()).hexdigest()[:10]}"
-    return cache_dir() / "onnx" / name
+        return cache_dir() / "onnx" / model_id.replace("/", "--")
+    return cache_dir() / "onnx" / folder_key(model_id)
 
 
 def source_fingerprint(location: str) -> str:

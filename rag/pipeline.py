@@ -190,7 +190,11 @@ class RAG:
         """The generator an answer was made with, named even when it did not have to run."""
         if call.config.answer.mode == "extractive" and self._generator is None:
             return {"model": None, "adapter": None}
-        return {"model": call.config.generate.model, "adapter": call.config.generate.adapter}
+        from .generate import backend_of
+        from .models import resolved
+
+        generate = resolved(call.config.generate, backend_of(call.config.generate))
+        return {"model": generate.model, "adapter": generate.adapter}
 
     def _refuse(self, call: _Call, hits: list[Hit], why: str) -> Answer:
         call.notes.append(why)

@@ -14,7 +14,6 @@ What this module does not do: pick sentences or decide refusals (`rag.evidence`)
 
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
 from pathlib import Path
@@ -68,10 +67,9 @@ def _load_torch(folder: Path, eager: bool = False):
 
 
 def export_path(folder: Path) -> Path:
-    from .models import cache_dir
+    from .models import cache_dir, folder_key
 
-    resolved = str(Path(folder).resolve())
-    return cache_dir() / "onnx" / f"scorer-{Path(resolved).name}-{hashlib.sha256(resolved.encode()).hexdigest()[:10]}"
+    return cache_dir() / "onnx" / f"scorer-{folder_key(folder)}"
 
 
 def _fingerprint(folder: Path) -> str:

@@ -68,9 +68,7 @@ def main() -> None:
         picked = rng.sample(answerable, min(limits[lang], len(answerable)))
         records = [{**q, "sources": [files[s] for s in q["sources"]]} for q in picked]
         k = 3 if lang == "en" else args.zh_passages
-        made = raft_examples(
-            records, retriever, k=k, without_gold=args.no_gold, seed=args.seed, focus=rag.shown if args.focus else None
-        )
+        made = raft_examples(records, retriever, k=k, without_gold=args.no_gold, seed=args.seed, focus=rag.shown)
         print(
             f"{lang}: {len(records)} questions, {len(made)} examples (left out: the gold passage's focus lacks the answer)"
         )

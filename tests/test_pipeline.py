@@ -68,6 +68,9 @@ def test_auto_keeps_a_grounded_answer_and_replaces_an_invented_one(hash_index):
     gen.reply = "Hold it for 30 seconds [1]."  # 30 is in no passage
     bad = rag.ask("How long do I hold the RESET button?")
     assert bad.mode == "extractive" and "12 seconds" in bad.answer
+    from rag.models import BUNDLED_READER_ADAPTER
+
+    assert bad.adapter == str(BUNDLED_READER_ADAPTER)  # the adapter resolved, not the config's word "bundled"
     assert any("30" in n for n in bad.notes)
     gen.reply = "return return return return return"
     assert rag.ask("How long do I hold the RESET button?").mode == "extractive"

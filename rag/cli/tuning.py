@@ -109,8 +109,7 @@ def cmd_tune(args) -> int:
         records = [r for r in read_records(args.data) if r.get("split", "train") == "train"]
         if args.raft_from_documents:
             records += qa_from_chunks(rag.retriever.chunks)
-        focus = rag.shown if config.answer.focus > 0 else None
-        data = raft_examples(records, rag.retriever, without_gold=args.raft_no_gold, seed=options.seed, focus=focus)
+        data = raft_examples(records, rag.retriever, without_gold=args.raft_no_gold, seed=options.seed, focus=rag.shown)
     result = tune(data, args.out, options)
     if int(os.environ.get("RANK", "0")) != 0:
         return 0  # under `accelerate launch`, rank 0 reports

@@ -297,14 +297,13 @@ def training_examples(kind: str, suite: Suite, config, kb, retriever) -> list:
             return []
         from ..pipeline import RAG
 
-        focus = RAG(config=config, retriever=retriever).shown if config.answer.focus > 0 else None
         return raft_examples(
             records,
             retriever,
             k=config.answer.k,
             without_gold=suite.train.raft_no_gold,
             seed=suite.train.seed,
-            focus=focus,
+            focus=RAG(config=config, retriever=retriever).shown,
         )
     examples = []
     if suite.train.ft_data in ("both", "documents"):
