@@ -152,18 +152,18 @@ class Reading:
         sentences at most), and a list introduction's items."""
         floor = span * best.probability
         by_index = {c.index: c for c in self.candidates if c.passage == best.passage}
-        chosen = [best]
+        chosen = {best.index: best}
         for step in (-1, 1):  # grow a contiguous run around the best sentence
             i = best.index + step
             while i in by_index and len(chosen) < 3 and by_index[i].probability >= floor:
-                chosen.append(by_index[i])
+                chosen[i] = by_index[i]
                 i += step
         if best.text.rstrip().endswith((":", "：")):  # a list introduction: its items are the answer
             i = best.index + 1
             while i in by_index and ITEM.match(by_index[i].text) and len(chosen) < 8:
-                chosen.append(by_index[i])
+                chosen[i] = by_index[i]  # an item the run already took is quoted once
                 i += 1
-        return sorted(chosen, key=lambda c: c.index)
+        return [chosen[i] for i in sorted(chosen)]
 
     def keep(self, k: int) -> Reading:
         """This reading for the best `k` passages only, renumbered 1..k in their new order (`kept` says which

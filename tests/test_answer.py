@@ -123,6 +123,11 @@ def test_answers_span_the_sentences_that_belong_together():
     )
     text = compose(procedure, hits).text
     assert text == "To return a device: 1. Pack it in its box. 2. Print the label from your account. [1]"
+    # items nearly as probable as their label join the run around it and are its list too: each is quoted once
+    steps = reading(
+        [("To move your number:", 0.8), ("1. Ask for the code.", 0.7), ("2. Enter it.", 0.6), ("3. Wait.", 0.5)]
+    )
+    assert compose(steps, hits).text == "To move your number: 1. Ask for the code. 2. Enter it. 3. Wait. [1]"
     condition = reading(
         [("The warranty lasts 24 months.", 0.9), ("It covers defects in materials.", 0.5), ("Shipping is free.", 0.1)],
         [("With Care+ the warranty is extended to 36 months.", 0.8)],
