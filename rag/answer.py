@@ -21,8 +21,8 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from .evidence import Candidate, Reading
-from .text import CITATION, ITEM, strip_citations
+from .evidence import Candidate, Reading, record_key
+from .text import CITATION, ITEM, split_sentences, strip_citations
 from .types import Hit
 
 _REFUSALS = re.compile(
@@ -67,10 +67,14 @@ def compose(reading: Reading, hits: Sequence[Hit], span: float = 0.5, second: fl
 
 def _phrase(sentences: list[Candidate], hit: Hit) -> str:
     """Sentences of one passage as answer text: a lone list item or table row with the heading it sits
-    under ("What is not covered: water damage"), an FAQ record's answer without its "A:" label."""
+    under ("What is not covered: water damage"), a lone field of a record with the record's first field
+    ("channel: Phone; hours: 9-18"), an FAQ record's answer without its "A:" label."""
     texts = [c.text for c in sentences]
     context = hit.chunk.context
-    if len(texts) == 1 and ITEM.match(texts[0]):
+    key = record_key(split_sentences(hit.chunk.text), sentences[0].index) if len(texts) == 1 else ""
+    if key:  # a lone field of a record, with the field that says whose it is
+        texts = [f"{key}; {texts[0]}"]
+    elif len(texts) == 1 and ITEM.match(texts[0]):
         item = re.sub(r"^\s*([-*+•]|\d+[.)])\s*", "", texts[0]).strip()
         if item.startswith("|"):  # a table row: its cells, without the pipes
             item = ", ".join(cell.strip() for cell in item.strip("| ").split("|") if cell.strip())

@@ -192,7 +192,7 @@ class Reading:
             labels = [i for i, t in shown.items() if t.rstrip().endswith((":", "："))]
             if labels:  # a list's label brings its items
                 shown.update({j: text[j] for i in labels for j in _list_after(text, i) if j not in shown})
-            if 0 not in shown and _is_record(text) and any(FIELD.match(text[i]) for i in shown):
+            if 0 not in shown and any(record_key(text, i) for i in shown):
                 shown[0] = text[0]  # a record's field comes with the record's first field, what it is about
             parts, last = [], None
             for i in sorted(shown):
@@ -398,7 +398,9 @@ def _sentences(hit: Hit) -> list[tuple[int, str, str, str]]:
         if len(s) < 2 or s.startswith("#") or s in titles or rows.get(s) == "":
             continue
         text = rows.get(s) or s
-        out.append((i, text, " > ".join(part for part in (asked, label) if part), text))
+        # a record's field is read with the record's first field ("hours: 9-18" of "channel: Phone")
+        about = " > ".join(part for part in (asked, label, record_key(sentences, i)) if part)
+        out.append((i, text, about, text))
     return out
 
 
@@ -410,6 +412,18 @@ def _is_record(sentences: list[str]) -> bool:
     if not FIELD.match(first) or ITEM.match(first) or first.endswith(("?", "？")):
         return False
     return len(head) >= 2 and sum(bool(FIELD.match(s)) for s in head) >= 2
+
+
+def record_key(sentences: list[str], i: int) -> str:
+    """The record's first field when sentence `i` of a record passage is one of its other fields (what that
+    field is about: "channel: Phone" for "hours: Mon-Fri 08:00-20:00"), else "".
+
+    >>> record_key(["channel: Phone", "hours: 9-18", "contact: +31 20"], 1), record_key(["Q: Why?", "A: So."], 1)
+    ('channel: Phone', '')
+    """
+    if i <= 0 or i >= len(sentences) or not FIELD.match(sentences[i]) or not _is_record(sentences):
+        return ""
+    return sentences[0].strip()
 
 
 def _list_after(sentences: list[str], i: int) -> list[int]:

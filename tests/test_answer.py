@@ -298,3 +298,13 @@ def test_focus_on_a_record_field_keeps_what_the_record_is_about():
     shown = found.focus([row, faq], 1)
     assert shown[0].chunk.text == "channel: Phone (EU) hours: Mon-Fri 08:00-20:00"  # whose hours they are
     assert shown[1].chunk.text == "A: Alexa and Google Home."  # an FAQ is not a record: its answer alone
+    assert compose(found, [row, faq]).text.startswith(
+        "channel: Phone (EU); hours: Mon-Fri 08:00-20:00 [1]"
+    )  # quoted so
+    # and it is read so: the scorer sees whose hours they are
+    from rag.evidence import Reader, ReaderModel
+
+    scorer = Recording()
+    Reader(ReaderModel.load(BUNDLED_READERS[True]), scorer=scorer).read("When can I call?", [row])
+    assert scorer.texts[0] == "channel: Phone (EU)"
+    assert scorer.texts[1] == "channel: Phone (EU)\nhours: Mon-Fri 08:00-20:00"
