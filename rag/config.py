@@ -199,7 +199,7 @@ class AnswerConfig:
     mode: str = "extractive"  # extractive | generative | auto; the default is chosen by measurement (README)
     k: int = 3  # passages shown to the generator (and read for an extractive answer)
     candidates: int = 3  # passages read and reranked by the scorer before the best `k` are kept (>= k)
-    scorer: str = "bundled"  # the evidence scorer: "bundled", a folder from `rag tune --task scorer`, or "none"
+    scorer: str = "bundled"  # the evidence scorer: "bundled", a folder (`rag tune --task scorer`) or hub id, "none"
     reader: str = "bundled"  # how evidence is weighed (reader.json): "bundled" or a file from `rag calibrate --fit`
     min_evidence: float | None = None  # refuse below this probability of an answer; None: the reader's threshold
     max_prompt_tokens: int = 1536  # prompt budget (the model's window permitting); prefill costs ~3.5 ms/token on CPU

@@ -15,6 +15,7 @@ What this module does not do: pick sentences or decide refusals (`rag.evidence`)
 from __future__ import annotations
 
 import json
+import re
 import threading
 from pathlib import Path
 
@@ -29,17 +30,39 @@ BATCH_TOKENS = 4096  # padded tokens per forward pass on a CPU
 EXPORT_FORMAT = 1  # bump when the export's layout changes: older exports are then redone
 
 
+HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")  # "cross-encoder/ms-marco-MiniLM-L6-v2"
+
+
 def scorer_folder(name: str | None) -> Path | None:
-    """The folder of the scorer a config names: "bundled" (the shipped one), a folder, or "none" (None)."""
+    """The folder of the scorer a config names: "bundled" (the shipped one), a folder (`rag tune --task scorer`
+    wrote it, or any one-logit cross-encoder), a model hub id (downloaded once, where a hub is reachable), or
+    "none" (None)."""
     if name in (None, "", "none"):
         return None
     folder = BUNDLED_SCORER if name == "bundled" else Path(name).expanduser()
+    if not folder.exists() and HUB_ID.fullmatch(name):
+        folder = _download(name)
     if not (folder / "adapter_config.json").is_file() and not (folder / "config.json").is_file():
         raise ConfigError(
             f"the scorer {name!r} is not a scorer folder (no adapter_config.json or config.json in {folder}); "
-            "give a folder `rag tune --task scorer` wrote, 'bundled', or 'none'"
+            "give a folder `rag tune --task scorer` wrote, a cross-encoder's folder or hub id, 'bundled', or 'none'"
         )
     return folder
+
+
+def _download(model_id: str) -> Path:
+    """A model hub id's files in the hub's local cache (downloaded on first use)."""
+    require("huggingface_hub", purpose=f"downloading the scorer {model_id!r} from the model hub")
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(model_id))
+    except Exception as exc:  # offline, no such model, gated: all end the same way
+        raise ConfigError(
+            f"the scorer {model_id!r} is not a local folder and could not be fetched from the model hub "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0]}); give a local folder, or this id where the hub "
+            "is reachable"
+        ) from exc
 
 
 def _base_location(folder: Path) -> str:

@@ -92,7 +92,8 @@ def add_answer_args(p: argparse.ArgumentParser, index: bool = True) -> None:
         "--scorer",
         metavar="DIR",
         dest="answer.scorer",
-        help="the evidence scorer: 'bundled' (default), a folder from `rag tune --task scorer`, or 'none'",
+        help="the evidence scorer: 'bundled' (default), a folder from `rag tune --task scorer`, a cross-encoder's "
+        "folder or model hub id, or 'none'",
     )
     p.add_argument(
         "--reader",
