@@ -37,6 +37,12 @@ from .systems import BY_NAME
 EXPECTATIONS = (
     ("rag", "ft", "retrieval injects facts better than fine-tuning on them", "Ovadia et al. 2023"),
     ("raft+rag", "rag", "a RAFT adapter improves answers over the same passages", "Zhang et al. 2024 (RAFT)"),
+    (
+        "reader+rag",
+        "rag",
+        "a RAFT adapter trained on other data helps on a new knowledge base",
+        "Zhang et al. 2024 (RAFT)",
+    ),
     ("raft+rag", "ft+rag", "RAFT beats plain fine-tuning when both answer from passages", "Zhang et al. 2024 (RAFT)"),
     ("ft+rag", "rag", "fine-tuning adds to retrieval", "Balaguer et al. 2024"),
     ("ft+rag", "ft", "retrieval adds to fine-tuning", "Balaguer et al. 2024"),
