@@ -68,7 +68,7 @@ eval-ci: $(STAMP) ## small-budget evaluation that fails below eval/thresholds/*.
 		--out eval/reports/ci-extractive --check eval/thresholds/ci-extractive.json
 	rag eval eval/suites/voltra.yaml --systems extractive \
 		--out eval/reports/ci-voltra --check eval/thresholds/ci-voltra.json
-	rag eval eval/suites/sample.yaml --systems closed-book,rag,ft+rag,raft+rag --train-steps 8 --train-minutes 6 \
+	rag eval eval/suites/sample.yaml --systems closed-book,rag,reader+rag,ft+rag,raft+rag --train-steps 8 --train-minutes 6 \
 		--out eval/reports/ci-generative --check eval/thresholds/ci-generative.json
 
 eval-reading: $(STAMP) ## reading at scale: SQuAD 2.0 dev, CMRC 2018 dev, XQuAD en/zh, DRCD dev (1,200 questions each)
