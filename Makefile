@@ -80,8 +80,7 @@ scorer: $(STAMP) ## retrain the shipped evidence scorer (rag/weights/scorer) fro
 	rag tune work/reader/scorer-pairs.jsonl --task scorer --out rag/weights/scorer --rank 16 --lr 5e-4 \
 		--batch-size 32 --max-steps 4000 --max-minutes 170 --save-steps 500 --eval-share 0.002
 
-reader: $(STAMP) ## relearn the question frame and refit the shipped reader weights (rag/weights/reader*.json) on held-out public training data
-	$(PYTHON) scripts/reader_data.py --frame rag/weights/question-frame.json
+reader: $(STAMP) ## refit the shipped reader weights (rag/weights/reader*.json) on held-out public training data
 	$(PYTHON) scripts/fit_reader.py --scorer none
 	$(PYTHON) scripts/fit_reader.py --scorer bundled
 

@@ -3,8 +3,8 @@ the passages hold an answer at all. Learned from data, not hand-written.
 
 Every sentence of the retrieved passages is a candidate. Its features are the evidence scorer's logit
 (`rag.scorer`, a cross-encoder; where the question is in a language the scorer cannot read, that feature is
-left out), lexical overlap with the question (IDF-weighted keywords: its words less those that frame a
-question, learned from QA data; character bigrams; what the sentence adds beyond the question), whether it holds the kind of answer the question asks for (a number, a price, a time),
+left out), lexical overlap with the question (IDF-weighted words, character bigrams, what the sentence adds
+beyond the question), whether it holds the kind of answer the question asks for (a number, a price, a time),
 and where it sits (passage rank and retrieval score, first sentence, list item, length). A logistic model
 per reading group ("read": the scorer reads the question; "unread": it does not, e.g. Chinese with MiniLM)
 turns them into a probability. Passages are reranked by their best sentence. Whether to answer at all is a
@@ -25,7 +25,6 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -40,37 +39,23 @@ from .types import Hit
 WEIGHTS = Path(__file__).resolve().parent / "weights"
 BUNDLED_READERS = {True: WEIGHTS / "reader.json", False: WEIGHTS / "reader-lexical.json"}  # with a scorer or not
 
-# Words that frame a question ("how long", "what kind", "哪一年") rather than name what it is about, so that a
-# knowledge base can hold the answer without using them: learned from QA data (`rag.readerdata.question_frame`,
-# `python scripts/reader_data.py --frame`), stemmed and in Simplified characters as the keyword tokenizer
-# leaves them. Chinese interrogatives are also recognised by their morphemes (哪, 啥, 什么, 几, 何), which make
-# words no list holds (哪位, 几座, 何年).
-QUESTION_FRAME_FILE = WEIGHTS / "question-frame.json"
+# words that frame a question ("how long", "how much") rather than name what it is about; a knowledge base
+# that never uses them can still hold the answer (stemmed, as the keyword tokenizer leaves them)
+QUESTION_FRAME = frozenset(
+    "long much mani far often soon quick quickli big larg old kind type way thing get need want know tell pleas "
+    "happen possibl mean exact usual typic 多久 多长 多少 多大 多远 怎么样 为什么 是否 可以 需要 知道 告诉".split()
+)  # Chinese in Simplified characters: tokens are (rag.keywords.to_simplified)
+# Chinese question words are made, not listed: 哪一年, 哪里, 哪位, 什么样, 第几, 几座, 何年 (tokens are Simplified)
 _ZH_ASKING = re.compile(r"[哪啥]|[什甚]么|^第?[几何]")
 
 
-@lru_cache(maxsize=1)
-def question_frame() -> dict[str, float]:
-    """{token: share of the questions using it whose paragraph lacks it} (see `rag.readerdata.question_frame`)."""
-    return json.loads(QUESTION_FRAME_FILE.read_text(encoding="utf-8"))["tokens"]
-
-
 def question_keywords(question: str) -> list[str]:
-    """The question's tokens that say what it is about (not how it asks). A Chinese token inside a framing
-    one is framing too ("长时间" of "多长时间"), and a Chinese token holding an interrogative that nearly never
-    occurs in its answer's paragraph (share >= 0.9) frames ("多长时间" holds "多长").
+    """The question's tokens that say what it is about (not how it asks).
 
     >>> question_keywords("How long is the warranty?"), question_keywords("宁巴的总部在哪里？")
     (['warranti'], ['宁巴', '总部'])
-    >>> question_keywords("转网需要多长时间？")
-    ['转网', '需要']
     """
-    frame = question_frame()
-    tokens = tokenize(question)
-    pure = [f for f, share in frame.items() if share >= 0.9 and len(f) >= 2 and has_cjk(f)]
-    framing = {t for t in tokens if t in frame or _ZH_ASKING.search(t) or (has_cjk(t) and any(f in t for f in pure))}
-    inside = {t for t in tokens if has_cjk(t) and any(t != f and t in f for f in framing)}
-    return [t for t in tokens if t not in framing and t not in inside]
+    return [t for t in tokenize(question) if t not in QUESTION_FRAME and not _ZH_ASKING.search(t)]
 
 
 # the kind of answer a question asks for, and what an answer of that kind looks like: one feature among

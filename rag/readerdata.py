@@ -41,51 +41,6 @@ def scorer_text(context: str, sentence: str) -> str:
     return f"{context}\n{sentence}" if context else sentence
 
 
-def question_frame(
-    documents: Sequence[dict],
-    questions: Sequence[dict],
-    share: float = 0.65,
-    min_questions: int = 20,
-    min_titles: int = 10,
-) -> dict[str, float]:
-    """The words that frame a question rather than name what it is about ("how long", "what kind", "哪一年"),
-    learned from QA data: {token: share}, the keyword tokens (`rag.keywords.tokenize`) whose own paragraph
-    lacks them in at least `share` of the questions that use them (most content words of a question are in
-    its paragraph: the median share is about 0.13 on SQuAD, 0.11 on CMRC). A token counts when at least
-    `min_questions` questions about at least `min_titles` subjects (document titles) use it: a name only
-    questions about one subject use ("NYC" over paragraphs that say "New York City") is not a frame.
-
-    >>> docs = [{"id": str(i), "title": w, "text": f"The {w} museum opened in 1990."} for i, w in enumerate("abcdefghijkl")]
-    >>> qs = [{"question": f"What kind of museum is the {w} museum?", "sources": [str(i)]} for i, w in enumerate("abcdefghijkl")]
-    >>> question_frame(docs, qs, min_questions=10)
-    {'kind': 1.0}
-    """
-    from collections import Counter, defaultdict
-
-    from .keywords import to_simplified, tokenize
-
-    by_id = {d["id"]: d for d in documents}
-    seen: dict[str, tuple[set, str]] = {}
-    used: Counter = Counter()
-    lacking: Counter = Counter()
-    titles: dict[str, set] = defaultdict(set)
-    for q in questions:
-        doc = by_id.get((q.get("sources") or [None])[0])
-        if doc is None:
-            continue
-        if doc["id"] not in seen:
-            seen[doc["id"]] = (set(tokenize(doc["text"])), to_simplified(doc["text"]).lower())
-        tokens, raw = seen[doc["id"]]
-        for token in set(tokenize(q["question"])):
-            used[token] += 1
-            titles[token].add(doc.get("title") or doc["id"])
-            lacking[token] += token not in tokens and token not in raw
-    frame = {
-        t: round(lacking[t] / n, 3) for t, n in used.items() if n >= min_questions and len(titles[t]) >= min_titles
-    }
-    return dict(sorted((t, v) for t, v in frame.items() if v >= share))
-
-
 def _overlap(question: str, sentence: str) -> float:
     q = set(_WORD.findall(question.lower()))
     return len(q & set(_WORD.findall(sentence.lower()))) / (len(q) or 1)

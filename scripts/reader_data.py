@@ -7,16 +7,11 @@
   (`held_out`), so the scorer's scores there are what it gives on unseen text.
 
     python scripts/reader_data.py [--data ../shared/data] [--out work/reader]
-    python scripts/reader_data.py --frame rag/weights/question-frame.json
 
-The first writes into --out scorer-pairs.jsonl (question/text/label), what the shipped scorer trains on, and
+writes into --out scorer-pairs.jsonl (question/text/label), what the shipped scorer trains on, and
 scorer-pairs-adversarial.jsonl, for a second stage that did not pay off (README > Measured): every answerable
 question of those articles that `rag.readerdata.adversarial_pairs` can perturb, with and without the change,
 mixed half and half with first-stage pairs. The data stays out of the repository.
-
-The second learns which question words frame a question rather than say what it is about
-(`rag.readerdata.question_frame`) from the scorer's SQuAD articles and the CMRC 2018 train and trial paragraphs
-that `held_out` leaves out, and writes them where `rag.evidence` reads them (`make reader` does it first).
 """
 
 from __future__ import annotations
@@ -26,14 +21,12 @@ import json
 import random
 from pathlib import Path
 
-from rag.atomic import write_json
 from rag.eval.datasets import read_public
-from rag.readerdata import adversarial_pairs, question_frame, scorer_pairs
+from rag.readerdata import adversarial_pairs, scorer_pairs
 
 SCORER_ARTICLES = 400  # of SQuAD 1.1 train's 442
 SQUAD = Path("squad11-train") / "train-v1.1.json"
 CMRC = Path("cmrc2018-train") / "cmrc2018_train.json"
-TRIAL = Path("cmrc2018-trial") / "cmrc2018_trial.json"
 
 
 def scorer_data(data: Path) -> tuple[list[dict], list[dict]]:
@@ -75,37 +68,11 @@ def held_out(data: Path, chinese_paragraphs: int = 600, with_outside: bool = Fal
     return {lang: (*parts[lang], outside[lang]) for lang in parts}
 
 
-def frame_data(data: Path) -> dict:
-    """The question frame (see the module docstring) with what it was learned from."""
-    documents, questions = read_public("squad", data / SQUAD)
-    titles = set(list(dict.fromkeys(d["title"] for d in documents))[:SCORER_ARTICLES])
-    documents = [d for d in documents if d["title"] in titles]
-    held = {d["id"] for d in held_out(data)["zh"][0]}
-    zh_documents, zh_questions = read_public("squad", data / CMRC)
-    trial_documents, trial_questions = read_public("squad", data / TRIAL)
-    zh_documents = [d for d in zh_documents if d["id"] not in held] + trial_documents
-    frame = {
-        "en": question_frame(documents, questions),
-        "zh": question_frame(zh_documents, zh_questions + trial_questions),
-    }
-    info = (
-        f"rag.readerdata.question_frame on SQuAD 1.1 train articles [0, {SCORER_ARTICLES}) ({len(documents)} "
-        f"paragraphs) and CMRC 2018 train and trial paragraphs outside the reader's fitting set ({len(zh_documents)})"
-    )
-    return {"tokens": {**frame["en"], **frame["zh"]}, "info": info}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default="../shared/data")
     parser.add_argument("--out", default="work/reader")
-    parser.add_argument("--frame", help="write the question frame to this file instead (see above)")
     args = parser.parse_args()
-    if args.frame:
-        frame = frame_data(Path(args.data))
-        write_json(Path(args.frame), frame)
-        print(f"{args.frame}: {len(frame['tokens'])} tokens")
-        return
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for name, pairs in zip(("scorer-pairs", "scorer-pairs-adversarial"), scorer_data(Path(args.data))):
