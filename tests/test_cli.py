@@ -92,3 +92,16 @@ def test_killed_mid_index_leaves_a_loadable_index(tmp_path):
         assert m.generation == good.generation or m.chunks > 0
     # and a normal run afterwards recovers cleanly
     assert run_cli("index", "kb", "--index", "indexes/idx", cwd=tmp_path).returncode == 0
+
+
+def test_a_refusal_names_the_closest_passages_read(tmp_path, kb):
+    run_cli("index", "kb", "--index", "indexes/idx", "--embedder", "hash", cwd=tmp_path)
+    (tmp_path / "strict.toml").write_text("[answer]\nmin_evidence = 0.999\n")  # nothing is evidence enough
+    res = run_cli(
+        "ask", "How long do I hold the reset button?", "--index", "indexes/idx",
+        cwd=tmp_path, env={"RAG_CONFIG": str(tmp_path / "strict.toml")},
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    first, second = res.stdout.splitlines()[:2]
+    assert first == "I could not find this in the knowledge base."
+    assert second.startswith("  (no passage answers it; the closest read: kb/router.md")

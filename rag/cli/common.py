@@ -176,6 +176,9 @@ def print_answer(answer, streamed: bool) -> None:
             hit = answer.sources[n - 1]
             page = f", page {hit.chunk.page}" if hit.chunk.page else ""
             print(f"  [{n}] {hit.chunk.source}{page}")
+    elif answer.refused and answer.sources:  # where to look by hand: what was read and judged not to answer
+        closest = list(dict.fromkeys(hit.chunk.source for hit in answer.sources))[:3]
+        print(f"  (no passage answers it; the closest read: {', '.join(closest)})")
     elif answer.refused:
         print("  (no supporting passage found)")
 
