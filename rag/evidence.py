@@ -49,13 +49,27 @@ QUESTION_FRAME = frozenset(
 _ZH_ASKING = re.compile(r"[哪啥]|[什甚]么|^第?[几何]")
 
 
+_ZH_FRAME = tuple(t for t in QUESTION_FRAME if has_cjk(t))
+
+
 def question_keywords(question: str) -> list[str]:
-    """The question's tokens that say what it is about (not how it asks).
+    """The question's tokens that say what it is about (not how it asks). The tokenizer also emits the parts
+    of a Chinese word (多长时间: 时间, 长时间, 多长时间), so a Chinese token holding a framing word frames too,
+    and so do the parts of a framing token.
 
     >>> question_keywords("How long is the warranty?"), question_keywords("宁巴的总部在哪里？")
     (['warranti'], ['宁巴', '总部'])
+    >>> question_keywords("转网需要多长时间？")
+    ['转网']
     """
-    return [t for t in tokenize(question) if t not in QUESTION_FRAME and not _ZH_ASKING.search(t)]
+    tokens = tokenize(question)
+    framing = {
+        t
+        for t in tokens
+        if t in QUESTION_FRAME or _ZH_ASKING.search(t) or (has_cjk(t) and any(f in t for f in _ZH_FRAME))
+    }
+    parts = {t for t in tokens if has_cjk(t) and any(t != f and t in f for f in framing if has_cjk(f))}
+    return [t for t in tokens if t not in framing and t not in parts]
 
 
 # the kind of answer a question asks for, and what an answer of that kind looks like: one feature among
