@@ -151,23 +151,22 @@ class RAG:
         if reading.probability < threshold:
             return self._refuse(call, hits, "below the evidence threshold: the passages do not hold an answer")
         if config.answer.mode == "extractive":
-            return self._extractive(call, hits, reading)
+            return self._extractive(call, hits, compose(reading, hits))
         shown = reading.focus(hits, config.answer.focus)
         if config.answer.mode == "generative":
             return self._generate(call, shown)
         # auto: the evidence check passed, so a reply that claims there is no answer is not trusted either
         answer = self._generate(call, shown, stream=False)
         problems = ["says the answer is not in the passages"] if answer.refused else self.check(question, answer)
+        found = compose(reading, hits)
         if problems:
             call.notes.append(f"generated answer rejected: {'; '.join(problems)}")
-        else:
-            found = compose(reading, hits)
-            if found is None or not repeats_part(answer.answer, found.text):
-                call.emit(answer.answer)
-                return answer
-            # the generator copied one sentence of what the reader quotes whole (a condition, an exception)
+        elif found is None or not repeats_part(answer.answer, found.text):
+            call.emit(answer.answer)
+            return answer
+        else:  # the generator copied one sentence of what the reader quotes whole (a condition, an exception)
             call.notes.append("the generated answer repeats part of the extractive answer: the whole extract kept")
-        fallback = self._extractive(call, hits, reading)
+        fallback = self._extractive(call, hits, found)
         fallback.prompt = answer.prompt
         return fallback
 
@@ -202,8 +201,8 @@ class RAG:
         call.emit(text)
         return call.answer(text, True, hits, [], "refusal", **self._model_info(call))
 
-    def _extractive(self, call: _Call, hits: list[Hit], reading) -> Answer:
-        found = compose(reading, hits)
+    def _extractive(self, call: _Call, hits: list[Hit], found) -> Answer:
+        """The extractive answer `found` (`compose`'s, None when there is no sentence to quote)."""
         call.timings["generate_s"] = 0.0
         call.timings["new_tokens"] = 0
         if found is None:
