@@ -1,5 +1,5 @@
 """rag.eval.datasets, the one reader of QA data: SQuAD 2.0 (with unanswerables), CMRC 2018 in both layouts,
-BEIR folders and corpus JSONL; suites and retrieval evaluation see the same documents under the same ids."""
+WikiQA, BEIR folders and corpus JSONL; suites and retrieval evaluation see the same documents under the same ids."""
 
 from __future__ import annotations
 
@@ -182,8 +182,69 @@ def test_bad_public_files_are_named_with_what_is_wrong(tmp_path, kind, content, 
 def test_missing_and_unknown_data_are_refused(tmp_path):
     with pytest.raises(ConfigError, match="squad data .*missing.json does not exist"):
         read_public("squad", tmp_path / "missing.json")
-    with pytest.raises(ConfigError, match="must be one of squad, cmrc, beir"):
+    with pytest.raises(ConfigError, match="must be one of squad, cmrc, wikiqa, beir"):
         read_public("natural-questions", tmp_path)
+
+
+# ----------------------------------------------------------------------------------------------------- WikiQA
+
+WIKIQA_HEADER = "QuestionID\tQuestion\tDocumentID\tDocumentTitle\tSentenceID\tSentence\tLabel\n"
+WIKIQA_ROWS = [
+    ("Q1", "how are glacier caves formed?", "D1", "Glacier cave", "D1-0", "A partly submerged glacier cave.", "0"),
+    (
+        "Q1",
+        "how are glacier caves formed?",
+        "D1",
+        "Glacier cave",
+        "D1-1",
+        'A glacier cave is a "cave" formed in ice .',
+        "1",
+    ),
+    ("Q2", "what is a glacier cave called", "D1", "Glacier cave", "D1-0", "A partly submerged glacier cave.", "0"),
+    (
+        "Q2",
+        "what is a glacier cave called",
+        "D1",
+        "Glacier cave",
+        "D1-1",
+        'A glacier cave is a "cave" formed in ice .',
+        "0",
+    ),
+    ("Q3", "who wrote hamlet", "D2", "Hamlet", "D2-0", "Hamlet is a tragedy by William Shakespeare.", "1"),
+]
+
+
+def _wikiqa(path, rows=WIKIQA_ROWS, header=WIKIQA_HEADER):
+    path.write_text(header + "".join("\t".join(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def test_wikiqa_summaries_become_documents_and_correct_sentences_the_answers(tmp_path):
+    docs, questions = read_public("wikiqa", _wikiqa(tmp_path / "WikiQA-test.tsv"))
+    assert docs[0] == {
+        "id": "D1",
+        "title": "Glacier cave",
+        "text": 'A partly submerged glacier cave. A glacier cave is a "cave" formed in ice .',  # quotes kept as text
+    }
+    by_id = {q["id"]: q for q in questions}
+    assert by_id["Q1"]["answers"] == ['A glacier cave is a "cave" formed in ice .'] and by_id["Q1"]["answerable"]
+    assert by_id["Q2"] == {  # no sentence answers it: unanswerable, still sourced to its summary
+        "id": "Q2",
+        "question": "what is a glacier cave called",
+        "answers": [],
+        "sources": ["D1"],
+        "answerable": False,
+    }
+    docs, questions = read_public("wikiqa", tmp_path / "WikiQA-test.tsv", documents=1)
+    assert [d["id"] for d in docs] == ["D1"] and {q["id"] for q in questions} == {"Q1", "Q2"}
+
+
+def test_bad_wikiqa_files_are_explained(tmp_path):
+    with pytest.raises(ConfigError, match="not a WikiQA TSV: its header lacks .*Label"):
+        read_public("wikiqa", _wikiqa(tmp_path / "a.tsv", header=WIKIQA_HEADER.replace("\tLabel", "")))
+    bad = [WIKIQA_ROWS[0][:-1] + ("yes",)]
+    with pytest.raises(ConfigError, match="b.tsv line 2: Label must be 0 or 1, got 'yes'"):
+        read_public("wikiqa", _wikiqa(tmp_path / "b.tsv", rows=bad))
 
 
 # ---------------------------------------------------------------------------- one id scheme for both readers
@@ -289,3 +350,5 @@ def test_shared_public_data():
     assert len(cmrc.corpus) == 848 and len(cmrc.queries) == 3219
     docs, questions = read_public("cmrc", SHARED_DATA / "cmrc2018-trial" / "cmrc2018_trial.json")
     assert len(docs) == 256 and len(questions) == 1002 and docs[0]["id"] == "TRIAL_800"
+    docs, questions = read_public("wikiqa", SHARED_DATA / "wikiqa" / "WikiQA-test.tsv")
+    assert len(docs) == 619 and len(questions) == 633 and sum(q["answerable"] for q in questions) == 243

@@ -24,7 +24,9 @@ def register(sub) -> None:
     p.add_argument("--systems", help=f"comma-separated: {', '.join(NAMES)} (default: the suite's)")
     p.add_argument("--out", metavar="DIR", help="report folder (default eval/reports/<suite>-<time>)")
     p.add_argument("--limit", type=int, metavar="N", help="only the first N test questions")
-    p.add_argument("--data", metavar="PATH", help="where the suite's SQuAD/CMRC/BEIR data is (overrides its path)")
+    p.add_argument(
+        "--data", metavar="PATH", help="where the suite's SQuAD/CMRC/WikiQA/BEIR data is (overrides its path)"
+    )
     p.add_argument("--answer-mode", choices=["generative", "auto", "extractive"], help="how RAG systems answer")
     p.add_argument("--train-steps", dest="steps", type=int, metavar="N", help="training steps per adapter")
     p.add_argument("--train-minutes", dest="minutes", type=float, metavar="M", help="training time limit per adapter")
@@ -49,6 +51,7 @@ def register(sub) -> None:
     src.add_argument("--beir", metavar="DIR", help="folder with corpus.jsonl, queries.jsonl, qrels/<split>.tsv")
     src.add_argument("--squad", metavar="FILE", help="SQuAD v1/v2 JSON: paragraphs as documents")
     src.add_argument("--cmrc", metavar="FILE", help="CMRC 2018 JSON: paragraphs as documents")
+    src.add_argument("--wikiqa", metavar="FILE", help="WikiQA TSV: Wikipedia summaries as documents")
     pe.add_argument(
         "--ignore-identical-ids", action="store_true", help="drop hits whose id equals the query id (ArguAna, Quora)"
     )
@@ -116,7 +119,7 @@ def cmd_eval_retrieval(args) -> int:
 
     config, _ = settings(args)
     modes = [m.strip() for m in args.mode.split(",") if m.strip()]
-    kind = next(k for k in ("beir", "squad", "cmrc") if getattr(args, k))
+    kind = next(k for k in ("beir", "squad", "cmrc", "wikiqa") if getattr(args, k))
     data = retrieval_data(kind, getattr(args, kind), args.split)
     report = evaluate(
         data,

@@ -1,4 +1,4 @@
-"""The one reader of question-answering data: SQuAD 1.1/2.0, CMRC 2018, BEIR folders and corpus JSONL.
+"""The one reader of question-answering data: SQuAD 1.1/2.0, CMRC 2018, WikiQA, BEIR folders and corpus JSONL.
 
 Everything comes out in one shape, read by suites (`rag.eval.suite`) and by retrieval evaluation
 (`rag.eval.retrieval`) alike, so both see the same documents under the same ids:
@@ -11,6 +11,12 @@ SQuAD-shaped CMRC train/trial files); where the file gives none (SQuAD), it is `
 number>`, e.g. `Normans/003`, readable in reports and stable when more articles are selected. A second
 paragraph with an id already taken gets `-2`, `-3`, ... appended, so no document is ever dropped. BEIR and
 corpus JSONL records keep their own ids.
+
+WikiQA (a TSV of Bing questions, each with the sentences of one Wikipedia summary labelled 1 where they answer
+it): each summary is a document (its `DocumentID`, the sentences joined), a question's answers are its correct
+sentences (an extractive answer must quote one), and a question without one is unanswerable. Its questions
+were typed into a search engine, not written from the paragraph, so they test reading a question worded
+unlike its answer.
 
 SQuAD 2.0's unanswerable questions (`is_impossible`) come out with `answerable: false` and no answers, still
 sourced to their paragraph (a refusal is judged against it); a question whose answers are all blank is not
@@ -33,7 +39,7 @@ from pathlib import Path
 from ..errors import ConfigError
 from ..records import parse_jsonl, parse_jsonl_numbered
 
-KINDS = ("squad", "cmrc", "beir")
+KINDS = ("squad", "cmrc", "wikiqa", "beir")
 
 
 @dataclass(frozen=True)
@@ -60,6 +66,8 @@ def read_public(kind: str, source: str | Path, documents: int | None = None) -> 
         raise ConfigError(f"{kind} data {source} does not exist")
     if kind == "beir":
         return beir_questions(read_beir(source), documents)
+    if kind == "wikiqa":
+        return _wikiqa(source, documents)
     try:
         payload = json.loads(source.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -101,6 +109,38 @@ def _cmrc_list(payload: list, documents: int | None) -> tuple[list[dict], list[d
             answers = _answer_texts(qa.get("answers", []))
             questions.append(_question(qa["query_id"], qa["query_text"], answers, doc_id, True))
     return docs, questions
+
+
+def _wikiqa(path: Path, documents: int | None) -> tuple[list[dict], list[dict]]:
+    """A WikiQA TSV (header QuestionID, Question, DocumentID, DocumentTitle, SentenceID, Sentence, Label); the
+    first `documents` documents and their questions."""
+    docs: dict[str, dict] = {}
+    questions: dict[str, dict] = {}
+    needed = {"QuestionID", "Question", "DocumentID", "DocumentTitle", "Sentence", "Label"}
+    with open(path, encoding="utf-8", newline="") as fh:
+        reader = csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)
+        if not needed <= set(reader.fieldnames or ()):
+            raise ConfigError(
+                f"{path} is not a WikiQA TSV: its header lacks {sorted(needed - set(reader.fieldnames or ()))}"
+            )
+        for number, row in enumerate(reader, start=2):
+            doc_id, sentence = row["DocumentID"], (row["Sentence"] or "").strip()
+            if doc_id not in docs:
+                if documents is not None and len(docs) >= documents:
+                    continue
+                docs[doc_id] = {"id": doc_id, "title": row["DocumentTitle"] or "", "sentences": []}
+            if row["Label"] not in ("0", "1"):
+                raise ConfigError(f"{path} line {number}: Label must be 0 or 1, got {row['Label']!r}")
+            if sentence and sentence not in docs[doc_id]["sentences"]:
+                docs[doc_id]["sentences"].append(sentence)
+            q = questions.setdefault(
+                row["QuestionID"], _question(row["QuestionID"], row["Question"], [], doc_id, False)
+            )
+            if row["Label"] == "1" and sentence:
+                q["answers"].append(sentence)
+                q["answerable"] = True
+    out = [{"id": d["id"], "title": d["title"], "text": " ".join(d["sentences"])} for d in docs.values()]
+    return [d for d in out if d["text"]], [q for q in questions.values() if q["question"]]
 
 
 def _question(qid, text: str, answers: list[str], source: str, answerable: bool) -> dict:

@@ -14,7 +14,7 @@ A suite is a small YAML or JSON file; paths in it are relative to the file:
                                        # base_url, adapter, ...), on top of `config`
 
 Public QA data is named instead of `corpus` + `questions`: `squad: FILE` (SQuAD 1.1/2.0 JSON), `cmrc: FILE`
-(CMRC 2018 JSON) or `beir: FOLDER`, with `select: {documents, questions, test_share, seed}`. Each
+(CMRC 2018 JSON), `wikiqa: FILE` (a WikiQA TSV) or `beir: FOLDER`, with `select: {documents, questions, test_share, seed}`. Each
 paragraph becomes a knowledge-base document and each question a suite question (its paragraph the gold
 source); `rag.eval.datasets` reads them, and names the documents. This module only reads and checks (and
 draws the seeded train/test split of public data); `rag.eval.harness` runs suites.
@@ -44,6 +44,7 @@ _KEYS = {
     "questions",
     "squad",
     "cmrc",
+    "wikiqa",
     "beir",
     "select",
     "systems",
@@ -132,7 +133,7 @@ class Suite:
 
 
 def load_suite(path: str | Path, data: str | Path | None = None) -> Suite:
-    """Read and check a suite file. `data` replaces the path of its public dataset (squad/cmrc/beir).
+    """Read and check a suite file. `data` replaces the path of its public dataset (squad/cmrc/wikiqa/beir).
     Every mistake is a `ConfigError` naming the file (and line or key)."""
     path = Path(path)
     if not path.is_file():
@@ -147,7 +148,7 @@ def load_suite(path: str | Path, data: str | Path | None = None) -> Suite:
         raise ConfigError(f"{where}: `name` must be a short name of letters, digits, '.', '_' or '-', got {name!r}")
     public = [k for k in KINDS if k in raw]
     if len(public) > 1 or (public and ("corpus" in raw or "questions" in raw)):
-        raise ConfigError(f"{where}: give either `corpus` and `questions`, or one of squad/cmrc/beir, not both")
+        raise ConfigError(f"{where}: give either `corpus` and `questions`, or one of squad/cmrc/wikiqa/beir, not both")
     base = path.parent
     suite = Suite(name=name, path=path, questions=[])
     if public:
@@ -159,7 +160,7 @@ def load_suite(path: str | Path, data: str | Path | None = None) -> Suite:
         suite.origin = {"format": kind, "path": str(source), "select": asdict(select)}
     else:
         if data is not None:
-            raise ConfigError("--data replaces a suite's squad/cmrc/beir path; this suite names its own corpus")
+            raise ConfigError("--data replaces a suite's squad/cmrc/wikiqa/beir path; this suite names its own corpus")
         for key in ("corpus", "questions"):
             if not isinstance(raw.get(key), str):
                 raise ConfigError(f"{where}: `{key}` is required: a path relative to the suite file")
