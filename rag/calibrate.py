@@ -27,13 +27,9 @@ import numpy as np
 
 from .errors import ConfigError
 from .evidence import QUESTION_FEATURES, SENTENCE_FEATURES, Reader, ReaderModel, logistic
+from .text import mentions
 
 GROUPS = ("read", "unread")
-
-
-def _contains(sentence: str, answers: list[str]) -> bool:
-    low = sentence.lower()
-    return any(a.strip() and a.strip().lower() in low for a in answers)
 
 
 def collect(questions: list[dict], rag, reader: Reader, progress: Callable | None = None) -> list[dict]:
@@ -51,11 +47,11 @@ def collect(questions: list[dict], rag, reader: Reader, progress: Callable | Non
         candidates = reader.candidates(question, hits, group)
         row = {"group": group, "answerable": answerable, "sentences": [], "with": None, "without": None}
         for c in candidates:
-            row["sentences"].append((c.features, float(_contains(c.text, answers)) if answerable else 0.0))
+            row["sentences"].append((c.features, float(mentions(c.text, answers)) if answerable else 0.0))
         row["with"] = (candidates, hits)
         gold = tuple(q.get("sources") or ())
         if answerable and gold:
-            lacking = [h for h in pool if not h.chunk.source.endswith(gold) and not _contains(h.chunk.text, answers)]
+            lacking = [h for h in pool if not h.chunk.source.endswith(gold) and not mentions(h.chunk.text, answers)]
             row["without"] = (reader.candidates(question, lacking[:k], group), lacking[:k])
         row["question"] = question
         rows.append(row)

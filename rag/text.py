@@ -133,6 +133,17 @@ def sentences_by_line(text: str) -> list[list[str]]:
     return [line for line in out if line]
 
 
+def mentions(text: str, answers) -> bool:
+    """Whether `text` holds one of `answers` as written (case aside); blank answers hold nowhere. How training
+    and fitting data label a sentence or passage (evaluation scores with `rag.eval.metrics.contains_gold`).
+
+    >>> mentions("Hold RESET for 12 seconds.", ["12 seconds", ""]), mentions("Hold RESET.", [" "])
+    (True, False)
+    """
+    low = text.lower()
+    return any(a.strip() and a.strip().lower() in low for a in answers)
+
+
 # -------------------------------------------------------------------------------------------------- citations
 
 

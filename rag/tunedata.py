@@ -22,7 +22,7 @@ from pathlib import Path
 from .errors import ConfigError
 from .prompt import REFUSAL, build_messages
 from .records import parse_jsonl
-from .text import language, split_sentences
+from .text import language, mentions, split_sentences
 from .types import Chunk, Hit
 
 FORMATS = ("alpaca", "chat", "qa", "text", "pairs")
@@ -228,7 +228,7 @@ def raft_examples(
             target = REFUSAL[language(question)]
         else:
             n = next(i for i, h in enumerate(passages, start=1) if h.chunk.id == gold.chunk.id)
-            if focus is not None and not _contains(passages[n - 1].chunk.text, answers):
+            if focus is not None and not mentions(passages[n - 1].chunk.text, answers):
                 continue
             target = f"{answer_sentence(passages[n - 1].chunk.text, answers)} [{n}]"
         messages = build_messages(question, passages)
@@ -237,14 +237,10 @@ def raft_examples(
     return examples
 
 
-def _contains(text: str, answers: Sequence[str]) -> bool:
-    return any(a.lower() in text.lower() for a in answers)
-
-
 def _gold_chunk(hits: list[Hit], sources: Sequence[str], answers: Sequence[str]) -> Hit | None:
     from_gold = [h for h in hits if any(h.chunk.source.endswith(s) for s in sources)]
     for h in from_gold:
-        if _contains(h.chunk.text, answers):
+        if mentions(h.chunk.text, answers):
             return h
     return from_gold[0] if from_gold else None
 
