@@ -15,7 +15,9 @@ Each benchmark reports the project's number, the baseline's number from the same
   (`benchmarks/gen_backends.py`): prefill/decode speed, RAG answers end to end, cold `rag ask`, answer quality,
   and `rag serve` search latency while it generates;
 - extractive answers with the learned reader (`benchmarks/reading_bench.py`): warm latency with the evidence
-  scorer on ONNX Runtime and torch vs the lexical reader, split into retrieval and reading.
+  scorer on ONNX Runtime and torch vs the lexical reader, split into retrieval and reading;
+- answer-sentence selection on WikiQA test (`benchmarks/selection_bench.py`): MAP/MRR of the evidence scorer vs
+  the embedder's cosine, with the published figures on the same split.
 
 Usage: python -m benchmarks.run [--quick] [--only NAME[,NAME]]
 """
@@ -35,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks import embed_bench, gen_backends, reading_bench
+from benchmarks import embed_bench, gen_backends, reading_bench, selection_bench
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "benchmarks" / "work"
@@ -537,6 +539,7 @@ BENCHES = {
     "embed_backends": embed_bench.run,
     "gen_backends": gen_backends.run,
     "reading": reading_bench.run,
+    "selection": selection_bench.run,
 }
 
 
@@ -704,6 +707,7 @@ def write_report(results: dict) -> None:
     lines += embed_bench.report_lines(results.get("embed_backends"))
     lines += gen_backends.report_lines(results.get("gen_backends"))
     lines += reading_bench.report_lines(results.get("reading"))
+    lines += selection_bench.report_lines(results.get("selection"))
     RESULTS_MD.write_text("\n".join(lines), encoding="utf-8")
 
 
