@@ -17,7 +17,6 @@ Usage: python -m benchmarks.selection_bench [--quick] [--scorer FOLDER]   (a ret
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 import re
@@ -37,16 +36,17 @@ _STOP = frozenset(
 
 
 def read_wikiqa(path: Path) -> list[dict]:
-    """Questions with their title, candidate sentences and labels, in file order."""
+    """Questions with their title, candidate sentences and labels, in file order (rows read and checked by
+    `rag.eval.datasets.wikiqa_rows`, as the WikiQA reading suite reads them)."""
+    from rag.eval.datasets import wikiqa_rows
+
     questions: dict[str, dict] = {}
-    with open(path, encoding="utf-8", newline="") as fh:
-        for row in csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE):
-            q = questions.setdefault(
-                row["QuestionID"],
-                {"question": row["Question"], "title": row["DocumentTitle"], "sentences": [], "labels": []},
-            )
-            q["sentences"].append(row["Sentence"])
-            q["labels"].append(int(row["Label"]))
+    for row in wikiqa_rows(path):
+        q = questions.setdefault(
+            row["qid"], {"question": row["question"], "title": row["title"], "sentences": [], "labels": []}
+        )
+        q["sentences"].append(row["sentence"])
+        q["labels"].append(row["label"])
     return list(questions.values())
 
 

@@ -114,12 +114,12 @@ def cmd_eval(args) -> int:
 
 
 def cmd_eval_retrieval(args) -> int:
-    from ..eval.datasets import retrieval_data
+    from ..eval.datasets import KINDS, retrieval_data
     from ..eval.retrieval import evaluate
 
     config, _ = settings(args)
     modes = [m.strip() for m in args.mode.split(",") if m.strip()]
-    kind = next(k for k in ("beir", "squad", "cmrc", "wikiqa") if getattr(args, k))
+    kind = next(k for k in KINDS if getattr(args, k))
     data = retrieval_data(kind, getattr(args, kind), args.split)
     report = evaluate(
         data,

@@ -111,11 +111,9 @@ def _cmrc_list(payload: list, documents: int | None) -> tuple[list[dict], list[d
     return docs, questions
 
 
-def _wikiqa(path: Path, documents: int | None) -> tuple[list[dict], list[dict]]:
-    """A WikiQA TSV (header QuestionID, Question, DocumentID, DocumentTitle, SentenceID, Sentence, Label); the
-    first `documents` documents and their questions."""
-    docs: dict[str, dict] = {}
-    questions: dict[str, dict] = {}
+def wikiqa_rows(path: str | Path):
+    """The rows of a WikiQA TSV (header QuestionID, Question, DocumentID, DocumentTitle, SentenceID, Sentence,
+    Label), checked: {"qid", "question", "doc", "title", "sentence" (stripped), "label" (0 or 1)}."""
     needed = {"QuestionID", "Question", "DocumentID", "DocumentTitle", "Sentence", "Label"}
     with open(path, encoding="utf-8", newline="") as fh:
         reader = csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)
@@ -124,21 +122,34 @@ def _wikiqa(path: Path, documents: int | None) -> tuple[list[dict], list[dict]]:
                 f"{path} is not a WikiQA TSV: its header lacks {sorted(needed - set(reader.fieldnames or ()))}"
             )
         for number, row in enumerate(reader, start=2):
-            doc_id, sentence = row["DocumentID"], (row["Sentence"] or "").strip()
-            if doc_id not in docs:
-                if documents is not None and len(docs) >= documents:
-                    continue
-                docs[doc_id] = {"id": doc_id, "title": row["DocumentTitle"] or "", "sentences": []}
             if row["Label"] not in ("0", "1"):
                 raise ConfigError(f"{path} line {number}: Label must be 0 or 1, got {row['Label']!r}")
-            if sentence and sentence not in docs[doc_id]["sentences"]:
-                docs[doc_id]["sentences"].append(sentence)
-            q = questions.setdefault(
-                row["QuestionID"], _question(row["QuestionID"], row["Question"], [], doc_id, False)
-            )
-            if row["Label"] == "1" and sentence:
-                q["answers"].append(sentence)
-                q["answerable"] = True
+            yield {
+                "qid": row["QuestionID"],
+                "question": row["Question"] or "",
+                "doc": row["DocumentID"],
+                "title": row["DocumentTitle"] or "",
+                "sentence": (row["Sentence"] or "").strip(),
+                "label": int(row["Label"]),
+            }
+
+
+def _wikiqa(path: Path, documents: int | None) -> tuple[list[dict], list[dict]]:
+    """WikiQA's summaries as documents and its questions (the first `documents` documents and their questions)."""
+    docs: dict[str, dict] = {}
+    questions: dict[str, dict] = {}
+    for row in wikiqa_rows(path):
+        doc_id, sentence = row["doc"], row["sentence"]
+        if doc_id not in docs:
+            if documents is not None and len(docs) >= documents:
+                continue
+            docs[doc_id] = {"id": doc_id, "title": row["title"], "sentences": []}
+        if sentence and sentence not in docs[doc_id]["sentences"]:
+            docs[doc_id]["sentences"].append(sentence)
+        q = questions.setdefault(row["qid"], _question(row["qid"], row["question"], [], doc_id, False))
+        if row["label"] and sentence:
+            q["answers"].append(sentence)
+            q["answerable"] = True
     out = [{"id": d["id"], "title": d["title"], "text": " ".join(d["sentences"])} for d in docs.values()]
     return [d for d in out if d["text"]], [q for q in questions.values() if q["question"]]
 
