@@ -80,6 +80,9 @@ scorer: $(STAMP) ## retrain the shipped evidence scorer (rag/weights/scorer) fro
 	rag tune work/reader/scorer-pairs.jsonl --task scorer --out rag/weights/scorer --rank 16 --lr 5e-4 \
 		--batch-size 32 --max-steps 4000 --max-minutes 170 --save-steps 500 --eval-share 0.002
 
+asks: $(STAMP) ## retrain the shipped ask model of Chinese reading (rag/weights/asks) on CMRC 2018 train (~1 min)
+	$(PYTHON) scripts/asks.py
+
 reader: $(STAMP) ## refit the shipped reader weights (rag/weights/reader*.json) on held-out public training data
 	$(PYTHON) scripts/fit_reader.py --scorer none
 	$(PYTHON) scripts/fit_reader.py --scorer bundled
@@ -93,4 +96,4 @@ serve: $(STAMP) ## serve indexes/default over HTTP on 127.0.0.1:8000 (API keys f
 clean: ## remove built indexes and caches (not the sample corpus)
 	rm -rf indexes/default indexes/*/ .pytest_cache .ruff_cache benchmarks/work eval/work work .make
 
-.PHONY: help install llamacpp index corpus test test-fast lint format bench eval-retrieval eval eval-ci eval-reading scorer reader reader-adapter serve clean
+.PHONY: help install llamacpp index corpus test test-fast lint format bench eval-retrieval eval eval-ci eval-reading scorer asks reader reader-adapter serve clean

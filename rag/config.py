@@ -201,6 +201,9 @@ class AnswerConfig:
     candidates: int = 3  # passages read and reranked by the scorer before the best `k` are kept (>= k)
     scorer: str = "bundled"  # the evidence scorer: "bundled", a folder (`rag tune --task scorer`) or hub id, "none"
     reader: str = "bundled"  # how evidence is weighed (reader.json): "bundled" or a file from `rag calibrate --fit`
+    # what a question asks against what a sentence offers, for text the scorer cannot read (rag.asks):
+    # "bundled", a folder (scripts/asks.py), or "none"
+    asks: str = "bundled"
     min_evidence: float | None = None  # refuse below this probability of an answer; None: the reader's threshold
     max_prompt_tokens: int = 1536  # prompt budget (the model's window permitting); prefill costs ~3.5 ms/token on CPU
     # generative and auto modes: the generator reads each passage's N most probable sentences (the reader's), not
@@ -222,7 +225,7 @@ class AnswerConfig:
             not isinstance(self.min_evidence, (int, float)) or not 0.0 <= self.min_evidence <= 1.0
         ):
             raise ConfigError(f"answer `min_evidence` must be between 0 and 1 (or unset), got {self.min_evidence!r}")
-        for name in ("scorer", "reader"):
+        for name in ("scorer", "reader", "asks"):
             if not isinstance(getattr(self, name), str) or not getattr(self, name):
                 raise ConfigError(f"answer `{name}` must be 'bundled', a path, or 'none', got {getattr(self, name)!r}")
 
@@ -263,7 +266,7 @@ class Config:
         >>> Config().override(answer={"mdoe": "auto"})
         Traceback (most recent call last):
         ...
-        rag.errors.ConfigError: unknown key(s) ['mdoe'] in [answer]; known keys are ['candidates', 'focus', 'k', 'max_prompt_tokens', 'min_evidence', 'mode', 'reader', 'scorer']
+        rag.errors.ConfigError: unknown key(s) ['mdoe'] in [answer]; known keys are ['asks', 'candidates', 'focus', 'k', 'max_prompt_tokens', 'min_evidence', 'mode', 'reader', 'scorer']
         """
         known = {f.name for f in dataclasses.fields(self)}
         unknown = set(sections) - known

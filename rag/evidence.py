@@ -3,7 +3,8 @@ the passages hold an answer at all. Learned from data, not hand-written.
 
 Every sentence of the retrieved passages is a candidate. Its features are the evidence scorer's logit
 (`rag.scorer`, a cross-encoder; where the question is in a language the scorer cannot read, that feature is
-left out), lexical overlap with the question (IDF-weighted words, character bigrams, what the sentence adds
+left out; there the ask model of `rag.asks` says whether the sentence holds the kind of thing asked), lexical
+overlap with the question (IDF-weighted words, character bigrams, what the sentence adds
 beyond the question), whether it holds the kind of answer the question asks for (a number, a price, a time),
 and where it sits (passage rank and retrieval score, first sentence, list item, length). A logistic model
 per reading group ("read": the scorer reads the question; "unread": it does not, e.g. Chinese with MiniLM)
@@ -106,6 +107,7 @@ ANSWER_TYPES = [
 
 SENTENCE_FEATURES = (
     "ce",  # the cross-encoder's logit (0 in the unread group)
+    "ask",  # the ask model's score: does the sentence hold the kind of thing asked (rag.asks; 0 in the read group)
     "lex",  # IDF-weighted share of the question's keywords in the sentence with its heading path
     "lex_own",  # ... in the sentence alone
     "bigram",  # share of the question's character bigrams in the sentence (Chinese needs no segmentation)
@@ -527,9 +529,10 @@ class Reader:
     cross-encoder: every question is read with the "unread" group's lexical model); `coverage(question)` is
     the share of a question the scorer's vocabulary reads (the embedder's, which the scorer shares)."""
 
-    def __init__(self, model: ReaderModel, scorer=None, coverage=None, idf: dict[str, float] | None = None):
+    def __init__(self, model: ReaderModel, scorer=None, coverage=None, idf: dict[str, float] | None = None, asks=None):
         self.model = model
         self.scorer = scorer
+        self.asks = asks  # rag.asks.AskModel for the unread group, or None
         self.coverage = coverage or (lambda text: 0.0 if has_cjk(text) else 1.0)
         self.idf = idf or {}
 
@@ -570,10 +573,13 @@ class Reader:
         ce = np.zeros(len(rows), dtype=np.float32)
         if group == "read" and self.scorer is not None:
             ce = self.scorer.logits(question, [r[3] for r in rows])
+        ask = np.zeros(len(rows), dtype=np.float32)
+        if group == "unread" and self.asks is not None:
+            ask = self.asks.scores(question, [r[4] for r in rows])
         out = []
         heading: dict[int, tuple[set, set]] = {}  # passage -> its heading path's tokens and bigrams
         squeezed = re.sub(r"\s+", "", to_simplified(question).lower())
-        for (n, i, sentence, with_context, reads), logit_ in zip(rows, ce):
+        for (n, i, sentence, with_context, reads), logit_, ask_ in zip(rows, ce, ask):
             hit = hits[n - 1]
             own = set(tokenize(reads))
             if n not in heading:
@@ -582,6 +588,7 @@ class Reader:
             rest_bigrams = q_bigrams - heading[n][1]
             features = {
                 "ce": float(logit_),
+                "ask": float(ask_),
                 "lex": keyword_overlap(q_tokens, set(tokenize(with_context)), weights, with_context),
                 "lex_own": keyword_overlap(q_tokens, own, weights, reads),
                 "bigram": len(q_bigrams & bigrams(reads)) / (len(q_bigrams) or 1),
@@ -637,7 +644,8 @@ class Reader:
 
 def load_reader(config: Config, idf: dict[str, float], model=None):
     """The reader a config names: its scorer (`answer.scorer`; none: lexical reading only) on the embedder's
-    backend, and its weights (`answer.reader`; `model` replaces them, e.g. while fitting new ones)."""
+    backend, its ask model (`answer.asks`), and its weights (`answer.reader`; `model` replaces them, e.g. while fitting new ones)."""
+    from .asks import load_asks
     from .scorer import Scorer, scorer_folder
 
     answer = config.answer
@@ -645,4 +653,4 @@ def load_reader(config: Config, idf: dict[str, float], model=None):
     scorer = Scorer(folder, backend=config.embed.backend, device=config.embed.device) if folder is not None else None
     if model is None:
         model = ReaderModel.load(BUNDLED_READERS[scorer is not None] if answer.reader == "bundled" else answer.reader)
-    return Reader(model, scorer, scorer.coverage if scorer else None, idf)
+    return Reader(model, scorer, scorer.coverage if scorer else None, idf, load_asks(answer.asks))

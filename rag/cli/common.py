@@ -102,6 +102,13 @@ def add_answer_args(p: argparse.ArgumentParser, index: bool = True) -> None:
         help="the reader's weights: 'bundled' (default) or a file from `rag calibrate`",
     )
     p.add_argument(
+        "--asks",
+        metavar="DIR",
+        dest="answer.asks",
+        help="the ask model the reader uses where the scorer cannot read (Chinese): 'bundled' (default), a "
+        "folder from scripts/asks.py, or 'none'",
+    )
+    p.add_argument(
         "--model",
         metavar="MODEL",
         dest="generate.model",

@@ -1,0 +1,267 @@
+"""What a question asks for against what a sentence offers, learned from data, for text the evidence scorer
+cannot read (Chinese, with the bundled MiniLM).
+
+Word overlap finds the sentences about a question's subject; it cannot tell which of them holds the kind of
+thing asked: "在哪里" wants a place (位于, 省, 路), "为什么" a cause (因, 由于), "生活习性" a habitat (栖息). This
+model learns such pairings from questions and the sentences that answer them. A question is the mean of
+vectors for its characters and character bigrams; a sentence, the mean of vectors for the characters and
+bigrams it adds beyond the question; their dot product is the score, one feature of the reader's "unread"
+group (`rag.evidence`) whose weight the reader's fit decides. It is trained listwise: among the sentences of
+a question's paragraph, the one holding the answer should score highest (with the overlap features alongside,
+so it learns what overlap misses). The shipped model (`rag/weights/asks`, a few hundred KB, reproduced by
+`make asks`) is trained on CMRC 2018 train and trial, leaving out the paragraphs the reader is fitted on.
+
+Text is compared in Simplified characters, lower-cased, without spaces or punctuation. Units the model never
+saw (names, rare words) add nothing; a question with none scores 0.
+
+What this module does not do: pick sentences or decide refusals (`rag.evidence`); torch is imported only to
+train.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .atomic import atomic_dir, write_json
+from .errors import ConfigError
+from .keywords import to_simplified
+
+BUNDLED_ASKS = Path(__file__).resolve().parent / "weights" / "asks"
+WEIGHTS_FILE = "asks.npz"
+
+
+def squeeze(text: str) -> str:
+    """`text` as compared: Simplified characters, lower case, no spaces or punctuation.
+
+    >>> squeeze("請問，退貨 Policy？")
+    '请问退货policy'
+    """
+    return re.sub(r"[\W_]+", "", to_simplified(text).lower())
+
+
+def units(text: str) -> set[str]:
+    """The characters and character bigrams of `text` (as `squeeze` leaves it).
+
+    >>> sorted(units("在哪里"))
+    ['哪', '哪里', '在', '在哪', '里']
+    """
+    s = squeeze(text)
+    return set(s) | {s[i : i + 2] for i in range(len(s) - 1)}
+
+
+def overlap_features(question: str, sentence: str) -> list[float]:
+    """What training puts beside the learned score (so the score learns what these miss): the share of the
+    question's bigrams and characters in the sentence, and the sentence's log length."""
+    q, s = squeeze(question), squeeze(sentence)
+    qb = {q[i : i + 2] for i in range(len(q) - 1)}
+    sb = {s[i : i + 2] for i in range(len(s) - 1)}
+    return [len(qb & sb) / (len(qb) or 1), len(set(q) & set(s)) / (len(set(q)) or 1), math.log1p(len(s)) / 5]
+
+
+@dataclass
+class AskModel:
+    """Vectors for question units and sentence units; `info` is the training record (rag_tune.json)."""
+
+    question_vocab: dict[str, int]
+    sentence_vocab: dict[str, int]
+    question_vectors: np.ndarray  # (len(question_vocab), dim)
+    sentence_vectors: np.ndarray
+    info: dict = field(default_factory=dict)
+
+    def scores(self, question: str, sentences: Sequence[str]) -> np.ndarray:
+        """The score of each sentence for `question` (0 where either side has no known unit).
+
+        >>> m = AskModel({"哪": 0}, {"位": 0, "年": 1}, np.array([[1.0]]), np.array([[2.0], [-1.0]]))
+        >>> m.scores("总部在哪里？", ["总部位于上海。", "成立于1990年。", "好"]).tolist()
+        [2.0, -1.0, 0.0]
+        """
+        asked = units(question)
+        q = [self.question_vocab[u] for u in asked if u in self.question_vocab]
+        out = np.zeros(len(sentences), dtype=np.float32)
+        if not q:
+            return out
+        qv = self.question_vectors[q].astype(np.float32).mean(axis=0)
+        for i, sentence in enumerate(sentences):
+            s = [self.sentence_vocab[u] for u in units(sentence) - asked if u in self.sentence_vocab]
+            if s:
+                out[i] = float(self.sentence_vectors[s].astype(np.float32).mean(axis=0) @ qv)
+        return out
+
+    @classmethod
+    def load(cls, folder: str | Path) -> AskModel:
+        folder = Path(folder)
+        path = folder / WEIGHTS_FILE
+        if not path.is_file():
+            raise ConfigError(
+                f"{folder} is not an ask model folder (no {WEIGHTS_FILE}); give 'bundled', 'none', or a folder "
+                "that rag.asks.AskModel.save wrote (make asks)"
+            )
+        with np.load(path, allow_pickle=False) as z:
+            qv = {u: i for i, u in enumerate(z["question_units"].tolist())}
+            sv = {u: i for i, u in enumerate(z["sentence_units"].tolist())}
+            model = cls(qv, sv, z["question_vectors"], z["sentence_vectors"])
+        lineage = folder / "rag_tune.json"
+        if lineage.is_file():
+            model.info = json.loads(lineage.read_text(encoding="utf-8"))
+        return model
+
+    def save(self, folder: str | Path) -> None:
+        """Write the model to `folder` atomically (vectors in float16: the scores need no more)."""
+        with atomic_dir(folder) as tmp:
+            np.savez(
+                tmp / WEIGHTS_FILE,
+                question_units=np.array(sorted(self.question_vocab, key=self.question_vocab.get)),
+                sentence_units=np.array(sorted(self.sentence_vocab, key=self.sentence_vocab.get)),
+                question_vectors=self.question_vectors.astype(np.float16),
+                sentence_vectors=self.sentence_vectors.astype(np.float16),
+            )
+            write_json(tmp / "rag_tune.json", self.info)
+
+
+def load_asks(name: str | None) -> AskModel | None:
+    """The ask model a config names: "bundled", a folder, or "none" (None)."""
+    if name in (None, "", "none"):
+        return None
+    folder = BUNDLED_ASKS if name == "bundled" else Path(name).expanduser()
+    if name == "bundled" and not (folder / WEIGHTS_FILE).is_file():
+        return None  # a checkout without the shipped weights reads without it
+    return AskModel.load(folder)
+
+
+# ---------------------------------------------------------------------------------------------------- training
+
+
+def examples(
+    documents: Sequence[dict], questions: Sequence[dict], split=None
+) -> list[tuple[str, list[str], list[bool]]]:
+    """(question, the sentences of its paragraph, which of them hold a gold answer) for each question whose
+    answer is in some but not all of its paragraph's sentences. Documents and questions as
+    `rag.eval.datasets.read_public` gives them; `split` splits a paragraph into sentences
+    (default: `rag.text.split_sentences`)."""
+    if split is None:
+        from .text import split_sentences as split
+    text = {d["id"]: d["text"] for d in documents}
+    cache: dict[str, list[str]] = {}
+    out = []
+    for q in questions:
+        pid = q["sources"][0] if q.get("sources") else None
+        if pid not in text:
+            continue
+        if pid not in cache:
+            cache[pid] = [s for s in split(text[pid]) if len(squeeze(s)) >= 2]
+        sentences = cache[pid]
+        answers = [squeeze(a) for a in q.get("answers", []) if squeeze(a)]
+        labels = [any(a in squeeze(s) for a in answers) for s in sentences]
+        if any(labels) and not all(labels):
+            out.append((q["question"], sentences, labels))
+    return out
+
+
+def train(
+    data: Sequence[tuple[str, list[str], list[bool]]],
+    dim: int = 16,
+    epochs: int = 2,
+    question_min: int = 20,
+    sentence_min: int = 100,
+    learning_rate: float = 3e-3,
+    weight_decay: float = 0.01,
+    seed: int = 0,
+    progress=None,
+) -> AskModel:
+    """Train an ask model on `examples(...)`: units seen in at least `question_min` questions or
+    `sentence_min` sentences get a vector; listwise softmax loss per question, AdamW, one question a step."""
+    import torch
+
+    if not data:
+        raise ConfigError("no training examples: each needs a question and a paragraph holding its answer")
+    torch.manual_seed(seed)
+    q_count: Counter = Counter()
+    s_count: Counter = Counter()
+    for question, sentences, _ in data:
+        q_count.update(units(question))
+        for s in sentences:
+            s_count.update(units(s))
+    qv = {u: i + 1 for i, u in enumerate(sorted(u for u, n in q_count.items() if n >= question_min))}
+    sv = {u: i + 1 for i, u in enumerate(sorted(u for u, n in s_count.items() if n >= sentence_min))}
+    if not qv or not sv:
+        raise ConfigError(
+            f"too little training data: no unit is in {question_min} questions and another in {sentence_min} "
+            "sentences; give more examples or lower question_min / sentence_min"
+        )
+
+    encoded = []
+    for question, sentences, labels in data:
+        asked = units(question)
+        q_ids = [qv[u] for u in asked if u in qv] or [0]
+        s_ids = [[sv[u] for u in units(s) - asked if u in sv] or [0] for s in sentences]
+        offsets = np.cumsum([0] + [len(x) for x in s_ids[:-1]])
+        base = torch.tensor([overlap_features(question, s) for s in sentences])
+        flat = torch.tensor([i for x in s_ids for i in x])
+        encoded.append((base, torch.tensor(q_ids), flat, torch.tensor(offsets), torch.tensor(labels)))
+
+    q_bag = torch.nn.EmbeddingBag(len(qv) + 1, dim, mode="mean", padding_idx=0)
+    s_bag = torch.nn.EmbeddingBag(len(sv) + 1, dim, mode="mean", padding_idx=0)
+    for bag in (q_bag, s_bag):
+        torch.nn.init.normal_(bag.weight, 0.0, 0.1)
+        with torch.no_grad():
+            bag.weight[0].zero_()
+    linear = torch.nn.Linear(3, 1)
+    params = [*q_bag.parameters(), *s_bag.parameters(), *linear.parameters()]
+    optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=weight_decay)
+    order = list(range(len(encoded)))
+    history = []
+    for epoch in range(epochs):
+        random.Random(seed + epoch).shuffle(order)
+        total = 0.0
+        for n in order:
+            base, q_ids, flat, offsets, labels = encoded[n]
+            z = linear(base).squeeze(-1) + (s_bag(flat, offsets) @ q_bag(q_ids[None]).T).squeeze(-1)
+            loss = torch.logsumexp(z, 0) - torch.logsumexp(z[labels], 0)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total += loss.item()
+        history.append({"epoch": epoch + 1, "loss": round(total / len(encoded), 4)})
+        if progress:
+            progress(f"epoch {epoch + 1}/{epochs}: listwise loss {total / len(encoded):.4f}")
+    q_vectors = q_bag.weight.detach().numpy()[1:]
+    s_vectors = s_bag.weight.detach().numpy()[1:]
+    info = {
+        "task": "asks",
+        "examples": len(encoded),
+        "hyperparameters": {
+            "dim": dim,
+            "epochs": epochs,
+            "question_min": question_min,
+            "sentence_min": sentence_min,
+            "learning_rate": learning_rate,
+            "weight_decay": weight_decay,
+            "seed": seed,
+        },
+        "units": {"question": len(qv), "sentence": len(sv)},
+        "overlap_weights": [round(float(w), 4) for w in linear.weight.detach().numpy()[0]],
+        "history": history,
+    }
+    return AskModel({u: i - 1 for u, i in qv.items()}, {u: i - 1 for u, i in sv.items()}, q_vectors, s_vectors, info)
+
+
+def top1(model: AskModel, data: Sequence[tuple[str, list[str], list[bool]]], ask: bool = True) -> float:
+    """Share of questions whose highest-scoring sentence (the ask score, unless not `ask`, plus the overlap
+    features as training weighed them) holds the answer: a held-out check of a trained model."""
+    weights = model.info.get("overlap_weights", [1.0, 1.0, 0.0])
+    hits = 0
+    for question, sentences, labels in data:
+        z = (model.scores(question, sentences) if ask else 0.0) + np.array(
+            [np.dot(weights, overlap_features(question, s)) for s in sentences]
+        )
+        hits += bool(labels[int(np.argmax(z))])
+    return hits / (len(data) or 1)
