@@ -176,26 +176,34 @@ def train(
     weight_decay: float = 0.01,
     seed: int = 0,
     progress=None,
+    init: AskModel | None = None,
 ) -> AskModel:
     """Train an ask model on `examples(...)`: units seen in at least `question_min` questions or
-    `sentence_min` sentences get a vector; listwise softmax loss per question, AdamW, one question a step."""
+    `sentence_min` sentences get a vector; listwise softmax loss per question, AdamW, one question a step.
+    With `init`, training continues from that model, on its units (`dim` and the minimums are then its)."""
     import torch
 
     if not data:
         raise ConfigError("no training examples: each needs a question and a paragraph holding its answer")
     torch.manual_seed(seed)
-    q_count: Counter = Counter()
-    s_count: Counter = Counter()
-    for question, sentences, _ in data:
-        q_count.update(units(question))
-        for s in sentences:
-            s_count.update(units(s))
-    qv = {u: i + 1 for i, u in enumerate(sorted(u for u, n in q_count.items() if n >= question_min))}
-    sv = {u: i + 1 for i, u in enumerate(sorted(u for u, n in s_count.items() if n >= sentence_min))}
+    if init is not None:
+        qv = {u: i + 1 for u, i in init.question_vocab.items()}
+        sv = {u: i + 1 for u, i in init.sentence_vocab.items()}
+        dim = int(init.question_vectors.shape[1])
+    else:
+        q_count: Counter = Counter()
+        s_count: Counter = Counter()
+        for question, sentences, _ in data:
+            q_count.update(units(question))
+            for s in sentences:
+                s_count.update(units(s))
+        qv = {u: i + 1 for i, u in enumerate(sorted(u for u, n in q_count.items() if n >= question_min))}
+        sv = {u: i + 1 for i, u in enumerate(sorted(u for u, n in s_count.items() if n >= sentence_min))}
     if not qv or not sv:
         raise ConfigError(
             f"too little training data: no unit is in {question_min} questions and another in {sentence_min} "
-            "sentences; give more examples or lower question_min / sentence_min"
+            "sentences; give more examples, or continue from the shipped model (rag tune --task asks "
+            "--init-adapter bundled)"
         )
 
     encoded = []
@@ -215,6 +223,12 @@ def train(
         with torch.no_grad():
             bag.weight[0].zero_()
     linear = torch.nn.Linear(3, 1)
+    if init is not None:
+        with torch.no_grad():
+            q_bag.weight[1:] = torch.from_numpy(init.question_vectors.astype(np.float32))
+            s_bag.weight[1:] = torch.from_numpy(init.sentence_vectors.astype(np.float32))
+            if "overlap_weights" in init.info:
+                linear.weight[0] = torch.tensor(init.info["overlap_weights"], dtype=torch.float32)
     params = [*q_bag.parameters(), *s_bag.parameters(), *linear.parameters()]
     optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=weight_decay)
     order = list(range(len(encoded)))
@@ -252,6 +266,21 @@ def train(
         "history": history,
     }
     return AskModel({u: i - 1 for u, i in qv.items()}, {u: i - 1 for u, i in sv.items()}, q_vectors, s_vectors, info)
+
+
+def listwise(pairs: Sequence[tuple[str, str, float]]) -> list[tuple[str, list[str], list[bool]]]:
+    """(question, texts, labels) groups from (question, text, label) pairs, in first-seen order, keeping the
+    questions with both an answering text (label >= 0.5) and another.
+
+    >>> listwise([("q", "a", 1.0), ("r", "c", 1.0), ("q", "b", 0.0)])
+    [('q', ['a', 'b'], [True, False])]
+    """
+    groups: dict[str, tuple[list[str], list[bool]]] = {}
+    for question, text, label in pairs:
+        texts, labels = groups.setdefault(question, ([], []))
+        texts.append(text)
+        labels.append(label >= 0.5)
+    return [(q, t, y) for q, (t, y) in groups.items() if any(y) and not all(y)]
 
 
 def top1(model: AskModel, data: Sequence[tuple[str, list[str], list[bool]]], ask: bool = True) -> float:

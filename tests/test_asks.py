@@ -101,3 +101,47 @@ def test_the_shipped_model_reads_chinese_questions_in_the_unread_group():
     assert all(c.features["ask"] == 0 for c in off.candidates)
     margin = [f.candidates[1].probability - f.candidates[0].probability for f in (found, off)]
     assert margin[0] > 0 > margin[1]  # the lexical features alone prefer the station's other sentence
+
+
+def _pairs_file(path, n=40):
+    """Question/text/label pairs of a customer-service base: opening hours asked, or where a shop is."""
+    import json
+
+    with open(path, "w", encoding="utf-8") as fh:
+        for i in range(n):
+            shop = ["宁巴门店", "宁巴仓库", "宁巴总部", "宁巴维修点"][i // 2 % 4]
+            hours = i % 2 == 1
+            q = f"{shop}几点开门？" if hours else f"{shop}在哪儿？"
+            for text, right in ((f"{shop}每天9:00至21:00营业。", hours), (f"{shop}位于深圳市南山区。", not hours)):
+                fh.write(json.dumps({"question": q, "text": text, "label": int(right)}, ensure_ascii=False) + "\n")
+
+
+def test_rag_tune_retrains_it_from_the_shipped_one_on_a_teams_pairs(tmp_path):
+    from conftest import run_cli
+
+    data = tmp_path / "pairs.jsonl"
+    _pairs_file(data)
+    out = tmp_path / "asks"
+    res = run_cli("tune", str(data), "--task", "asks", "--out", str(out), "--init-adapter", "bundled", "--epochs", "3")
+    assert res.returncode == 0, res.stderr
+    assert "8 questions" in res.stdout and "answer.asks" in res.stdout
+    tuned, shipped = AskModel.load(out), load_asks("bundled")
+    assert tuned.info["data"]["examples"] == 8 and tuned.info["lineage"][0]["init"] == "bundled"
+    assert len(tuned.sentence_vocab) == len(shipped.sentence_vocab)  # continued on the shipped model's units
+    q, texts = "宁巴商店几点开门？", ["宁巴商店每天9:00至21:00营业。", "宁巴商店位于深圳市南山区。"]
+    gap = [m.scores(q, texts) @ [1.0, -1.0] for m in (tuned, shipped)]
+    assert gap[0] > gap[1] and gap[0] > 0
+
+
+def test_rag_tune_asks_says_what_is_wrong_with_its_data(tmp_path):
+    from conftest import run_cli
+
+    data = tmp_path / "pairs.jsonl"
+    _pairs_file(data)
+    res = run_cli("tune", str(data), "--task", "asks", "--out", str(tmp_path / "a"))  # from scratch: too few
+    assert res.returncode != 0 and "--init-adapter bundled" in res.stderr
+    positives = tmp_path / "positives.jsonl"
+    positives.write_text('{"question": "在哪儿？", "text": "位于深圳。", "label": 1}\n', encoding="utf-8")
+    res = run_cli("tune", str(positives), "--task", "asks", "--out", str(tmp_path / "b"), "--init-adapter", "bundled")
+    assert res.returncode != 0 and "no question has both" in res.stderr
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

@@ -25,7 +25,9 @@ def register(sub) -> None:
         "--task",
         choices=TASKS,
         help="generator (default): the causal LM that writes answers; scorer: the cross-encoder that decides which "
-        "passages and sentences answer a question (DATA: question/text/label pairs, or SQuAD/CMRC JSON)",
+        "passages and sentences answer a question (DATA: question/text/label pairs, SQuAD/CMRC JSON, or a "
+        "feedback log with --index); asks: the ask model of reading Chinese (same DATA; --epochs, --lr, "
+        "--init-adapter bundled to continue from the shipped one)",
     )
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (a PEFT adapter; a model for full)")
     p.add_argument(
@@ -94,6 +96,8 @@ def cmd_tune(args) -> int:
 
     options = options_from(TuneOptions, args)
     data = args.data
+    if options.task == "asks":
+        return _tune_asks(args, options)
     if options.task == "scorer":
         from ..tunedata import is_feedback, read_records
 
@@ -123,6 +127,52 @@ def cmd_tune(args) -> int:
         + f", {result.seconds:.0f}s"
         + (f"; {result.dropped_too_long} examples over --max-length dropped" if result.dropped_too_long else "")
     )
+    return 0
+
+
+def _tune_asks(args, options) -> int:
+    """`rag tune --task asks`: the ask model (rag.asks) from scorer data, grouped by question."""
+    import time
+
+    from ..asks import listwise, load_asks, train
+    from ..errors import ConfigError
+    from ..tunedata import data_hash, is_feedback, read_records, to_examples
+
+    started = time.time()
+    records = read_records(args.data)
+    if is_feedback(records):
+        examples = _feedback_examples(records, args)
+    else:
+        examples = to_examples(records, "pairs")[1]
+    groups = listwise([(e.pair[0], e.pair[1], e.label) for e in examples])
+    if not groups:
+        raise ConfigError(
+            f"{args.data}: no question has both a text that answers it (label 1) and one that does not (label 0); "
+            "the ask model learns which of a question's texts answers it"
+        )
+    init = load_asks(options.init_adapter) if options.init_adapter else None
+    if options.init_adapter and init is None:
+        raise ConfigError(f"--init-adapter {options.init_adapter!r}: no ask model there to continue from")
+    epochs = max(1, round(options.epochs))
+    model = train(groups, epochs=epochs, learning_rate=options.lr or 3e-3, seed=options.seed, init=init)
+    model.info.update(
+        {
+            "data": {"path": str(args.data), "examples": len(groups), "hash": data_hash(records)},
+            "lineage": [{"task": "asks", "init": options.init_adapter or None, "out": str(args.out)}],
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
+    )
+    model.save(args.out)
+    loss = model.info["history"][-1]["loss"]
+    summary = {"out": str(args.out), "task": "asks", "questions": len(groups), "epochs": epochs, "loss": loss}
+    if args.json:
+        print(json.dumps(summary, ensure_ascii=False))
+    else:
+        print(
+            f"{args.out}: ask model, {len(groups)} questions, {epochs} epochs, listwise loss {loss:.4f}, "
+            f'{time.time() - started:.0f}s; use it with `answer.asks = "{args.out}"` (or --asks), then refit '
+            "the reader on your questions (rag calibrate --fit)"
+        )
     return 0
 
 
