@@ -24,6 +24,7 @@ import json
 import math
 import random
 import re
+import zipfile
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -105,10 +106,19 @@ class AskModel:
                 f"{folder} is not an ask model folder (no {WEIGHTS_FILE}); give 'bundled', 'none', or a folder "
                 "that rag.asks.AskModel.save wrote (make asks)"
             )
-        with np.load(path, allow_pickle=False) as z:
-            qv = {u: i for i, u in enumerate(z["question_units"].tolist())}
-            sv = {u: i for i, u in enumerate(z["sentence_units"].tolist())}
-            model = cls(qv, sv, z["question_vectors"], z["sentence_vectors"])
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                qv = {u: i for i, u in enumerate(z["question_units"].tolist())}
+                sv = {u: i for i, u in enumerate(z["sentence_units"].tolist())}
+                model = cls(qv, sv, z["question_vectors"], z["sentence_vectors"])
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+            raise ConfigError(f"{path} is not a readable ask model ({exc}); retrain it (make asks)") from exc
+        q, s = model.question_vectors.shape, model.sentence_vectors.shape
+        if q[0] != len(qv) or s[0] != len(sv) or q[1:] != s[1:] or len(q) != 2:
+            raise ConfigError(
+                f"{path} is not a consistent ask model: {len(qv)} question units for vectors {q}, {len(sv)} sentence "
+                f"units for vectors {s}; retrain it (make asks)"
+            )
         lineage = folder / "rag_tune.json"
         if lineage.is_file():
             model.info = json.loads(lineage.read_text(encoding="utf-8"))

@@ -57,6 +57,18 @@ def test_unknown_units_score_zero():
 def test_bad_folders_and_too_little_data_say_what_to_do(tmp_path):
     with pytest.raises(ConfigError, match="not an ask model folder"):
         AskModel.load(tmp_path)
+    (tmp_path / "asks.npz").write_bytes(b"not a zip file")
+    with pytest.raises(ConfigError, match="not a readable ask model"):
+        AskModel.load(tmp_path)
+    np.savez(
+        tmp_path / "asks.npz",
+        question_units=np.array(["哪"]),
+        sentence_units=np.array(["位"]),
+        question_vectors=np.ones((2, 4)),
+        sentence_vectors=np.ones((1, 4)),
+    )
+    with pytest.raises(ConfigError, match="not a consistent ask model"):
+        AskModel.load(tmp_path)
     with pytest.raises(ConfigError, match="answer `asks`"):
         from rag.config import Config
 
