@@ -64,7 +64,10 @@ ITEM = re.compile(r"^\s*([-*+•]\s|\d+[.)]\s|\|)")  # a list item or a table ro
 FIELD = re.compile(r"^[^:：\s][^:：]{0,24}[:：]\s*\S")  # "Model: NP-P1", "客服热线：400-..."
 RULE = re.compile(r"^\s*[-=|:+ ]{3,}\s*$")  # table separators, setext underlines, horizontal rules
 _LINE_END = re.compile(r"[.!?。！？:：;；)）]\s*$")
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=\S)|(?<=[。！？；])")
+# a Chinese sentence ends after 。！？； and the closing quotes or brackets that follow it (他说：“好的。”)
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=\S)|(?<=[。！？；])(?![”’」』）)\]])|(?<=[。！？；][”’」』）)\]])")
+_QUOTES = (("“", "”"), ("「", "」"), ("『", "』"))
+_QUOTED_MAX = 300  # characters: a quotation left open longer than this is a typo, not a quotation
 _NUMBERED = re.compile(r"^\s*\d+[.)]\s+")
 
 
@@ -112,8 +115,26 @@ def split_sentences(text: str) -> list[str]:
     ['| E1 | No power |', '- item one', '- item two']
     >>> split_sentences("1. Unplug the router. Wait.\n2) Plug it in.")
     ['1. Unplug the router.', 'Wait.', '2) Plug it in.']
+    >>> split_sentences("他说：“好的。”然后点击「设置」。（见上文。）完")
+    ['他说：“好的。”', '然后点击「设置」。', '（见上文。）', '完']
     """
     return [sentence for line in sentences_by_line(text) for sentence in line]
+
+
+def _close_quotes(sentences: list[str]) -> list[str]:
+    """Sentences rejoined where a split fell inside a Chinese quotation (「…；…」 is one sentence).
+
+    >>> _close_quotes(["告示称「金钱鼠尾，乃新朝之雅政；", "峨冠博带，实亡国之陋规」。", "后来。"])
+    ['告示称「金钱鼠尾，乃新朝之雅政；峨冠博带，实亡国之陋规」。', '后来。']
+    """
+    out: list[str] = []
+    for sentence in sentences:
+        prev = out[-1] if out else ""
+        if prev and len(prev) < _QUOTED_MAX and any(prev.count(a) > prev.count(b) for a, b in _QUOTES):
+            out[-1] = prev + sentence
+        else:
+            out.append(sentence)
+    return out
 
 
 def sentences_by_line(text: str) -> list[list[str]]:
@@ -126,7 +147,7 @@ def sentences_by_line(text: str) -> list[list[str]]:
     for line in unwrap(text):
         marker = _NUMBERED.match(line)  # "1. " starts an item, it does not end a sentence
         head, rest = (marker.group(), line[marker.end() :]) if marker else ("", line)
-        sentences = [s.strip() for s in _SENTENCE_END.split(rest) if s and s.strip()]
+        sentences = _close_quotes([s.strip() for s in _SENTENCE_END.split(rest) if s and s.strip()])
         if head and sentences:
             sentences[0] = head + sentences[0]
         out.append(sentences or ([head.strip()] if head.strip() else []))
