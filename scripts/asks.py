@@ -55,6 +55,7 @@ def main() -> None:
                 "held_out_top1_overlap_only": round(without, 4),
                 "seconds": round(time.time() - started),
             },
+            "lineage": [{"task": "asks", "init": None, "out": args.out}],
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
     )
