@@ -119,13 +119,26 @@ class AskModel:
                 f"{path} is not a consistent ask model: {len(qv)} question units for vectors {q}, {len(sv)} sentence "
                 f"units for vectors {s}; retrain it (make asks)"
             )
+        if not (np.isfinite(model.question_vectors).all() and np.isfinite(model.sentence_vectors).all()):
+            raise ConfigError(f"{path} holds non-finite vectors (training diverged); retrain it with a lower --lr")
         lineage = folder / "rag_tune.json"
         if lineage.is_file():
-            model.info = json.loads(lineage.read_text(encoding="utf-8"))
+            try:
+                model.info = json.loads(lineage.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                raise ConfigError(f"{lineage} is not readable JSON ({exc}); retrain the ask model (make asks)") from exc
         return model
 
     def save(self, folder: str | Path) -> None:
         """Write the model to `folder` atomically (vectors in float16: the scores need no more)."""
+        for vectors in (self.question_vectors, self.sentence_vectors):
+            with np.errstate(over="ignore"):
+                finite = np.isfinite(vectors.astype(np.float16)).all()
+            if not finite:
+                raise ConfigError(
+                    "the ask model's vectors are not finite in float16 (training diverged); retrain with a lower "
+                    "learning rate (--lr)"
+                )
         with atomic_dir(folder) as tmp:
             np.savez(
                 tmp / WEIGHTS_FILE,
@@ -200,6 +213,9 @@ def train(
         qv = {u: i + 1 for u, i in init.question_vocab.items()}
         sv = {u: i + 1 for u, i in init.sentence_vocab.items()}
         dim = int(init.question_vectors.shape[1])
+        known = init.info.get("hyperparameters", {})
+        question_min = known.get("question_min", question_min)
+        sentence_min = known.get("sentence_min", sentence_min)
     else:
         q_count: Counter = Counter()
         s_count: Counter = Counter()

@@ -64,10 +64,18 @@ ITEM = re.compile(r"^\s*([-*+•]\s|\d+[.)]\s|\|)")  # a list item or a table ro
 FIELD = re.compile(r"^[^:：\s][^:：]{0,24}[:：]\s*\S")  # "Model: NP-P1", "客服热线：400-..."
 RULE = re.compile(r"^\s*[-=|:+ ]{3,}\s*$")  # table separators, setext underlines, horizontal rules
 _LINE_END = re.compile(r"[.!?。！？:：;；)）]\s*$")
-# a Chinese sentence ends after 。！？； and the closing quotes or brackets that follow it (他说：“好的。”)
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=\S)|(?<=[。！？；])(?![”’」』）)\]])|(?<=[。！？；][”’」』）)\]])")
+# a Chinese sentence ends after 。！？； and up to two closing quotes or brackets that follow it (他说：“好的。”),
+# unless a comma follows (“好的。”，他说)
+_CLOSERS = "”’」』）)\\]"
+_SENTENCE_END = re.compile(
+    r"(?<=[.!?])\s+(?=\S)"
+    rf"|(?<=[。！？；])(?![{_CLOSERS}，、])"
+    rf"|(?<=[。！？；][{_CLOSERS}])(?![{_CLOSERS}，、])"
+    rf"|(?<=[。！？；][{_CLOSERS}][{_CLOSERS}])(?![{_CLOSERS}，、])"
+)
 _QUOTES = (("“", "”"), ("「", "」"), ("『", "』"))
-_QUOTED_MAX = 300  # characters: a quotation left open longer than this is a typo, not a quotation
+_QUOTED_MAX = 300  # characters: a quotation that does not close within this many is not rejoined
+_ZH_END = re.compile(r"[。！？；]$")
 _NUMBERED = re.compile(r"^\s*\d+[.)]\s+")
 
 
@@ -117,24 +125,44 @@ def split_sentences(text: str) -> list[str]:
     ['1. Unplug the router.', 'Wait.', '2) Plug it in.']
     >>> split_sentences("他说：“好的。”然后点击「设置」。（见上文。）完")
     ['他说：“好的。”', '然后点击「设置」。', '（见上文。）', '完']
+    >>> split_sentences("（他说：“好的。”）然后“走吧。”，他又说。He said “Stop. Now.” Then he left.")
+    ['（他说：“好的。”）', '然后“走吧。”，他又说。', 'He said “Stop.', 'Now.” Then he left.']
     """
     return [sentence for line in sentences_by_line(text) for sentence in line]
 
 
 def _close_quotes(sentences: list[str]) -> list[str]:
-    """Sentences rejoined where a split fell inside a Chinese quotation (「…；…」 is one sentence).
+    """Sentences rejoined where a split at a Chinese 。！？； fell inside a quotation that closes within
+    `_QUOTED_MAX` characters (「…；…」 is one sentence); an unclosed quotation, and English, are left as split.
 
     >>> _close_quotes(["告示称「金钱鼠尾，乃新朝之雅政；", "峨冠博带，实亡国之陋规」。", "后来。"])
     ['告示称「金钱鼠尾，乃新朝之雅政；峨冠博带，实亡国之陋规」。', '后来。']
+    >>> _close_quotes(["他说「好。", "走吧。"]), _close_quotes(["He said “Stop.", "Now.” Then."])
+    (['他说「好。', '走吧。'], ['He said “Stop.', 'Now.” Then.'])
     """
     out: list[str] = []
-    for sentence in sentences:
+    for i, sentence in enumerate(sentences):
         prev = out[-1] if out else ""
-        if prev and len(prev) < _QUOTED_MAX and any(prev.count(a) > prev.count(b) for a, b in _QUOTES):
+        if prev and _ZH_END.search(prev) and _closes_later(prev, sentences[i:]):
             out[-1] = prev + sentence
         else:
             out.append(sentence)
     return out
+
+
+def _closes_later(prev: str, rest: list[str]) -> bool:
+    """Whether `prev` leaves a quotation open that one of the sentences in `rest` closes within the limit."""
+    for opening, closing in _QUOTES:
+        if prev.count(opening) > prev.count(closing):
+            budget = _QUOTED_MAX - len(prev)
+            for sentence in rest:
+                budget -= len(sentence)
+                if budget < 0:
+                    return False
+                if closing in sentence:
+                    return True
+            return False
+    return False
 
 
 def sentences_by_line(text: str) -> list[list[str]]:

@@ -47,6 +47,22 @@ def test_save_and_load_round_trip(tmp_path):
     assert sorted(p.name for p in (tmp_path / "asks").iterdir()) == ["asks.npz", "rag_tune.json"]
 
 
+def test_continuing_keeps_every_unit_on_its_own_vector():
+    model = train(synthetic(200, 0), dim=4, epochs=1, question_min=5, sentence_min=5)
+    same = train(synthetic(50, 1), epochs=0, init=model)  # no step taken: the model must come back as it was
+    assert same.question_vocab == model.question_vocab and same.sentence_vocab == model.sentence_vocab
+    assert np.array_equal(same.question_vectors, model.question_vectors)
+    assert np.array_equal(same.sentence_vectors, model.sentence_vectors)
+    assert same.info["hyperparameters"]["question_min"] == 5
+
+
+def test_a_diverged_model_is_not_saved(tmp_path):
+    model = AskModel({"哪": 0}, {"位": 0}, np.full((1, 2), 1e6), np.ones((1, 2)))  # inf in float16
+    with pytest.raises(ConfigError, match="lower learning rate"):
+        model.save(tmp_path / "asks")
+    assert not (tmp_path / "asks").exists()
+
+
 def test_unknown_units_score_zero():
     model = AskModel({"哪": 0}, {"位": 0}, np.ones((1, 2)), np.ones((1, 2)))
     assert model.scores("Where is it?", ["它位于上海。"]).tolist() == [0.0]  # no known question unit
@@ -134,11 +150,14 @@ def test_rag_tune_retrains_it_from_the_shipped_one_on_a_teams_pairs(tmp_path):
     data = tmp_path / "pairs.jsonl"
     _pairs_file(data)
     out = tmp_path / "asks"
-    res = run_cli("tune", str(data), "--task", "asks", "--out", str(out), "--init-adapter", "bundled", "--epochs", "3")
+    args = ("tune", str(data), "--task", "asks", "--out", str(out), "--init-adapter", "bundled", "--epochs", "3")
+    res = run_cli(*args, "--max-steps", "5")
     assert res.returncode == 0, res.stderr
     assert "8 questions" in res.stdout and "answer.asks" in res.stdout
+    assert "--task asks ignores --max-steps" in res.stderr
     tuned, shipped = AskModel.load(out), load_asks("bundled")
-    assert tuned.info["data"]["examples"] == 8 and tuned.info["lineage"][0]["init"] == "bundled"
+    assert tuned.info["data"]["examples"] == 8
+    assert tuned.info["lineage"] == shipped.info["lineage"] + [{"task": "asks", "init": "bundled", "out": str(out)}]
     assert len(tuned.sentence_vocab) == len(shipped.sentence_vocab)  # continued on the shipped model's units
     q, texts = "宁巴商店几点开门？", ["宁巴商店每天9:00至21:00营业。", "宁巴商店位于深圳市南山区。"]
     gap = [m.scores(q, texts) @ [1.0, -1.0] for m in (tuned, shipped)]

@@ -130,8 +130,12 @@ def cmd_tune(args) -> int:
     return 0
 
 
+IGNORED_BY_ASKS = ("method", "base", "max_steps", "max_minutes", "batch_size", "max_length", "rank", "dropout")
+
+
 def _tune_asks(args, options) -> int:
     """`rag tune --task asks`: the ask model (rag.asks) from scorer data, grouped by question."""
+    import sys
     import time
 
     from ..asks import listwise, load_asks, train
@@ -139,6 +143,12 @@ def _tune_asks(args, options) -> int:
     from ..tunedata import data_hash, is_feedback, read_records, to_examples
 
     started = time.time()
+    ignored = [f"--{name.replace('_', '-')}" for name in IGNORED_BY_ASKS if getattr(args, name, None) is not None]
+    if ignored:
+        print(
+            f"rag: --task asks ignores {', '.join(ignored)} (it takes --epochs, --lr, --seed and --init-adapter)",
+            file=sys.stderr,
+        )
     records = read_records(args.data)
     if is_feedback(records):
         examples = _feedback_examples(records, args)
@@ -158,7 +168,8 @@ def _tune_asks(args, options) -> int:
     model.info.update(
         {
             "data": {"path": str(args.data), "examples": len(groups), "hash": data_hash(records)},
-            "lineage": [{"task": "asks", "init": options.init_adapter or None, "out": str(args.out)}],
+            "lineage": (init.info.get("lineage", []) if init is not None else [])
+            + [{"task": "asks", "init": options.init_adapter or None, "out": str(args.out)}],
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
     )
