@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import math
 import random
-import re
 import zipfile
 from collections import Counter
 from collections.abc import Sequence
@@ -34,38 +33,31 @@ import numpy as np
 
 from .atomic import atomic_dir, write_json
 from .errors import ConfigError
-from .keywords import to_simplified
+from .keywords import bigrams, squeeze
+from .text import split_sentences
 
 BUNDLED_ASKS = Path(__file__).resolve().parent / "weights" / "asks"
 WEIGHTS_FILE = "asks.npz"
 
 
-def squeeze(text: str) -> str:
-    """`text` as compared: Simplified characters, lower case, no spaces or punctuation.
-
-    >>> squeeze("請問，退貨 Policy？")
-    '请问退货policy'
-    """
-    return re.sub(r"[\W_]+", "", to_simplified(text).lower())
-
-
 def units(text: str) -> set[str]:
-    """The characters and character bigrams of `text` (as `squeeze` leaves it).
+    """The characters and character bigrams of `text` (as `rag.keywords.squeeze` leaves it).
 
     >>> sorted(units("在哪里"))
     ['哪', '哪里', '在', '在哪', '里']
     """
-    s = squeeze(text)
-    return set(s) | {s[i : i + 2] for i in range(len(s) - 1)}
+    return set(squeeze(text)) | bigrams(text)
 
 
 def overlap_features(question: str, sentence: str) -> list[float]:
     """What training puts beside the learned score (so the score learns what these miss): the share of the
     question's bigrams and characters in the sentence, and the sentence's log length."""
-    q, s = squeeze(question), squeeze(sentence)
-    qb = {q[i : i + 2] for i in range(len(q) - 1)}
-    sb = {s[i : i + 2] for i in range(len(s) - 1)}
-    return [len(qb & sb) / (len(qb) or 1), len(set(q) & set(s)) / (len(set(q)) or 1), math.log1p(len(s)) / 5]
+    q, s, qb = squeeze(question), squeeze(sentence), bigrams(question)
+    return [
+        len(qb & bigrams(sentence)) / (len(qb) or 1),
+        len(set(q) & set(s)) / (len(set(q)) or 1),
+        math.log1p(len(s)) / 5,
+    ]
 
 
 @dataclass
@@ -74,7 +66,7 @@ class AskModel:
 
     question_vocab: dict[str, int]
     sentence_vocab: dict[str, int]
-    question_vectors: np.ndarray  # (len(question_vocab), dim)
+    question_vectors: np.ndarray  # (len(question_vocab), dim), float32 (stored as float16)
     sentence_vectors: np.ndarray
     info: dict = field(default_factory=dict)
 
@@ -90,11 +82,11 @@ class AskModel:
         out = np.zeros(len(sentences), dtype=np.float32)
         if not q:
             return out
-        qv = self.question_vectors[q].astype(np.float32).mean(axis=0)
+        qv = self.question_vectors[q].mean(axis=0)
         for i, sentence in enumerate(sentences):
             s = [self.sentence_vocab[u] for u in units(sentence) - asked if u in self.sentence_vocab]
             if s:
-                out[i] = float(self.sentence_vectors[s].astype(np.float32).mean(axis=0) @ qv)
+                out[i] = float(self.sentence_vectors[s].mean(axis=0) @ qv)
         return out
 
     @classmethod
@@ -110,7 +102,8 @@ class AskModel:
             with np.load(path, allow_pickle=False) as z:
                 qv = {u: i for i, u in enumerate(z["question_units"].tolist())}
                 sv = {u: i for i, u in enumerate(z["sentence_units"].tolist())}
-                model = cls(qv, sv, z["question_vectors"], z["sentence_vectors"])
+                vectors = [z[name].astype(np.float32) for name in ("question_vectors", "sentence_vectors")]
+                model = cls(qv, sv, *vectors)
         except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
             raise ConfigError(f"{path} is not a readable ask model ({exc}); retrain it (make asks)") from exc
         q, s = model.question_vectors.shape, model.sentence_vectors.shape
@@ -163,15 +156,10 @@ def load_asks(name: str | None) -> AskModel | None:
 # ---------------------------------------------------------------------------------------------------- training
 
 
-def examples(
-    documents: Sequence[dict], questions: Sequence[dict], split=None
-) -> list[tuple[str, list[str], list[bool]]]:
+def examples(documents: Sequence[dict], questions: Sequence[dict]) -> list[tuple[str, list[str], list[bool]]]:
     """(question, the sentences of its paragraph, which of them hold a gold answer) for each question whose
-    answer is in some but not all of its paragraph's sentences. Documents and questions as
-    `rag.eval.datasets.read_public` gives them; `split` splits a paragraph into sentences
-    (default: `rag.text.split_sentences`)."""
-    if split is None:
-        from .text import split_sentences as split
+    answer is in some but not all of its paragraph's sentences (split as the reader splits them). Documents and
+    questions as `rag.eval.datasets.read_public` gives them."""
     text = {d["id"]: d["text"] for d in documents}
     cache: dict[str, list[str]] = {}
     out = []
@@ -180,7 +168,7 @@ def examples(
         if pid not in text:
             continue
         if pid not in cache:
-            cache[pid] = [s for s in split(text[pid]) if len(squeeze(s)) >= 2]
+            cache[pid] = [s for s in split_sentences(text[pid]) if len(squeeze(s)) >= 2]
         sentences = cache[pid]
         answers = [squeeze(a) for a in q.get("answers", []) if squeeze(a)]
         labels = [any(a in squeeze(s) for a in answers) for s in sentences]

@@ -32,7 +32,7 @@ import numpy as np
 
 from .config import Config
 from .errors import ConfigError
-from .keywords import in_vocabulary, to_simplified, tokenize
+from .keywords import bigrams, in_vocabulary, to_simplified, tokenize
 from .readerdata import scorer_text
 from .text import FIELD, ITEM, RULE, has_cjk, is_instruction_like, sentences_by_line, split_sentences
 from .types import Hit
@@ -301,16 +301,6 @@ def _occurs(token: str, text_tokens: set[str], simplified_text: str) -> bool:
     """Whether a question token is in a text: among its tokens or, for Chinese, as written (in Simplified
     characters: `simplified_text` is `to_simplified` of the text)."""
     return token in text_tokens or (has_cjk(token) and to_simplified(token) in simplified_text)
-
-
-def bigrams(text: str) -> set[str]:
-    """Character bigrams of `text` without spaces or punctuation, lower-cased, Chinese in Simplified characters.
-
-    >>> sorted(bigrams("退貨政策")), sorted(bigrams("No-go"))
-    (['政策', '货政', '退货'], ['go', 'no', 'og'])
-    """
-    chars = re.sub(r"[\W_]+", "", to_simplified(text).lower())
-    return {chars[i : i + 2] for i in range(len(chars) - 1)}
 
 
 def corpus_idf(keyword_index) -> dict[str, float]:

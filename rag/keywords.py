@@ -88,6 +88,25 @@ def to_simplified(text: str) -> str:
     return text.translate(_t2s_table()) if CJK_RUN.search(text) else text
 
 
+def squeeze(text: str) -> str:
+    """`text` as characters are compared: Simplified, lower case, without spaces or punctuation.
+
+    >>> squeeze("請問，退貨 Policy？")
+    '请问退货policy'
+    """
+    return re.sub(r"[\W_]+", "", to_simplified(text).lower())
+
+
+def bigrams(text: str) -> set[str]:
+    """Character bigrams of `text` as `squeeze` leaves it.
+
+    >>> sorted(bigrams("退貨政策")), sorted(bigrams("No-go"))
+    (['政策', '货政', '退货'], ['go', 'no', 'og'])
+    """
+    chars = squeeze(text)
+    return {chars[i : i + 2] for i in range(len(chars) - 1)}
+
+
 def tokenize(text: str) -> list[str]:
     """BM25 tokens of `text` (English and Chinese mixed freely).
 

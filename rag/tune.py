@@ -77,7 +77,7 @@ class TuneOptions:
             raise ConfigError(
                 f"`batch_size` must be >= 1 and `max_length` >= 16, got {self.batch_size}, {self.max_length}"
             )
-        if self.max_steps == 0 or self.epochs <= 0:
+        if self.max_steps == 0:
             raise ConfigError("`max_steps` must be positive (or -1 for epochs) and `epochs` positive")
 
     @property
