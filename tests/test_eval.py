@@ -4,6 +4,7 @@ The loaders are tested in test_datasets.py, the scores in test_metrics.py, the r
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from conftest import FakeGenerator, run_cli, tiny_llama
@@ -293,6 +294,31 @@ def test_eval_cli_trains_and_checks_thresholds(tmp_path, kb):
     assert done.returncode == 3
     assert "raft+rag recall@3 = 1.000, above" not in done.stderr and "below the threshold 1.01" in done.stderr
     assert (tmp_path / "r" / "report.md").is_file()  # the report is left for inspection
+
+
+def test_eval_cli_reads_retrained_models_over_the_suites(tmp_path, suite_file):
+    """--reader (like --scorer and --asks) replaces the suite's own setting for this run and is recorded in the
+    report: a reader refitted to refuse everything refuses every test question."""
+    weights = json.loads((Path(__file__).parents[1] / "rag" / "weights" / "reader-lexical.json").read_text())
+    for group in weights["refusal"].values():
+        group["threshold"] = 0.9999
+    (tmp_path / "strict.json").write_text(json.dumps(weights))
+    done = run_cli("eval", "suite.yaml", "--systems", "extractive", "--out", "r", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / "r" / "metrics.json").read_text())["systems"]["extractive"]["metrics"][
+        "false_refusal"
+    ]["mean"] < 1
+    done = run_cli(
+        "eval", "suite.yaml", "--systems", "extractive", "--reader", "strict.json", "--out", "s", cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in (tmp_path / "s" / "predictions.jsonl").read_text().splitlines()]
+    assert rows and all(r["refused"] for r in rows)
+    assert json.loads((tmp_path / "s" / "config.json").read_text())["config"]["answer"]["reader"] == "strict.json"
+    done = run_cli("eval", "suite.yaml", "--systems", "extractive", "--reader", "nowhere.json", cwd=tmp_path)
+    assert done.returncode == 1 and "nowhere.json" in done.stderr and "Traceback" not in done.stderr
+    done = run_cli("--config", "rag.toml", "eval", "suite.yaml", "--systems", "extractive", "--out", "t", cwd=tmp_path)
+    assert done.returncode == 0 and "rag.toml is not read" in done.stderr
 
 
 def test_eval_cli_errors_are_one_line(tmp_path):

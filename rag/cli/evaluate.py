@@ -37,6 +37,14 @@ def register(sub) -> None:
         metavar="KIND=DIR",
         help="use a trained adapter instead of training one: ft=DIR, raft=DIR or reader=DIR (repeatable)",
     )
+    models = p.add_argument_group(
+        "retrained reading models",
+        "override the suite's `config: {answer: ...}`, e.g. to compare a scorer from `rag tune --task scorer` "
+        "or a reader from `rag calibrate` with the shipped ones on the same questions",
+    )
+    models.add_argument("--scorer", metavar="DIR", dest="answer.scorer", help="'bundled', a folder, a hub id or 'none'")
+    models.add_argument("--reader", metavar="FILE", dest="answer.reader", help="'bundled' or a reader weights file")
+    models.add_argument("--asks", metavar="DIR", dest="answer.asks", help="'bundled', a folder or 'none'")
     p.add_argument("--work", metavar="DIR", help="index and adapter cache (default eval/work/<suite>)")
     p.add_argument("--check", metavar="THRESHOLDS", help="JSON thresholds; exit 3 when a metric regresses below them")
     p.add_argument("--json", action="store_true", help="print metrics.json")
@@ -74,6 +82,15 @@ def cmd_eval(args) -> int:
     from ..eval.systems import parse_systems
 
     suite = load_suite(args.suite, data=args.data)
+    if args.config:
+        print(
+            f"rag eval: {args.config} is not read: a suite carries its own settings (its `config:`), so that its "
+            "report can be reproduced; --scorer, --reader and --asks override them",
+            file=sys.stderr,
+        )
+    answer = {k.split(".", 1)[1]: v for k, v in vars(args).items() if k.startswith("answer.") and v is not None}
+    if answer:
+        suite.config = suite.config.override(answer=answer)
     thresholds = read_thresholds(args.check) if args.check else None
     if args.answer_mode:
         suite.answer_mode = args.answer_mode
