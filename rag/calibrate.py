@@ -9,7 +9,8 @@ scorer), and collects every candidate sentence with its features:
   the retrieved passages that lack its gold documents (what an unanswerable question looks like: related
   text without the answer, as RAFT builds its negatives); labelled unanswerable questions are negatives too.
   A split of the questions (`dev_share`) is held out; the threshold is the one at which `false_refusal` of
-  its answerable questions would be refused. The model reports how it did on that split.
+  its answerable questions would be refused. The model reports how it did on that split. Questions marked
+  "refusal_only" (made-up unanswerable ones, `foreign_questions`) train refusal alone.
 
 `rag calibrate --fit` runs this on a suite's or a team's own questions; `make reader` fits the shipped model on
 public training data (never a dev or eval set). What this module does not do: train the cross-encoder
@@ -26,8 +27,9 @@ from collections.abc import Callable
 import numpy as np
 
 from .errors import ConfigError
-from .evidence import QUESTION_FEATURES, SENTENCE_FEATURES, Reader, ReaderModel, logistic
-from .text import mentions
+from .evidence import QUESTION_FEATURES, SENTENCE_FEATURES, Reader, ReaderModel, entities, logistic
+from .keywords import in_vocabulary, tokenize
+from .text import has_cjk, mentions
 
 GROUPS = ("read", "unread")
 
@@ -54,6 +56,7 @@ def collect(questions: list[dict], rag, reader: Reader, progress: Callable | Non
             lacking = [h for h in pool if not h.chunk.source.endswith(gold) and not mentions(h.chunk.text, answers)]
             row["without"] = (reader.candidates(question, lacking[:k], group), lacking[:k])
         row["question"] = question
+        row["refusal_only"] = bool(q.get("refusal_only"))
         rows.append(row)
         if progress and number % 50 == 0:
             progress(f"read {number}/{len(questions)} questions")
@@ -125,8 +128,11 @@ def fit_reader(
         if answerable >= min_fit:
             fit_rows = [r for i, r in mine if i not in dev_ids]
             dev_rows = [r for i, r in mine if i in dev_ids]
-            x = np.array([[f[n] for n in SENTENCE_FEATURES] for r in fit_rows for f, _ in r["sentences"]], np.float64)
-            y = np.array([label for r in fit_rows for _, label in r["sentences"]])
+            # which sentence answers is learned from real questions: a made-up negative's would-be answer
+            # sentence ("refusal_only") teaches refusal, not that answer-like sentences are wrong
+            chosen = [r for r in fit_rows if not r["refusal_only"]]
+            x = np.array([[f[n] for n in SENTENCE_FEATURES] for r in chosen for f, _ in r["sentences"]], np.float64)
+            y = np.array([label for r in chosen for _, label in r["sentences"]])
             sentence[group] = _fit_logistic(x, y, SENTENCE_FEATURES)
             xq, yq, _ = _question_rows(fit_rows, sentence[group], tools, group)
             refusal[group] = _fit_logistic(xq, yq, QUESTION_FEATURES)
@@ -161,3 +167,46 @@ def fit_reader(
     info["false_refusal_target"] = false_refusal
     info["seconds"] = round(time.perf_counter() - started, 1)
     return ReaderModel(sentence, refusal, info)
+
+
+def foreign_questions(questions: list[dict], others: list[dict], vocabulary, seed: int = 5) -> list[str]:
+    """Questions about something the knowledge base does not cover, worded as ones it does: a name a question
+    shares with its own paragraph (which the knowledge base holds) swapped for a name from another article that
+    the knowledge base never mentions ("Is there a service centre in Beijing?" over Shenzhen's address). For
+    English a capitalised name replaces a capitalised name; for Chinese a place, person or organisation name
+    (jieba's tags) one of the same kind. Questions are {"question", "context" (their paragraph)}; `vocabulary`
+    holds the knowledge base's tokens.
+
+    >>> foreign_questions([{"question": "When did Tesla die?", "context": "Tesla died in 1943."}],
+    ...                   [{"question": "What did Edison invent?"}], {"tesla", "died"})
+    ['When did Edison die?']
+    """
+    rng = random.Random(seed)
+
+    def kinds(question: str) -> dict[str, str]:
+        names = entities(question)
+        if not names or not has_cjk(question):
+            return {n: "name" for n in names}
+        import jieba.posseg as pseg
+
+        flags = {w.word: w.flag[:2] for w in pseg.cut(question)}
+        return {n: flags.get(n, "nz") for n in names}
+
+    pool: dict[str, set[str]] = {}
+    for q in others:
+        for name, kind in kinds(q["question"]).items():
+            pool.setdefault(kind, set()).add(name)
+
+    def never(name: str) -> bool:
+        tokens = tokenize(name)
+        return bool(tokens) and not any(in_vocabulary(t, vocabulary) for t in tokens)
+
+    unknown = {kind: sorted(filter(never, names)) for kind, names in pool.items()}
+    changed = []
+    for q in questions:
+        text = q.get("context", "")
+        anchors = [(n, k) for n, k in kinds(q["question"]).items() if n in text and unknown.get(k)]
+        if anchors:
+            name, kind = rng.choice(anchors)
+            changed.append(q["question"].replace(name, rng.choice(unknown[kind]), 1))
+    return changed

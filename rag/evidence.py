@@ -128,9 +128,9 @@ QUESTION_FEATURES = (
     "dense",  # best passage cosine, weighted by how much of the question the embedder reads
     "lex",  # best keyword overlap of a passage
     "unknown",  # IDF-weighted share of the question's keywords that occur nowhere in the knowledge base
-    "missing",  # share of the question's names (capitalised words, Chinese names) the knowledge base never has
+    "missing",  # IDF-weighted share of the question's names (capitalised words, Chinese names) the base never has
     "passage_lex",  # IDF-weighted share of the question's keywords in the best sentence's passage (with heading)
-    "absent",  # share of the question's names that the best sentence's passage lacks (the Paris hours in Antwerp's)
+    "absent",  # IDF-weighted share of the question's names that the best sentence's passage lacks (the Paris hours in Antwerp's)
     "best_type",  # the best sentence's "type": is the kind of answer asked for (a price, a duration) there?
 )
 
@@ -618,6 +618,14 @@ class Reader:
             text = to_simplified(f"{chunk.context}\n{chunk.text}")
             passage = set(tokenize(text))
         absent = [n for n in names if not (set(tokenize(n)) <= passage or _occurs(n, passage, text))]
+
+        def share(part: list[str]) -> float:  # of the names, weighted by rarity: a brand on every page counts little
+            def weight(name: str) -> float:
+                tokens = tokenize(name)
+                return sum(self.idf.get(t, top_idf) for t in tokens) / len(tokens) if tokens else top_idf
+
+            return sum(map(weight, part)) / (sum(map(weight, names)) or 1.0) if names else 0.0
+
         unknown = sum(w for t, w in weights.items() if not in_vocabulary(t, self.idf)) if self.idf else 0.0
         return {
             "best": logit(top.probability if top is not None else 0.0),
@@ -625,9 +633,9 @@ class Reader:
             "dense": reads * max((max(0.0, h.scores.get("dense", 0.0)) for h in hits), default=0.0),
             "lex": max((c.features["lex"] for c in candidates), default=0.0),
             "unknown": unknown / total,
-            "missing": len(missing) / len(names) if names else 0.0,
+            "missing": share(missing),
             "passage_lex": keyword_overlap(q_tokens, passage, weights, text),
-            "absent": len(absent) / len(names) if names else 0.0,
+            "absent": share(absent),
             "best_type": top.features["type"] if top is not None else 0.0,
         }
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from reader_data import held_out
 
 from rag.atomic import write_json
-from rag.calibrate import GROUPS, fit_reader
+from rag.calibrate import GROUPS, fit_reader, foreign_questions
 from rag.config import Config
 from rag.embeddings import HashEmbedder
 from rag.eval.harness import materialise
@@ -64,6 +64,15 @@ def main() -> None:
         "(SQuAD 2.0's kind: the knowledge base holds the original's paragraph; English only). The shipped reader "
         "uses none: 300 of them left SQuAD 2.0 dev unchanged (43.2 vs 43.4 accuracy, README > Measured)",
     )
+    parser.add_argument(
+        "--foreign",
+        type=int,
+        default=300,
+        help="unanswerable Chinese questions made by swapping a name an answerable question shares with its "
+        "paragraph for one the knowledge base never mentions (a customer asking about a city, company or person the "
+        "documents do not cover); they train refusal only. Not for English: there they lowered SQuAD 2.0 dev and "
+        "WikiQA (README > Measured)",
+    )
     parser.add_argument("--false-refusal", type=float, default=0.05)
     parser.add_argument("--out", help="default: rag/weights/reader.json, or reader-lexical.json with --scorer none")
     args = parser.parse_args()
@@ -94,9 +103,21 @@ def main() -> None:
         changed = [p["question"] for p in adversarial_pairs(documents, unpicked, seed=4) if not p["label"]]
         changed = random.Random(4).sample(changed, min(args.adversarial if lang == "en" else 0, len(changed)))
         picked += [{"question": c, "answers": [], "answerable": False, "sources": []} for c in changed]
-        fitted[lang] = fit_reader(
-            picked, RAG(index, config), false_refusal=args.false_refusal, base=placeholder, memo=memo
-        )
+        rag = RAG(index, config)
+        if args.foreign and lang == "zh":
+            texts = {d["id"]: d["text"] for d in documents}
+            asked = {q["question"] for q in picked}
+            pool = [{**q, "context": texts[q["sources"][0]]} for q in answerable if q["question"] not in asked]
+            swapped = foreign_questions(
+                random.Random(5).sample(pool, min(len(pool), 4 * args.foreign)), others, rag.idf
+            )
+            swapped = random.Random(5).sample(swapped, min(args.foreign, len(swapped)))
+            print(f"{lang}: {len(swapped)} questions with a foreign name, e.g. {swapped[:3]}", file=sys.stderr)
+            picked += [
+                {"question": c, "answers": [], "answerable": False, "sources": [], "refusal_only": True}
+                for c in swapped
+            ]
+        fitted[lang] = fit_reader(picked, rag, false_refusal=args.false_refusal, base=placeholder, memo=memo)
         memo_path.write_bytes(pickle.dumps(memo))
     en, zh = fitted["en"], fitted["zh"]  # English falls in the group the scorer reads, Chinese in the other
     model = ReaderModel(
@@ -112,6 +133,12 @@ def main() -> None:
                 "number or word swapped) so that their paragraph no longer answers them"
                 if args.adversarial
                 else "and questions about other articles"
+            )
+            + (
+                f"; for Chinese, {args.foreign} answerable questions with a name swapped for one the knowledge base "
+                "never mentions"
+                if args.foreign
+                else ""
             ),
             "read": en.info["groups"]["read"],
             "unread": zh.info["groups"]["unread"],

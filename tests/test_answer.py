@@ -175,6 +175,21 @@ def test_names_the_best_passage_lacks_are_a_refusal_feature():
     assert codes.features["absent"] == 1.0  # a code is a name: R-41 does not answer for R-40
 
 
+def test_names_count_by_rarity_in_the_refusal_features():
+    """A brand on every page says little: "北京有宁巴的售后服务中心吗？" over a base that never mentions 北京 is
+    mostly about 北京, not half about it."""
+    from rag.config import Config
+    from rag.evidence import load_reader
+
+    idf = {"宁巴": 0.1, "售后": 2.0, "服务": 1.0, "中心": 1.0, "深圳": 3.0, "地址": 2.0}
+    tools = load_reader(Config().override(answer={"scorer": "none"}), idf=idf)
+    hits = [hit("宁巴售后服务中心地址：深圳市南山区科技园。")]
+    far = tools.read("北京有宁巴的售后服务中心吗？", hits)
+    assert far.missing == ["北京"] and far.features["missing"] == far.features["absent"] > 0.95
+    near = tools.read("深圳有宁巴的售后服务中心吗？", hits)
+    assert near.features["missing"] == near.features["absent"] == 0.0
+
+
 def test_words_jieba_makes_up_are_not_unknown_to_the_knowledge_base():
     from rag.config import Config
     from rag.evidence import load_reader

@@ -71,3 +71,16 @@ def test_too_few_questions_keep_the_base_or_fail_clearly(catalogue):
     rag, questions = catalogue
     with pytest.raises(ConfigError, match="too few to fit it"):
         fit_reader(questions[:3], rag, min_fit=10, log=lambda m: None)
+
+
+def test_foreign_questions_swap_a_name_for_one_the_base_never_mentions():
+    """Fitting negatives of the kind a customer asks: the same question about a place (or person) the knowledge
+    base does not cover, of the same kind as the name it replaces; names the base has are never swapped in."""
+    from rag.calibrate import foreign_questions
+
+    own = [{"question": "深圳的售后服务中心在哪里？", "context": "售后服务中心地址：深圳市南山区。"}]
+    others = [{"question": "北京有多少人口？"}, {"question": "鲁迅写了哪些小说？"}, {"question": "广州的气候如何？"}]
+    assert foreign_questions(own, others, {"深圳", "广州"}) == ["北京的售后服务中心在哪里？"]
+    assert foreign_questions(own, others, {"深圳", "广州", "北京"}) == []  # only a person's name is left
+    unrelated = [{"question": "深圳的售后服务中心在哪里？", "context": "营业时间：每天 9:00 至 21:00。"}]
+    assert foreign_questions(unrelated, others, {"深圳"}) == []  # the name must be in the question's own paragraph

@@ -305,9 +305,12 @@ def test_eval_cli_reads_retrained_models_over_the_suites(tmp_path, suite_file):
     (tmp_path / "strict.json").write_text(json.dumps(weights))
     done = run_cli("eval", "suite.yaml", "--systems", "extractive", "--out", "r", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert json.loads((tmp_path / "r" / "metrics.json").read_text())["systems"]["extractive"]["metrics"][
-        "false_refusal"
-    ]["mean"] < 1
+    assert (
+        json.loads((tmp_path / "r" / "metrics.json").read_text())["systems"]["extractive"]["metrics"]["false_refusal"][
+            "mean"
+        ]
+        < 1
+    )
     done = run_cli(
         "eval", "suite.yaml", "--systems", "extractive", "--reader", "strict.json", "--out", "s", cwd=tmp_path
     )
