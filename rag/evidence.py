@@ -81,6 +81,16 @@ ANSWER_TYPES = [
         re.compile(r"how much|price|cost|fee|多少钱|价格|费用|收费", re.I),
         re.compile(r"[€$¥£%]|\b(EUR|USD|euros?|dollars?|percent)\b|\d\s*元|free|免费", re.I),
     ),
+    (  # before "time": 多长时间 asks how long, not when ("9:00 至 21:00" does not answer it, "1 个工作日" does)
+        "span",
+        re.compile(r"how long|多久|多长时间|多长|多少(?:天|小时|分钟|年|个月)|几(?:天|个小时|分钟|年|个月)", re.I),
+        re.compile(
+            r"\d\s*(?:seconds?|minutes?|hours?|days?|weeks?|months?|years?|working days?|business days?|km|"
+            r"kilometres?|kilometers?|miles?|m|metres?|meters?|feet|ft|cm)\b|"
+            r"[\d一二三四五六七八九十两百千万半]\s*(?:个)?(?:工作日|天|日|小时|分钟|秒|周|星期|月|年|公里|千米|米)",
+            re.I,
+        ),
+    ),
     (
         "time",
         re.compile(r"\bwhen\b|what time|what year|hours|几点|时间|哪一年|何时", re.I),
@@ -93,8 +103,8 @@ ANSWER_TYPES = [
     (
         "number",
         re.compile(
-            r"how (?:long|many|much|far|quickly|big|large|old)|what (?:is the )?(?:maximum|minimum|largest|range)"
-            r"|多少|几|多久|多长|多大|多远|最大",
+            r"how (?:many|much|far|quickly|big|large|old)|what (?:is the )?(?:maximum|minimum|largest|range)"
+            r"|多少|几|多大|多远|最大",
             re.I,
         ),
         re.compile(
@@ -270,6 +280,9 @@ def expected_type(question: str) -> tuple[str, re.Pattern] | None:
 
     >>> expected_type("How much does express shipping cost?")[0], expected_type("Who makes it?")
     ('price', None)
+    >>> kind, pattern = expected_type("转网需要多长时间？")  # a span of time, which a time of day is not
+    >>> kind, bool(pattern.search("1 个工作日内完成")), bool(pattern.search("每天 9:00 至 21:00"))
+    ('span', True, False)
     """
     question = to_simplified(question)  # the Chinese patterns are written in Simplified characters
     for name, asks, pattern in ANSWER_TYPES:
