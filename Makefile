@@ -19,10 +19,15 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## install rag (editable) with its test tools into the active Python environment
 
-# llama-cpp-python has no CPU wheel on PyPI: pip builds it from source (10-20 min on 2 cores, once; pip caches the
-# wheel). The server extra is for the tests, which start llama.cpp's own OpenAI-compatible server.
+# llama-cpp-python has no CPU wheel on PyPI: pip builds it from source (5-20 min on 2 cores, once per checkout).
+# The server extra is for the tests, which start llama.cpp's own OpenAI-compatible server. The build targets
+# AVX2 rather than the building CPU (-march=native): on a Xeon with AVX-512 and AMX, 0.3.36's native build
+# crashes (SIGSEGV) on any prompt of more than one token. --no-cache-dir: pip caches the wheel by version, not by
+# these flags, so a native wheel built earlier would be reused.
+LLAMACPP_CMAKE := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 $(LLAMACPP): $(STAMP)
-	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(PIP) install -q 'llama-cpp-python[server]>=0.3.16'
+	CMAKE_ARGS="$(LLAMACPP_CMAKE)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
+		$(PIP) install -q --no-cache-dir 'llama-cpp-python[server]>=0.3.16'
 	@touch $(LLAMACPP)
 
 llamacpp: $(LLAMACPP) ## install the llama.cpp backend, rag[llamacpp] (a source build: 10-20 min once)
