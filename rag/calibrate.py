@@ -27,8 +27,7 @@ from collections.abc import Callable
 import numpy as np
 
 from .errors import ConfigError
-from .evidence import QUESTION_FEATURES, SENTENCE_FEATURES, Reader, ReaderModel, entities, logistic
-from .keywords import in_vocabulary, tokenize
+from .evidence import QUESTION_FEATURES, SENTENCE_FEATURES, Reader, ReaderModel, entities, logistic, never_mentioned
 from .text import has_cjk, mentions
 
 GROUPS = ("read", "unread")
@@ -196,12 +195,7 @@ def foreign_questions(questions: list[dict], others: list[dict], vocabulary, see
     for q in others:
         for name, kind in kinds(q["question"]).items():
             pool.setdefault(kind, set()).add(name)
-
-    def never(name: str) -> bool:
-        tokens = tokenize(name)
-        return bool(tokens) and not any(in_vocabulary(t, vocabulary) for t in tokens)
-
-    unknown = {kind: sorted(filter(never, names)) for kind, names in pool.items()}
+    unknown = {kind: sorted(n for n in names if never_mentioned(n, vocabulary)) for kind, names in pool.items()}
     changed = []
     for q in questions:
         text = q.get("context", "")

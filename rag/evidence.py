@@ -360,14 +360,15 @@ def entities(question: str) -> list[str]:
     return list(dict.fromkeys(found))
 
 
+def never_mentioned(name: str, vocabulary) -> bool:
+    """Whether a knowledge base whose tokens are `vocabulary` has none of the tokens of `name`."""
+    tokens = tokenize(name)
+    return bool(tokens) and not any(in_vocabulary(t, vocabulary) for t in tokens)
+
+
 def missing_entities(question: str, vocabulary) -> list[str]:
     """The question's names that the knowledge base never mentions."""
-    missing = []
-    for name in entities(question):
-        tokens = tokenize(name)
-        if tokens and not any(in_vocabulary(t, vocabulary) for t in tokens):
-            missing.append(name)
-    return missing
+    return [name for name in entities(question) if never_mentioned(name, vocabulary)]
 
 
 def _longest_common(a: str, b: str) -> int:

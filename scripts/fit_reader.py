@@ -106,8 +106,7 @@ def main() -> None:
         rag = RAG(index, config)
         if args.foreign and lang == "zh":
             texts = {d["id"]: d["text"] for d in documents}
-            asked = {q["question"] for q in picked}
-            pool = [{**q, "context": texts[q["sources"][0]]} for q in answerable if q["question"] not in asked]
+            pool = [{**q, "context": texts[q["sources"][0]]} for q in unpicked]
             swapped = foreign_questions(
                 random.Random(5).sample(pool, min(len(pool), 4 * args.foreign)), others, rag.idf
             )

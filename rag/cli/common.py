@@ -31,13 +31,19 @@ def settings(args: argparse.Namespace):
     ("section.field") and was given. Returns (config, the set of (section, field) the flags changed)."""
     from ..config import Config
 
+    sections = flagged(args)
+    config = Config.load(args.config).override(**sections)
+    return config, {(s, f) for s, fields in sections.items() for f in fields}
+
+
+def flagged(args: argparse.Namespace) -> dict[str, dict]:
+    """The settings the given flags name, section by section: {"answer": {"scorer": ...}} from `--scorer`."""
     sections: dict[str, dict] = {}
     for dest, value in vars(args).items():
         if "." in dest and value is not None:
             section, name = dest.split(".", 1)
             sections.setdefault(section, {})[name] = value
-    config = Config.load(args.config).override(**sections)
-    return config, {(s, f) for s, fields in sections.items() for f in fields}
+    return sections
 
 
 def add_embed_args(p: argparse.ArgumentParser) -> None:

@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from .common import add_embed_args, settings
+from .common import add_embed_args, flagged, settings
 
 
 def register(sub) -> None:
@@ -88,9 +88,7 @@ def cmd_eval(args) -> int:
             "report can be reproduced; --scorer, --reader and --asks override them",
             file=sys.stderr,
         )
-    answer = {k.split(".", 1)[1]: v for k, v in vars(args).items() if k.startswith("answer.") and v is not None}
-    if answer:
-        suite.config = suite.config.override(answer=answer)
+    suite.config = suite.config.override(**flagged(args))  # --scorer, --reader, --asks
     thresholds = read_thresholds(args.check) if args.check else None
     if args.answer_mode:
         suite.answer_mode = args.answer_mode
