@@ -154,6 +154,7 @@ class Candidate:
     text: str
     features: dict[str, float]
     probability: float = 0.0
+    row: bool = False  # a table row: a record beside its sibling rows, not a step of a run of sentences
 
 
 @dataclass
@@ -175,9 +176,13 @@ class Reading:
     def run(self, best: Candidate, span: float = 0.5) -> list[Candidate]:
         """What an answer quotes from `best`'s passage, in the passage's order: `best` with the neighbouring
         sentences whose probability is at least `span` times its own (a procedure, a condition; three
-        sentences at most), and a list introduction's items."""
+        sentences at most), and a list introduction's items. A table row stands alone: the rows beside it
+        are other records ("Plan: Lite ..." does not continue "Plan: Plus ..."), and prose does not run into
+        a table."""
         floor = span * best.probability
-        by_index = {c.index: c for c in self.candidates if c.passage == best.passage}
+        if best.row:
+            return [best]
+        by_index = {c.index: c for c in self.candidates if c.passage == best.passage and not c.row}
         chosen = {best.index: best}
         for step in (-1, 1):  # grow a contiguous run around the best sentence
             i = best.index + step
@@ -581,6 +586,7 @@ class Reader:
         if group == "unread" and self.asks is not None:
             ask = self.asks.scores(question, [r[4] for r in rows])
         out = []
+        table_rows = {n: set(_table_rows(hit.chunk.text).values()) for n, hit in enumerate(hits, start=1)}
         heading: dict[int, tuple[set, set]] = {}  # passage -> its heading path's tokens and bigrams
         squeezed = re.sub(r"\s+", "", to_simplified(question).lower())
         for (n, i, sentence, with_context, reads), logit_, ask_ in zip(rows, ce, ask):
@@ -608,7 +614,7 @@ class Reader:
                 "item": 1.0 if ITEM.match(sentence) or FIELD.match(sentence) else 0.0,
                 "length": math.log1p(len(reads)) / 5,
             }
-            out.append(Candidate(n, i, sentence, features))
+            out.append(Candidate(n, i, sentence, features, row=sentence in table_rows[n]))
         return out
 
     def question_features(

@@ -104,6 +104,19 @@ def test_questions_headings_and_instructions_are_never_candidates():
     assert compose(found, hits).text.startswith("Shipping costs 4.95 euros.")  # without the FAQ's A: label
 
 
+def test_a_table_row_is_quoted_alone_and_prose_does_not_run_into_a_table():
+    table = "Three plans.\n\n| Plan | Price |\n|---|---|\n| Lite | €9.99 |\n| Plus | €19.99 |\n| Max | €34.99 |"
+    hits = [hit(table)]
+    found = reader().read("How much is the Plus plan?", hits)
+    assert [c.row for c in found.candidates] == [False, True, True, True]
+    rows = {c.text: c for c in found.candidates}
+    for c, p in zip(found.candidates, (0.7, 0.6, 0.9, 0.8)):  # siblings as probable as the best row
+        c.probability = p
+    assert compose(found, hits).text == "Plan: Plus; Price: €19.99 [1]"
+    rows["Three plans."].probability = 0.95  # prose before the table: quoted without the rows after it
+    assert compose(found, hits).text == "Three plans. [1]"
+
+
 def test_list_items_carry_their_heading():
     hits = [hit("- Damage caused by water\n- Cosmetic wear", context="Warranty > What is not covered")]
     found = reading([("- Damage caused by water", 0.9), ("- Cosmetic wear", 0.2)])
