@@ -74,7 +74,8 @@ def _quiet_libraries(verbose: bool) -> None:
     root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(logging.INFO if verbose else logging.WARNING)
-    for name in ("sentence_transformers", "transformers", "jieba", "faiss"):
+    # pypdf: what it recovers from, or the damage a skipped file's message already names
+    for name in ("sentence_transformers", "transformers", "jieba", "faiss", "pypdf"):
         logging.getLogger(name).setLevel(logging.INFO if verbose else logging.ERROR)
 
 
