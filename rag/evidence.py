@@ -32,7 +32,7 @@ import numpy as np
 
 from .config import Config
 from .errors import ConfigError
-from .keywords import bigrams, in_vocabulary, to_simplified, tokenize
+from .keywords import bigrams, in_vocabulary, known_in, to_simplified, tokenize
 from .readerdata import scorer_text
 from .text import FIELD, ITEM, RULE, has_cjk, is_instruction_like, sentences_by_line, split_sentences
 from .types import Hit
@@ -138,6 +138,7 @@ QUESTION_FEATURES = (
     "dense",  # best passage cosine, weighted by how much of the question the embedder reads
     "lex",  # best keyword overlap of a passage
     "unknown",  # IDF-weighted share of the question's keywords that occur nowhere in the knowledge base
+    # (a Chinese keyword the question spells with known words is known: keywords.known_in)
     "missing",  # IDF-weighted share of the question's names (capitalised words, Chinese names) the base never has
     "passage_lex",  # IDF-weighted share of the question's keywords in the best sentence's passage (with heading)
     "absent",  # IDF-weighted share of the question's names that the best sentence's passage lacks (the Paris hours in Antwerp's)
@@ -646,7 +647,7 @@ class Reader:
 
             return sum(map(weight, part)) / (sum(map(weight, names)) or 1.0) if names else 0.0
 
-        unknown = sum(w for t, w in weights.items() if not in_vocabulary(t, self.idf)) if self.idf else 0.0
+        unknown = sum(w for t, w in weights.items() if not known_in(t, question, self.idf)) if self.idf else 0.0
         return {
             "best": logit(top.probability if top is not None else 0.0),
             "best_ce": max((c.features["ce"] for c in candidates), default=0.0),

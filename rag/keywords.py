@@ -154,6 +154,35 @@ def in_vocabulary(token: str, vocabulary) -> bool:
     return True
 
 
+def known_in(token: str, text: str, vocabulary, longest: int = 6) -> bool:
+    """Whether a Chinese `token` of `text` (a question) is spelled, character by character, with known words
+    of two or more characters that `text` holds where the token sits: jieba segments "退货运费" as 退/货运费
+    in a question while the knowledge base has 退货 and 运费; the words are known, the split is not.
+    `in_vocabulary` first; a lone known character (北 of 北京) does not count.
+
+    >>> known_in("货运费", "退货运费谁承担", {"退货", "运费"}), known_in("下班", "客服几点下班", {"客服", "下", "班"})
+    (True, False)
+    """
+    if in_vocabulary(token, vocabulary):
+        return True
+    text, token = to_simplified(text), to_simplified(token)
+    if not CJK_RUN.search(token) or token not in text:
+        return False
+    spans = [
+        (i, j)
+        for i in range(len(text))
+        for j in range(i + 2, min(len(text), i + longest) + 1)
+        if text[i:j] in vocabulary
+    ]
+    start = 0
+    while (start := text.find(token, start)) >= 0:
+        end = start + len(token)
+        if all(any(i <= k < j for i, j in spans) for k in range(start, end)):
+            return True
+        start += 1
+    return False
+
+
 def _splits(run: str, vocabulary) -> bool:
     """Whether `run` is a sequence of tokens in `vocabulary` (stop words allowed)."""
     ok = [True] + [False] * len(run)

@@ -214,6 +214,14 @@ def test_words_jieba_makes_up_are_not_unknown_to_the_knowledge_base():
     assert tools.read("成分中有地瓜粉的馬祖甜點又可以被稱為什麼？", [hit(passage)]).features["unknown"] == 0.0
     assert tools.read("北京的甜點叫什麼？", [hit(passage)]).features["unknown"] > 0  # 北京 is not there
 
+    # jieba splits the question's 退货运费 as 退 / 货运费 (a dictionary word), the passage's as 退货 / 运费: the
+    # question spells 货运费 with words the knowledge base has, so it is not unknown
+    policy = "退货政策：收到商品后七天内可以无理由退货。运费由买家承担。"
+    tools = load_reader(Config().override(answer={"scorer": "none"}), idf=dict.fromkeys(tokenize(policy), 1.0))
+    assert "货运费" in tokenize("退货运费是多少？")
+    assert tools.read("退货运费是多少？", [hit(policy)]).features["unknown"] == 0.0
+    assert tools.read("客服几点下班？", [hit(policy)]).features["unknown"] > 0.9
+
 
 def test_an_faq_answer_is_read_with_the_question_it_answers():
     """The scorer and the keyword features read an FAQ answer under its Q: line, without the A: label; the
