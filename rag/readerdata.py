@@ -232,6 +232,44 @@ def adversarial_pairs(
     return pairs
 
 
+def worded_apart(pairs: Sequence[dict], share: float = 0.25, seed: int = 3) -> list[dict]:
+    r"""A second training stage for the scorer, against reading words instead of meaning (measured, not
+    shipped: README > Measured): every pair of the `share` of questions whose best answer sentence shares the
+    fewest of their keywords (`rag.keywords` tokens, so stems match; the sentence without its title line),
+    mixed with as many pairs drawn from the other questions, so that what the first stage learned stays.
+    SQuAD's questions mostly reuse their sentence's words, which teaches a scorer to count them; these are its
+    questions asked in other words or about a sentence that names its subject "it".
+
+    >>> pairs = [{"question": "Where do pandas live?", "text": "Pandas\nPandas live in China.", "label": 1.0},
+    ...          {"question": "What do they eat?", "text": "Pandas\nThey feed on bamboo.", "label": 1.0},
+    ...          {"question": "What do they eat?", "text": "Pandas\nPandas live in China.", "label": 0.0}]
+    >>> sorted(p["question"] for p in worded_apart(pairs, share=0.5))
+    ['What do they eat?', 'What do they eat?', 'Where do pandas live?']
+    """
+    from .keywords import tokenize
+
+    by_question: dict[str, list[dict]] = {}
+    for pair in pairs:
+        by_question.setdefault(pair["question"], []).append(pair)
+
+    def shared(question: str, text: str) -> float:
+        asked = set(tokenize(question))
+        return len(asked & set(tokenize(text.split("\n", 1)[-1]))) / (len(asked) or 1)
+
+    ranked = sorted(
+        (max(shared(q, p["text"]) for p in group if p["label"] >= 0.5), q)
+        for q, group in by_question.items()
+        if any(p["label"] >= 0.5 for p in group)
+    )
+    apart = {q for _, q in ranked[: int(share * len(ranked))]}
+    picked = [p for _, q in ranked[: int(share * len(ranked))] for p in by_question[q]]
+    rng = random.Random(seed)
+    rest = [p for p in pairs if p["question"] not in apart]
+    mixed = picked + rng.sample(rest, min(len(picked), len(rest)))
+    rng.shuffle(mixed)
+    return mixed
+
+
 def feedback_pairs(records: Sequence[dict], chunks: dict) -> tuple[list[dict], int]:
     """Scorer pairs from `rag serve`'s feedback log (records with the rated answer's question, answer, chunk ids,
     citations, rating and optional correction), over the index's chunks ({chunk id: Chunk}). A helpful answer

@@ -8,10 +8,12 @@
 
     python scripts/reader_data.py [--data ../shared/data] [--out work/reader]
 
-writes into --out scorer-pairs.jsonl (question/text/label), what the shipped scorer trains on, and
-scorer-pairs-adversarial.jsonl, for a second stage that did not pay off (README > Measured): every answerable
-question of those articles that `rag.readerdata.adversarial_pairs` can perturb, with and without the change,
-mixed half and half with first-stage pairs. The data stays out of the repository.
+writes into --out scorer-pairs.jsonl (question/text/label), what the shipped scorer trains on, and two
+second stages that were measured and not shipped (README > Measured): scorer-pairs-apart.jsonl
+(`rag.readerdata.worded_apart`: the quarter of those questions that share fewest words with their answer, and
+as many other pairs), and scorer-pairs-adversarial.jsonl: every answerable question of those articles that
+`rag.readerdata.adversarial_pairs` can perturb, with and without the change, mixed half and half with
+first-stage pairs. The data stays out of the repository.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import random
 from pathlib import Path
 
 from rag.eval.datasets import read_public
-from rag.readerdata import adversarial_pairs, scorer_pairs
+from rag.readerdata import adversarial_pairs, scorer_pairs, worded_apart
 
 SCORER_ARTICLES = 400  # of SQuAD 1.1 train's 442
 SQUAD = Path("squad11-train") / "train-v1.1.json"
@@ -75,7 +77,9 @@ def main() -> None:
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    for name, pairs in zip(("scorer-pairs", "scorer-pairs-adversarial"), scorer_data(Path(args.data))):
+    first, adversarial = scorer_data(Path(args.data))
+    stages = {"scorer-pairs": first, "scorer-pairs-apart": worded_apart(first), "scorer-pairs-adversarial": adversarial}
+    for name, pairs in stages.items():
         with open(out / f"{name}.jsonl", "w", encoding="utf-8") as fh:
             for pair in pairs:
                 fh.write(json.dumps(pair, ensure_ascii=False) + "\n")
