@@ -391,8 +391,9 @@ def _longest_common(a: str, b: str) -> int:
 _LABEL = re.compile(r"^(Q|A|Question|Answer|问|答|問)[:：]\s*")
 
 
-def _sentences(hit: Hit) -> list[tuple[int, str, str, str]]:
-    """The candidate sentences of a passage as (index, sentence, what it is about, what is read of it). What
+def _sentences(hit: Hit) -> list[tuple[int, str, str, str, bool]]:
+    """The candidate sentences of a passage as (index, sentence, what it is about, what is read of it, whether
+    it is a table row, stated as its cells under their headers). What
     it is about, else "": the question before it (an FAQ record's Q: line, a heading phrased as a question), or
     for a list item the label that introduces its list ("Recovery procedure:"). A label with a list of two or
     more items is a candidate read as the whole list (a procedure answers "how do I"), the items are
@@ -417,7 +418,7 @@ def _sentences(hit: Hit) -> list[tuple[int, str, str, str]]:
             label = s.rstrip(":：").strip()
             items = [sentences[j].strip() for j in _list_after(sentences, i)]
             if len(items) >= 2:
-                out.append((i, s, asked, " ".join([s, *items])))
+                out.append((i, s, asked, " ".join([s, *items]), False))
             continue
         if not ITEM.match(s):
             label = ""
@@ -426,7 +427,7 @@ def _sentences(hit: Hit) -> list[tuple[int, str, str, str]]:
         text = rows.get(s) or s
         # a record's field is read with the record's first field ("hours: 9-18" of "channel: Phone")
         about = " > ".join(part for part in (asked, label, record_key(sentences, i)) if part)
-        out.append((i, text, about, text))
+        out.append((i, text, about, text, s in rows))
     return out
 
 
@@ -573,11 +574,12 @@ class Reader:
         q_bigrams = bigrams(question)
         q_set = set(q_tokens)
         wanted = expected_type(question)
-        rows: list[tuple[int, int, str, str, str]] = []  # passage, index, sentence, scorer text, what is read
+        # passage, index, sentence, scorer text, what is read, table row
+        rows: list[tuple[int, int, str, str, str, bool]] = []
         for n, hit in enumerate(hits, start=1):
-            for i, sentence, about, reads in _sentences(hit):
+            for i, sentence, about, reads, row in _sentences(hit):
                 context = " > ".join(part for part in (hit.chunk.context, about) if part)
-                rows.append((n, i, sentence, scorer_text(context, _LABEL.sub("", reads)), reads))
+                rows.append((n, i, sentence, scorer_text(context, _LABEL.sub("", reads)), reads, row))
         if not rows:
             return []
         ce = np.zeros(len(rows), dtype=np.float32)
@@ -587,10 +589,9 @@ class Reader:
         if group == "unread" and self.asks is not None:
             ask = self.asks.scores(question, [r[4] for r in rows])
         out = []
-        table_rows = {n: set(_table_rows(hit.chunk.text).values()) for n, hit in enumerate(hits, start=1)}
         heading: dict[int, tuple[set, set]] = {}  # passage -> its heading path's tokens and bigrams
         squeezed = re.sub(r"\s+", "", to_simplified(question).lower())
-        for (n, i, sentence, with_context, reads), logit_, ask_ in zip(rows, ce, ask):
+        for (n, i, sentence, with_context, reads, row), logit_, ask_ in zip(rows, ce, ask):
             hit = hits[n - 1]
             own = set(tokenize(reads))
             if n not in heading:
@@ -615,7 +616,7 @@ class Reader:
                 "item": 1.0 if ITEM.match(sentence) or FIELD.match(sentence) else 0.0,
                 "length": math.log1p(len(reads)) / 5,
             }
-            out.append(Candidate(n, i, sentence, features, row=sentence in table_rows[n]))
+            out.append(Candidate(n, i, sentence, features, row=row))
         return out
 
     def question_features(

@@ -261,8 +261,9 @@ def worded_apart(pairs: Sequence[dict], share: float = 0.25, seed: int = 3) -> l
         for q, group in by_question.items()
         if any(p["label"] >= 0.5 for p in group)
     )
-    apart = {q for _, q in ranked[: int(share * len(ranked))]}
-    picked = [p for _, q in ranked[: int(share * len(ranked))] for p in by_question[q]]
+    chosen = [q for _, q in ranked[: int(share * len(ranked))]]
+    picked = [p for q in chosen for p in by_question[q]]
+    apart = set(chosen)
     rng = random.Random(seed)
     rest = [p for p in pairs if p["question"] not in apart]
     mixed = picked + rng.sample(rest, min(len(picked), len(rest)))

@@ -280,9 +280,9 @@ def test_a_question_inside_prose_heads_nothing():
     from rag.evidence import _sentences
 
     prose = hit("He asked his daughters: who will marry him? The youngest said yes. She married him.")
-    assert [about for _, _, about, _ in _sentences(prose)] == ["", ""]
+    assert [about for _, _, about, _, _ in _sentences(prose)] == ["", ""]
     faq = hit("Q: Who repairs devices?\nA: Our service centre does.")
-    assert [about for _, _, about, _ in _sentences(faq)] == ["Who repairs devices?"]
+    assert [about for _, _, about, _, _ in _sentences(faq)] == ["Who repairs devices?"]
 
 
 def test_focus_cuts_passages_to_their_best_sentences():
