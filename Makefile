@@ -88,6 +88,9 @@ scorer: $(STAMP) ## retrain the shipped evidence scorer (rag/weights/scorer) fro
 asks: $(STAMP) ## retrain the shipped ask model of Chinese reading (rag/weights/asks) on CMRC 2018 train (~1 min)
 	$(PYTHON) scripts/asks.py
 
+char-scorer: $(STAMP) ## retrain the shipped character scorer of Chinese reading (rag/weights/char-scorer) on CMRC 2018 train (~7 min)
+	$(PYTHON) scripts/char_scorer.py
+
 reader: $(STAMP) ## refit the shipped reader weights (rag/weights/reader*.json) on held-out public training data
 	$(PYTHON) scripts/fit_reader.py --scorer none
 	$(PYTHON) scripts/fit_reader.py --scorer bundled
@@ -101,4 +104,4 @@ serve: $(STAMP) ## serve indexes/default over HTTP on 127.0.0.1:8000 (API keys f
 clean: ## remove built indexes and caches (not the sample corpus)
 	rm -rf indexes/default indexes/*/ .pytest_cache .ruff_cache benchmarks/work eval/work work .make
 
-.PHONY: help install llamacpp index corpus test test-fast lint format bench eval-retrieval eval eval-ci eval-reading scorer asks reader reader-adapter serve clean
+.PHONY: help install llamacpp index corpus test test-fast lint format bench eval-retrieval eval eval-ci eval-reading scorer asks char-scorer reader reader-adapter serve clean

@@ -204,6 +204,9 @@ class AnswerConfig:
     # what a question asks against what a sentence offers, for text the scorer cannot read (rag.asks):
     # "bundled", a folder (scripts/asks.py), or "none"
     asks: str = "bundled"
+    # a character-level cross-encoder for the same text (rag.charscorer): "bundled", a folder
+    # (scripts/char_scorer.py), or "none"
+    char_scorer: str = "bundled"
     min_evidence: float | None = None  # refuse below this probability of an answer; None: the reader's threshold
     max_prompt_tokens: int = 1536  # prompt budget (the model's window permitting); prefill costs ~3.5 ms/token on CPU
     # generative and auto modes: the generator reads each passage's N most probable sentences (the reader's), not
@@ -225,7 +228,7 @@ class AnswerConfig:
             not isinstance(self.min_evidence, (int, float)) or not 0.0 <= self.min_evidence <= 1.0
         ):
             raise ConfigError(f"answer `min_evidence` must be between 0 and 1 (or unset), got {self.min_evidence!r}")
-        for name in ("scorer", "reader", "asks"):
+        for name in ("scorer", "reader", "asks", "char_scorer"):
             if not isinstance(getattr(self, name), str) or not getattr(self, name):
                 raise ConfigError(f"answer `{name}` must be 'bundled', a path, or 'none', got {getattr(self, name)!r}")
 
@@ -266,7 +269,7 @@ class Config:
         >>> Config().override(answer={"mdoe": "auto"})
         Traceback (most recent call last):
         ...
-        rag.errors.ConfigError: unknown key(s) ['mdoe'] in [answer]; known keys are ['asks', 'candidates', 'focus', 'k', 'max_prompt_tokens', 'min_evidence', 'mode', 'reader', 'scorer']
+        rag.errors.ConfigError: unknown key(s) ['mdoe'] in [answer]; known keys are ['asks', 'candidates', 'char_scorer', 'focus', 'k', 'max_prompt_tokens', 'min_evidence', 'mode', 'reader', 'scorer']
         """
         known = {f.name for f in dataclasses.fields(self)}
         unknown = set(sections) - known

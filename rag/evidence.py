@@ -2,8 +2,9 @@
 the passages hold an answer at all. Learned from data, not hand-written.
 
 Every sentence of the retrieved passages is a candidate. Its features are the evidence scorer's logit
-(`rag.scorer`, a cross-encoder; where the question is in a language the scorer cannot read, that feature is
-left out; there the ask model of `rag.asks` says whether the sentence holds the kind of thing asked), lexical
+(`rag.scorer`, a cross-encoder; where the question is in a language the scorer cannot read, a character-level
+cross-encoder, `rag.charscorer`, gives that feature, and the ask model of `rag.asks` says whether the sentence
+holds the kind of thing asked), lexical
 overlap with the question (IDF-weighted words, character bigrams, what the sentence adds
 beyond the question), whether it holds the kind of answer the question asks for (a number, a price, a time),
 and where it sits (passage rank and retrieval score, first sentence, list item, length). A logistic model
@@ -116,7 +117,7 @@ ANSWER_TYPES = [
 ]
 
 SENTENCE_FEATURES = (
-    "ce",  # the cross-encoder's logit (0 in the unread group)
+    "ce",  # the cross-encoder's logit: the scorer's in the read group, the character scorer's in the unread one
     "ask",  # the ask model's score: does the sentence hold the kind of thing asked (rag.asks; 0 in the read group)
     "lex",  # IDF-weighted share of the question's keywords in the sentence with its heading path
     "lex_own",  # ... in the sentence alone
@@ -134,7 +135,7 @@ SENTENCE_FEATURES = (
 )
 QUESTION_FEATURES = (
     "best",  # logit of the best sentence's probability
-    "best_ce",  # the best cross-encoder logit (0 in the unread group)
+    "best_ce",  # the best cross-encoder logit (the character scorer's in the unread group)
     "dense",  # best passage cosine, weighted by how much of the question the embedder reads
     "lex",  # best keyword overlap of a passage
     "unknown",  # IDF-weighted share of the question's keywords that occur nowhere in the knowledge base
@@ -540,10 +541,19 @@ class Reader:
     cross-encoder: every question is read with the "unread" group's lexical model); `coverage(question)` is
     the share of a question the scorer's vocabulary reads (the embedder's, which the scorer shares)."""
 
-    def __init__(self, model: ReaderModel, scorer=None, coverage=None, idf: dict[str, float] | None = None, asks=None):
+    def __init__(
+        self,
+        model: ReaderModel,
+        scorer=None,
+        coverage=None,
+        idf: dict[str, float] | None = None,
+        asks=None,
+        chars=None,
+    ):
         self.model = model
         self.scorer = scorer
         self.asks = asks  # rag.asks.AskModel for the unread group, or None
+        self.chars = chars  # rag.charscorer.CharScorer for the unread group, or None
         self.coverage = coverage or (lambda text: 0.0 if has_cjk(text) else 1.0)
         self.idf = idf or {}
 
@@ -585,6 +595,8 @@ class Reader:
         ce = np.zeros(len(rows), dtype=np.float32)
         if group == "read" and self.scorer is not None:
             ce = self.scorer.logits(question, [r[3] for r in rows])
+        elif group == "unread" and self.chars is not None:
+            ce = self.chars.scores(question, [r[4] for r in rows])
         ask = np.zeros(len(rows), dtype=np.float32)
         if group == "unread" and self.asks is not None:
             ask = self.asks.scores(question, [r[4] for r in rows])
@@ -666,6 +678,7 @@ def load_reader(config: Config, idf: dict[str, float], model=None):
     """The reader a config names: its scorer (`answer.scorer`; none: lexical reading only) on the embedder's
     backend, its ask model (`answer.asks`), and its weights (`answer.reader`; `model` replaces them, e.g. while fitting new ones)."""
     from .asks import load_asks
+    from .charscorer import load_char_scorer
     from .scorer import Scorer, scorer_folder
 
     answer = config.answer
@@ -673,4 +686,5 @@ def load_reader(config: Config, idf: dict[str, float], model=None):
     scorer = Scorer(folder, backend=config.embed.backend, device=config.embed.device) if folder is not None else None
     if model is None:
         model = ReaderModel.load(BUNDLED_READERS[scorer is not None] if answer.reader == "bundled" else answer.reader)
-    return Reader(model, scorer, scorer.coverage if scorer else None, idf, load_asks(answer.asks))
+    coverage = scorer.coverage if scorer else None
+    return Reader(model, scorer, coverage, idf, load_asks(answer.asks), load_char_scorer(answer.char_scorer))

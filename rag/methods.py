@@ -15,7 +15,7 @@ from .models import embedder_location, prepare_model
 METHODS = ("lora", "adalora", "ia3", "prefix", "prompt", "ptuning", "bottleneck", "full", "qlora")
 # what can be tuned: the generator (a causal LM), the evidence scorer (a cross-encoder on the embedder), or the
 # ask model of reading text the scorer cannot read (rag.asks: vectors, no method to choose)
-TASKS = ("generator", "scorer", "asks")
+TASKS = ("generator", "scorer", "asks", "char-scorer")
 SCORER_METHODS = ("lora", "ia3", "full")
 # learning rates that work for each method on small models (prompt-style methods need far larger steps)
 DEFAULT_LR = {"prompt": 3e-2, "ptuning": 1e-2, "prefix": 1e-2, "full": 2e-5, "ia3": 3e-3}

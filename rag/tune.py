@@ -36,7 +36,8 @@ class TuneOptions:
 
     method: str = "lora"
     task: str = "generator"  # or "scorer": the evidence scorer, a cross-encoder on the embedder (rag.scorer);
-    # or "asks": the ask model of Chinese reading (rag.asks; method, base and batch settings do not apply)
+    # or "asks" / "char-scorer": the ask model or the character scorer of Chinese reading (rag.asks,
+    # rag.charscorer; method, base and batch settings do not apply)
     base: str | None = None  # None: the default generator, or the default embedder for the scorer
     max_steps: int = -1  # -1: run `epochs` epochs
     max_minutes: float | None = None  # stop (and save) after this much training time, whatever the steps
@@ -61,7 +62,7 @@ class TuneOptions:
             raise ConfigError(f"tune `task` must be one of {', '.join(TASKS)}, got task={self.task!r}")
         if self.epochs <= 0:
             raise ConfigError("`epochs` must be positive")
-        if self.task == "asks":
+        if self.task in ("asks", "char-scorer"):
             return
         if self.method not in (METHODS if self.task == "generator" else SCORER_METHODS):
             allowed = METHODS if self.task == "generator" else SCORER_METHODS

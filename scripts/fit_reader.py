@@ -125,6 +125,7 @@ def main() -> None:
         info={
             "scorer": args.scorer,
             "asks": config.answer.asks,
+            "char_scorer": config.answer.char_scorer,
             "data": "SQuAD 1.1 train articles 400-441 (unseen by the scorer), CMRC 2018 train (600 paragraphs); "
             f"unanswerable: questions about {args.removed:.0%} of those paragraphs, left out of the knowledge base, "
             + (

@@ -115,6 +115,13 @@ def add_answer_args(p: argparse.ArgumentParser, index: bool = True) -> None:
         "folder from scripts/asks.py, or 'none'",
     )
     p.add_argument(
+        "--char-scorer",
+        metavar="DIR",
+        dest="answer.char_scorer",
+        help="the character scorer the reader uses where the scorer cannot read (Chinese): 'bundled' (default), "
+        "a folder from scripts/char_scorer.py, or 'none'",
+    )
+    p.add_argument(
         "--model",
         metavar="MODEL",
         dest="generate.model",

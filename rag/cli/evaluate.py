@@ -45,6 +45,7 @@ def register(sub) -> None:
     models.add_argument("--scorer", metavar="DIR", dest="answer.scorer", help="'bundled', a folder, a hub id or 'none'")
     models.add_argument("--reader", metavar="FILE", dest="answer.reader", help="'bundled' or a reader weights file")
     models.add_argument("--asks", metavar="DIR", dest="answer.asks", help="'bundled', a folder or 'none'")
+    models.add_argument("--char-scorer", metavar="DIR", dest="answer.char_scorer", help="'bundled', a folder or 'none'")
     p.add_argument("--work", metavar="DIR", help="index and adapter cache (default eval/work/<suite>)")
     p.add_argument("--check", metavar="THRESHOLDS", help="JSON thresholds; exit 3 when a metric regresses below them")
     p.add_argument("--json", action="store_true", help="print metrics.json")
@@ -85,10 +86,10 @@ def cmd_eval(args) -> int:
     if args.config:
         print(
             f"rag eval: {args.config} is not read: a suite carries its own settings (its `config:`), so that its "
-            "report can be reproduced; --scorer, --reader and --asks override them",
+            "report can be reproduced; --scorer, --reader, --asks and --char-scorer override them",
             file=sys.stderr,
         )
-    suite.config = suite.config.override(**flagged(args))  # --scorer, --reader, --asks
+    suite.config = suite.config.override(**flagged(args))  # --scorer, --reader, --asks, --char-scorer
     thresholds = read_thresholds(args.check) if args.check else None
     if args.answer_mode:
         suite.answer_mode = args.answer_mode

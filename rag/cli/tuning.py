@@ -26,8 +26,8 @@ def register(sub) -> None:
         choices=TASKS,
         help="generator (default): the causal LM that writes answers; scorer: the cross-encoder that decides which "
         "passages and sentences answer a question (DATA: question/text/label pairs, SQuAD/CMRC JSON, or a "
-        "feedback log with --index); asks: the ask model of reading Chinese (same DATA; --epochs, --lr, "
-        "--init-adapter bundled to continue from the shipped one)",
+        "feedback log with --index); asks and char-scorer: the ask model and the character scorer of reading "
+        "Chinese (same DATA; --epochs, --lr, --init-adapter bundled to continue from the shipped one)",
     )
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (a PEFT adapter; a model for full)")
     p.add_argument(
@@ -96,8 +96,8 @@ def cmd_tune(args) -> int:
 
     options = options_from(TuneOptions, args)
     data = args.data
-    if options.task == "asks":
-        return _tune_asks(args, options)
+    if options.task in ("asks", "char-scorer"):
+        return _tune_chinese_reading(args, options)
     if options.task == "scorer":
         from ..tunedata import is_feedback, read_records
 
@@ -133,20 +133,32 @@ def cmd_tune(args) -> int:
 IGNORED_BY_ASKS = ("method", "base", "max_steps", "max_minutes", "batch_size", "max_length", "rank", "dropout")
 
 
-def _tune_asks(args, options) -> int:
-    """`rag tune --task asks`: the ask model (rag.asks) from scorer data, grouped by question."""
+def _tune_chinese_reading(args, options) -> int:
+    """`rag tune --task asks` or `--task char-scorer`: the ask model (rag.asks) or the character scorer
+    (rag.charscorer) from scorer data, grouped by question."""
     import sys
     import time
 
-    from ..asks import listwise, load_asks, train
+    from ..asks import listwise
     from ..errors import ConfigError
     from ..tunedata import data_hash, is_feedback, read_records, to_examples
 
+    task = options.task
+    if task == "asks":
+        from ..asks import load_asks as load
+        from ..asks import train
+
+        what, key, default_lr = "ask model", "asks", 3e-3
+    else:
+        from ..charscorer import load_char_scorer as load
+        from ..charscorer import train
+
+        what, key, default_lr = "character scorer", "char_scorer", 1e-3
     started = time.time()
     ignored = [f"--{name.replace('_', '-')}" for name in IGNORED_BY_ASKS if getattr(args, name, None) is not None]
     if ignored:
         print(
-            f"rag: --task asks ignores {', '.join(ignored)} (it takes --epochs, --lr, --seed and --init-adapter)",
+            f"rag: --task {task} ignores {', '.join(ignored)} (it takes --epochs, --lr, --seed and --init-adapter)",
             file=sys.stderr,
         )
     records = read_records(args.data)
@@ -158,31 +170,31 @@ def _tune_asks(args, options) -> int:
     if not groups:
         raise ConfigError(
             f"{args.data}: no question has both a text that answers it (label 1) and one that does not (label 0); "
-            "the ask model learns which of a question's texts answers it"
+            f"the {what} learns which of a question's texts answers it"
         )
-    init = load_asks(options.init_adapter) if options.init_adapter else None
+    init = load(options.init_adapter) if options.init_adapter else None
     if options.init_adapter and init is None:
-        raise ConfigError(f"--init-adapter {options.init_adapter!r}: no ask model there to continue from")
+        raise ConfigError(f"--init-adapter {options.init_adapter!r}: no {what} there to continue from")
     epochs = max(1, round(options.epochs))
-    model = train(groups, epochs=epochs, learning_rate=options.lr or 3e-3, seed=options.seed, init=init)
+    model = train(groups, epochs=epochs, learning_rate=options.lr or default_lr, seed=options.seed, init=init)
     model.info.update(
         {
             "data": {"path": str(args.data), "examples": len(groups), "hash": data_hash(records)},
             "lineage": (init.info.get("lineage", []) if init is not None else [])
-            + [{"task": "asks", "init": options.init_adapter or None, "out": str(args.out)}],
+            + [{"task": task, "init": options.init_adapter or None, "out": str(args.out)}],
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
     )
     model.save(args.out)
     loss = model.info["history"][-1]["loss"]
-    summary = {"out": str(args.out), "task": "asks", "questions": len(groups), "epochs": epochs, "loss": loss}
+    summary = {"out": str(args.out), "task": task, "questions": len(groups), "epochs": epochs, "loss": loss}
     if args.json:
         print(json.dumps(summary, ensure_ascii=False))
     else:
         print(
-            f"{args.out}: ask model, {len(groups)} questions, {epochs} epochs, listwise loss {loss:.4f}, "
-            f'{time.time() - started:.0f}s; use it with `answer.asks = "{args.out}"` (or --asks), then refit '
-            "the reader on your questions (rag calibrate --fit)"
+            f"{args.out}: {what}, {len(groups)} questions, {epochs} epochs, listwise loss {loss:.4f}, "
+            f'{time.time() - started:.0f}s; use it with `answer.{key} = "{args.out}"` (or --{key.replace("_", "-")}), '
+            "then refit the reader on your questions (rag calibrate --fit)"
         )
     return 0
 

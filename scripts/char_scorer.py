@@ -1,0 +1,71 @@
+"""Train the character scorer of the reader's "unread" group (`rag.charscorer`, shipped in
+rag/weights/char-scorer) on CMRC 2018 train and trial, leaving out the train paragraphs the reader is fitted on
+(scripts/reader_data.held_out), and check it on those: how often the best-scoring sentence of a question's
+paragraph holds its answer, against the ask model and overlap alone.
+
+    python scripts/char_scorer.py [--data ../shared/data] [--out rag/weights/char-scorer] [--dim 96] [--epochs 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import time
+from pathlib import Path
+
+from reader_data import CMRC, held_out
+
+from rag.asks import examples, load_asks
+from rag.asks import top1 as ask_top1
+from rag.charscorer import top1, train
+from rag.eval.datasets import read_public
+
+TRIAL = Path("cmrc2018-trial") / "cmrc2018_trial.json"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", default="../shared/data")
+    parser.add_argument("--out", default="rag/weights/char-scorer")
+    parser.add_argument("--dim", type=int, default=96)
+    parser.add_argument("--epochs", type=int, default=2)
+    args = parser.parse_args()
+    data = Path(args.data)
+    started = time.time()
+    documents, questions = read_public("squad", data / CMRC)
+    fitted = {d["id"] for d in held_out(data)["zh"][0]}
+    trial_docs, trial_questions = read_public("squad", data / TRIAL)
+    training = examples([d for d in documents if d["id"] not in fitted], questions)
+    training += examples(trial_docs, trial_questions)
+    check = examples([d for d in documents if d["id"] in fitted], questions)
+    print(f"{len(training)} training questions, {len(check)} to check on", flush=True)
+    model = train(training, dim=args.dim, epochs=args.epochs, progress=lambda m: print(m, flush=True))
+    mine = top1(model, check)
+    asks = load_asks("bundled")
+    theirs = {"ask_model": ask_top1(asks, check), "overlap_only": ask_top1(asks, check, ask=False)} if asks else {}
+    print(f"held-out paragraphs: best sentence holds the answer {mine:.3f} (others: {theirs})")
+    digest = hashlib.sha256(repr([(q, s, y) for q, s, y in training]).encode()).hexdigest()[:16]
+    model.info.update(
+        {
+            "data": {
+                "path": f"{CMRC} without the reader's 600 fitting paragraphs, and {TRIAL}, in ../shared/data "
+                "(scripts/char_scorer.py; make char-scorer)",
+                "examples": len(training),
+                "hash": digest,
+            },
+            "metrics": {
+                "held_out_questions": len(check),
+                "held_out_top1": round(mine, 4),
+                **{f"held_out_top1_{k}": round(v, 4) for k, v in theirs.items()},
+                "seconds": round(time.time() - started),
+            },
+            "lineage": [{"task": "char-scorer", "init": None, "out": args.out}],
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
+    )
+    model.save(args.out)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
