@@ -3,6 +3,7 @@ the held-out public training data of scripts/reader_data.py: each language's par
 base (indexed under --work), and its questions are read by the real pipeline with the scorer given.
 
     python scripts/fit_reader.py [--data ../shared/data] [--work work/reader] [--scorer bundled|none|DIR]
+                                 [--char-scorer bundled|none|DIR]
                                  [--questions 1200] [--removed 0.15] [--adversarial 0]
                                  [--false-refusal 0.05] [--out FILE]
 """
@@ -44,6 +45,7 @@ def main() -> None:
     parser.add_argument("--data", default="../shared/data")
     parser.add_argument("--work", default="work/reader")
     parser.add_argument("--scorer", default="bundled")
+    parser.add_argument("--char-scorer", default="bundled", help="the Chinese group's character scorer")
     parser.add_argument("--questions", type=int, default=1200, help="answerable questions per language")
     parser.add_argument(
         "--outside", type=int, default=300, help="unanswerable questions per language: ones about other paragraphs"
@@ -79,7 +81,7 @@ def main() -> None:
     out = Path(args.out or f"rag/weights/{'reader-lexical' if args.scorer == 'none' else 'reader'}.json")
     blank = {g: {"weights": {}, "bias": 0.0, "threshold": 0.5} for g in GROUPS}
     placeholder = ReaderModel(blank, blank)  # the group a language does not fall in is not taken from its fit
-    config = Config().override(answer={"scorer": args.scorer})
+    config = Config().override(answer={"scorer": args.scorer, "char_scorer": args.char_scorer})
     memo_path = Path(args.work) / f"scorer-memo-{args.scorer.replace('/', '_')}.pkl"
     memo = pickle.loads(memo_path.read_bytes()) if memo_path.is_file() else {}  # refits reuse the logits
     fitted = {}
