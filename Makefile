@@ -88,7 +88,7 @@ scorer: $(STAMP) ## retrain the shipped evidence scorer (rag/weights/scorer) fro
 asks: $(STAMP) ## retrain the shipped ask model of Chinese reading (rag/weights/asks) on CMRC 2018 train (~1 min)
 	$(PYTHON) scripts/asks.py
 
-char-scorer: $(STAMP) ## retrain the shipped character scorer of Chinese reading (rag/weights/char-scorer) on CMRC 2018 train (~7 min)
+char-scorer: $(STAMP) ## retrain the shipped character scorer of Chinese reading (rag/weights/char-scorer) on CMRC 2018 train and trial (~6 min)
 	$(PYTHON) scripts/char_scorer.py
 
 reader: $(STAMP) ## refit the shipped reader weights (rag/weights/reader*.json) on held-out public training data

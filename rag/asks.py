@@ -104,7 +104,7 @@ class AskModel:
                 sv = {u: i for i, u in enumerate(z["sentence_units"].tolist())}
                 vectors = [z[name].astype(np.float32) for name in ("question_vectors", "sentence_vectors")]
                 model = cls(qv, sv, *vectors)
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+        except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as exc:
             raise ConfigError(f"{path} is not a readable ask model ({exc}); retrain it (make asks)") from exc
         q, s = model.question_vectors.shape, model.sentence_vectors.shape
         if q[0] != len(qv) or s[0] != len(sv) or q[1:] != s[1:] or len(q) != 2:

@@ -676,7 +676,7 @@ class Reader:
 
 def load_reader(config: Config, idf: dict[str, float], model=None):
     """The reader a config names: its scorer (`answer.scorer`; none: lexical reading only) on the embedder's
-    backend, its ask model (`answer.asks`), and its weights (`answer.reader`; `model` replaces them, e.g. while fitting new ones)."""
+    backend, its ask model (`answer.asks`) and character scorer (`answer.char_scorer`), and its weights (`answer.reader`; `model` replaces them, e.g. while fitting new ones)."""
     from .asks import load_asks
     from .charscorer import load_char_scorer
     from .scorer import Scorer, scorer_folder

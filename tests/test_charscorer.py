@@ -61,9 +61,13 @@ def test_save_and_load_round_trip(small, tmp_path):
 def test_bad_folders_and_bad_models_say_what_to_do(small, tmp_path):
     with pytest.raises(ConfigError, match="not a character scorer folder"):
         CharScorer.load(tmp_path)
-    (tmp_path / "char_scorer.npz").write_bytes(b"not a zip file")
-    with pytest.raises(ConfigError, match="not a readable character scorer"):
-        CharScorer.load(tmp_path)
+    for junk in (b"not a zip file", b""):
+        (tmp_path / "char_scorer.npz").write_bytes(junk)
+        with pytest.raises(ConfigError, match="not a readable character scorer"):
+            CharScorer.load(tmp_path)
+    CharScorer(small.vocab, small.params, 0).save(tmp_path / "zero")
+    with pytest.raises(ConfigError, match="max_chars 0"):
+        CharScorer.load(tmp_path / "zero")
     broken = CharScorer(small.vocab, {**small.params, "conv_b": np.zeros(3, np.float32)}, small.max_chars)
     broken.save(tmp_path / "broken")
     with pytest.raises(ConfigError, match="not a consistent character scorer: conv_b"):
@@ -102,11 +106,14 @@ def test_the_shipped_model_is_the_unread_groups_cross_encoder():
     assert scores[1] > scores[0]
     hits = [hit("".join(sentences))]
     found = load_reader(Config().override(answer={"scorer": "none"}), idf={}).read(question, hits)
-    assert found.group == "unread" and all(c.features["ce"] != 0 for c in found.candidates)
+    assert found.group == "unread" and len(found.candidates) == 2
+    assert all(c.features["ce"] != 0 for c in found.candidates)
     off = load_reader(Config().override(answer={"scorer": "none", "char_scorer": "none"}), idf={})
-    assert all(c.features["ce"] == 0 for c in off.read(question, hits).candidates)
+    unread = off.read(question, hits).candidates
+    assert len(unread) == 2 and all(c.features["ce"] == 0 for c in unread)
     english = load_reader(Config().override(answer={"scorer": "none"}), idf={}).read("Where is it?", hits)
-    assert english.group == "read" and all(c.features["ce"] == 0 for c in english.candidates)
+    assert english.group == "read" and len(english.candidates) == 2
+    assert all(c.features["ce"] == 0 for c in english.candidates)
 
 
 def test_rag_tune_retrains_it_from_the_shipped_one_on_a_teams_pairs(tmp_path):
@@ -133,3 +140,7 @@ def test_rag_tune_retrains_it_from_the_shipped_one_on_a_teams_pairs(tmp_path):
         "tune", str(data), "--task", "char-scorer", "--out", str(tmp_path / "none"), "--init-adapter", str(tmp_path)
     )
     assert res.returncode != 0 and "not a character scorer folder" in res.stderr
+    res = run_cli("tune", str(data), "--task", "char-scorer", "--out", str(tmp_path / "scratch"))
+    assert res.returncode != 0 and "too few" in res.stderr and "--init-adapter bundled" in res.stderr
+    assert not (tmp_path / "none").exists() and not (tmp_path / "scratch").exists()
+    assert "rag: epoch 3/3" in run_cli(*args, "--epochs", "3").stderr  # a long run says where it is

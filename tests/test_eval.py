@@ -320,6 +320,8 @@ def test_eval_cli_reads_retrained_models_over_the_suites(tmp_path, suite_file):
     assert json.loads((tmp_path / "s" / "config.json").read_text())["config"]["answer"]["reader"] == "strict.json"
     done = run_cli("eval", "suite.yaml", "--systems", "extractive", "--reader", "nowhere.json", cwd=tmp_path)
     assert done.returncode == 1 and "nowhere.json" in done.stderr and "Traceback" not in done.stderr
+    done = run_cli("eval", "suite.yaml", "--systems", "extractive", "--char-scorer", "nowhere", cwd=tmp_path)
+    assert done.returncode == 1 and "not a character scorer folder" in done.stderr and "Traceback" not in done.stderr
     done = run_cli("--config", "rag.toml", "eval", "suite.yaml", "--systems", "extractive", "--out", "t", cwd=tmp_path)
     assert done.returncode == 0 and "rag.toml is not read" in done.stderr
 

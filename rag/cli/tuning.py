@@ -130,6 +130,7 @@ def cmd_tune(args) -> int:
     return 0
 
 
+SCRATCH_MIN = 1000  # questions a character scorer needs from scratch (the shipped one learned from 8,332)
 IGNORED_BY_ASKS = ("method", "base", "max_steps", "max_minutes", "batch_size", "max_length", "rank", "dropout")
 
 
@@ -175,8 +176,20 @@ def _tune_chinese_reading(args, options) -> int:
     init = load(options.init_adapter) if options.init_adapter else None
     if options.init_adapter and init is None:
         raise ConfigError(f"--init-adapter {options.init_adapter!r}: no {what} there to continue from")
+    if task == "char-scorer" and init is None and len(groups) < SCRATCH_MIN:
+        raise ConfigError(
+            f"{args.data}: {len(groups)} questions are too few to train a character scorer from scratch (at least "
+            f"{SCRATCH_MIN}); continue from the shipped one with --init-adapter bundled"
+        )
     epochs = max(1, round(options.epochs))
-    model = train(groups, epochs=epochs, learning_rate=options.lr or default_lr, seed=options.seed, init=init)
+    model = train(
+        groups,
+        epochs=epochs,
+        learning_rate=options.lr or default_lr,
+        seed=options.seed,
+        init=init,
+        progress=lambda message: print(f"rag: {message}", file=sys.stderr, flush=True),
+    )
     model.info.update(
         {
             "data": {"path": str(args.data), "examples": len(groups), "hash": data_hash(records)},
