@@ -26,6 +26,7 @@ import random
 import zipfile
 from collections import Counter
 from collections.abc import Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -98,14 +99,11 @@ class AskModel:
                 f"{folder} is not an ask model folder (no {WEIGHTS_FILE}); give 'bundled', 'none', or a folder "
                 "that rag.asks.AskModel.save wrote (make asks)"
             )
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                qv = {u: i for i, u in enumerate(z["question_units"].tolist())}
-                sv = {u: i for i, u in enumerate(z["sentence_units"].tolist())}
-                vectors = [z[name].astype(np.float32) for name in ("question_vectors", "sentence_vectors")]
-                model = cls(qv, sv, *vectors)
-        except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as exc:
-            raise ConfigError(f"{path} is not a readable ask model ({exc}); retrain it (make asks)") from exc
+        with read_weights(path, "ask model", "make asks") as z:
+            qv = {u: i for i, u in enumerate(z["question_units"].tolist())}
+            sv = {u: i for i, u in enumerate(z["sentence_units"].tolist())}
+            vectors = [z[name].astype(np.float32) for name in ("question_vectors", "sentence_vectors")]
+            model = cls(qv, sv, *vectors)
         q, s = model.question_vectors.shape, model.sentence_vectors.shape
         if q[0] != len(qv) or s[0] != len(sv) or q[1:] != s[1:] or len(q) != 2:
             raise ConfigError(
@@ -114,12 +112,7 @@ class AskModel:
             )
         if not (np.isfinite(model.question_vectors).all() and np.isfinite(model.sentence_vectors).all()):
             raise ConfigError(f"{path} holds non-finite vectors (training diverged); retrain it with a lower --lr")
-        lineage = folder / "rag_tune.json"
-        if lineage.is_file():
-            try:
-                model.info = json.loads(lineage.read_text(encoding="utf-8"))
-            except (OSError, ValueError) as exc:
-                raise ConfigError(f"{lineage} is not readable JSON ({exc}); retrain the ask model (make asks)") from exc
+        model.info = read_lineage(folder, "make asks")
         return model
 
     def save(self, folder: str | Path) -> None:
@@ -141,6 +134,31 @@ class AskModel:
                 sentence_vectors=self.sentence_vectors.astype(np.float16),
             )
             write_json(tmp / "rag_tune.json", self.info)
+
+
+@contextmanager
+def read_weights(path: Path, what: str, retrain: str):
+    """`np.load(path)` (no pickles) for a model's weights; a file that is not a readable archive, or lacks an
+    array the body asks for, is a ConfigError naming `what` and how to `retrain` it."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            yield z
+    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as exc:
+        raise ConfigError(f"{path} is not a readable {what} ({exc}); retrain it ({retrain})") from exc
+
+
+def read_lineage(folder: Path, retrain: str) -> dict:
+    """The training record (rag_tune.json) beside a model's weights, {} when there is none."""
+    lineage = folder / "rag_tune.json"
+    if not lineage.is_file():
+        return {}
+    try:
+        info = json.loads(lineage.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{lineage} is not readable JSON ({exc}); retrain the model ({retrain})") from exc
+    if not isinstance(info, dict):
+        raise ConfigError(f"{lineage} is not a JSON object; retrain the model ({retrain})")
+    return info
 
 
 def load_asks(name: str | None) -> AskModel | None:

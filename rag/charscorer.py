@@ -23,10 +23,8 @@ Inference is numpy; torch is imported only to train. What this module does not d
 
 from __future__ import annotations
 
-import json
 import math
 import random
-import zipfile
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -34,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .asks import overlap_features
+from .asks import overlap_features, read_lineage, read_weights
 from .atomic import atomic_dir, write_json
 from .errors import ConfigError
 from .keywords import squeeze
@@ -127,15 +125,10 @@ class CharScorer:
                 f"{folder} is not a character scorer folder (no {WEIGHTS_FILE}); give 'bundled', 'none', or a "
                 "folder that scripts/char_scorer.py (make char-scorer) or rag tune --task char-scorer wrote"
             )
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                chars = z["chars"].tolist()
-                params = {name: z[name].astype(np.float32) for name in PARAMETERS}
-                max_chars = int(z["max_chars"])
-        except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as exc:
-            raise ConfigError(
-                f"{path} is not a readable character scorer ({exc}); retrain it (make char-scorer)"
-            ) from exc
+        with read_weights(path, "character scorer", "make char-scorer") as z:
+            chars = z["chars"].tolist()
+            params = {name: z[name].astype(np.float32) for name in PARAMETERS}
+            max_chars = int(z["max_chars"])
         vocab = {c: i + 2 for i, c in enumerate(chars)}
         dim = params["embed"].shape[1] if params["embed"].ndim == 2 else -1
         expected = {
@@ -156,14 +149,7 @@ class CharScorer:
             raise ConfigError(f"{path} is not a consistent character scorer: {', '.join(wrong)}; retrain it")
         if not all(np.isfinite(v).all() for v in params.values()):
             raise ConfigError(f"{path} holds non-finite weights (training diverged); retrain it with a lower --lr")
-        model = cls(vocab, params, max_chars)
-        lineage = folder / "rag_tune.json"
-        if lineage.is_file():
-            try:
-                model.info = json.loads(lineage.read_text(encoding="utf-8"))
-            except (OSError, ValueError) as exc:
-                raise ConfigError(f"{lineage} is not readable JSON ({exc}); retrain it (make char-scorer)") from exc
-        return model
+        return cls(vocab, params, max_chars, read_lineage(folder, "make char-scorer"))
 
     def save(self, folder: str | Path) -> None:
         """Write the model to `folder` atomically (weights in float16)."""

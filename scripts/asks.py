@@ -9,16 +9,12 @@ learned score and without it.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import time
 from pathlib import Path
 
-from reader_data import CMRC, held_out
+from reader_data import chinese_reading_data
 
-from rag.asks import examples, top1, train
-from rag.eval.datasets import read_public
-
-TRIAL = Path("cmrc2018-trial") / "cmrc2018_trial.json"
+from rag.asks import top1, train
 
 
 def main() -> None:
@@ -30,25 +26,14 @@ def main() -> None:
     args = parser.parse_args()
     data = Path(args.data)
     started = time.time()
-    documents, questions = read_public("squad", data / CMRC)
-    fitted = {d["id"] for d in held_out(data)["zh"][0]}
-    trial_docs, trial_questions = read_public("squad", data / TRIAL)
-    training = examples([d for d in documents if d["id"] not in fitted], questions)
-    training += examples(trial_docs, trial_questions)
-    check = examples([d for d in documents if d["id"] in fitted], questions)
+    training, check, described = chinese_reading_data(data)
     print(f"{len(training)} training questions, {len(check)} to check on", flush=True)
     model = train(training, dim=args.dim, epochs=args.epochs, progress=lambda m: print(m, flush=True))
     with_ask, without = top1(model, check), top1(model, check, ask=False)
     print(f"held-out paragraphs: best sentence holds the answer {with_ask:.3f} (overlap alone {without:.3f})")
-    digest = hashlib.sha256(repr([(q, s, y) for q, s, y in training]).encode()).hexdigest()[:16]
     model.info.update(
         {
-            "data": {
-                "path": f"{CMRC} without the reader's 600 fitting paragraphs, and {TRIAL}, in ../shared/data "
-                "(scripts/asks.py; make asks)",
-                "examples": len(training),
-                "hash": digest,
-            },
+            "data": {**described, "path": f"{described['path']} (scripts/asks.py; make asks)"},
             "metrics": {
                 "held_out_questions": len(check),
                 "held_out_top1": round(with_ask, 4),

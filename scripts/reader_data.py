@@ -29,6 +29,7 @@ from rag.readerdata import adversarial_pairs, scorer_pairs, worded_apart
 SCORER_ARTICLES = 400  # of SQuAD 1.1 train's 442
 SQUAD = Path("squad11-train") / "train-v1.1.json"
 CMRC = Path("cmrc2018-train") / "cmrc2018_train.json"
+TRIAL = Path("cmrc2018-trial") / "cmrc2018_trial.json"
 
 
 def scorer_data(data: Path) -> tuple[list[dict], list[dict]]:
@@ -68,6 +69,28 @@ def held_out(data: Path, chinese_paragraphs: int = 600, with_outside: bool = Fal
         "zh": [q for q in questions_zh if q["sources"][0] not in zh_ids],
     }
     return {lang: (*parts[lang], outside[lang]) for lang in parts}
+
+
+def chinese_reading_data(data: Path) -> tuple[list, list, dict]:
+    """What the Chinese group's ask model and character scorer learn from and are checked on
+    (`rag.asks.examples` groups): CMRC 2018 train without the reader's fitting paragraphs, plus the trial set;
+    and those fitting paragraphs' questions. The third item describes the training data for rag_tune.json."""
+    import hashlib
+
+    from rag.asks import examples
+
+    documents, questions = read_public("squad", data / CMRC)
+    fitted = {d["id"] for d in held_out(data)["zh"][0]}
+    trial_docs, trial_questions = read_public("squad", data / TRIAL)
+    training = examples([d for d in documents if d["id"] not in fitted], questions)
+    training += examples(trial_docs, trial_questions)
+    check = examples([d for d in documents if d["id"] in fitted], questions)
+    described = {
+        "path": f"{CMRC} without the reader's 600 fitting paragraphs, and {TRIAL}, in ../shared/data",
+        "examples": len(training),
+        "hash": hashlib.sha256(repr([(q, s, y) for q, s, y in training]).encode()).hexdigest()[:16],
+    }
+    return training, check, described
 
 
 def main() -> None:

@@ -68,6 +68,10 @@ def test_bad_folders_and_bad_models_say_what_to_do(small, tmp_path):
     CharScorer(small.vocab, small.params, 0).save(tmp_path / "zero")
     with pytest.raises(ConfigError, match="max_chars 0"):
         CharScorer.load(tmp_path / "zero")
+    small.save(tmp_path / "listed")
+    (tmp_path / "listed" / "rag_tune.json").write_text("[]")
+    with pytest.raises(ConfigError, match="not a JSON object"):
+        CharScorer.load(tmp_path / "listed")
     broken = CharScorer(small.vocab, {**small.params, "conv_b": np.zeros(3, np.float32)}, small.max_chars)
     broken.save(tmp_path / "broken")
     with pytest.raises(ConfigError, match="not a consistent character scorer: conv_b"):
