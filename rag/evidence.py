@@ -323,6 +323,20 @@ def _occurs(token: str, text_tokens: set[str], simplified_text: str) -> bool:
     return token in text_tokens or (has_cjk(token) and to_simplified(token) in simplified_text)
 
 
+def _name_in(name: str, text_tokens: set[str], simplified_text: str) -> bool:
+    """Whether a question's name is in a text: all its tokens, or as written; a Chinese name of three or more
+    characters also when half its character bigrams are (jieba's unknown-word model glues a particle to a
+    transliterated name: 和威尔 for 威尔, 雨林中 for 雨林).
+
+    >>> _name_in("和威尔", set(), "罗伯特·莱恩和本杰明·威尔合作"), _name_in("美国宇航局", set(), "NASA 的载人太空船中心")
+    (True, False)
+    """
+    if set(tokenize(name)) <= text_tokens or _occurs(name, text_tokens, simplified_text):
+        return True
+    pairs = bigrams(name)
+    return has_cjk(name) and len(pairs) >= 2 and 2 * len(pairs & bigrams(simplified_text)) >= len(pairs)
+
+
 def corpus_idf(keyword_index) -> dict[str, float]:
     """IDF of every token in a bm25s keyword index (rare words matter more in keyword overlap)."""
     retriever = getattr(keyword_index, "retriever", None)
@@ -651,7 +665,14 @@ class Reader:
             chunk = hits[top.passage - 1].chunk
             text = to_simplified(f"{chunk.context}\n{chunk.text}")
             passage = set(tokenize(text))
-        absent = [n for n in names if not (set(tokenize(n)) <= passage or _occurs(n, passage, text))]
+        # a name is looked for in the whole document as far as it was retrieved: a Wikipedia article or a long
+        # page is chunked, and its subject is named in its first chunk only
+        document = (
+            to_simplified("\n".join(f"{h.chunk.context}\n{h.chunk.text}" for h in hits if h.chunk.source == chunk.source))
+            if top is not None
+            else ""
+        )
+        absent = [n for n in names if not _name_in(n, set(tokenize(document)), document)]
 
         def share(part: list[str]) -> float:  # of the names, weighted by rarity: a brand on every page counts little
             def weight(name: str) -> float:

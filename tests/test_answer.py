@@ -6,8 +6,8 @@ from rag.text import parse_citations
 from rag.types import Chunk, Hit
 
 
-def hit(text, n=0, context=""):
-    return Hit(rank=n + 1, score=1.0, chunk=Chunk(id=f"s#{n}", source="s", ordinal=n, text=text, context=context))
+def hit(text, n=0, context="", source="s"):
+    return Hit(rank=n + 1, score=1.0, chunk=Chunk(id=f"{source}#{n}", source=source, ordinal=n, text=text, context=context))
 
 
 def test_citations_parse_in_order_without_duplicates():
@@ -177,7 +177,7 @@ def test_traditional_chinese_reads_like_simplified():
 def test_names_the_best_passage_lacks_are_a_refusal_feature():
     hits = [
         hit("Antwerp (BE): Meir 88, open Tuesday to Saturday 10:00-18:00.", 1, "Service centres"),
-        hit("Paris is the capital of France. The river is the Seine.", 2),
+        hit("Paris is the capital of France. The river is the Seine.", 2, source="paris"),
     ]
     found = reader().read("What are the opening hours of the Paris service centre?", hits)
     assert found.order[0] == 1  # the hours win, though they are Antwerp's
@@ -186,6 +186,15 @@ def test_names_the_best_passage_lacks_are_a_refusal_feature():
     assert asked.features["absent"] == 0.0 and asked.features["passage_lex"] > found.features["passage_lex"]
     codes = reader().read("What does error R-40 mean?", [hit("Error R-41 means the fan failed.")])
     assert codes.features["absent"] == 1.0  # a code is a name: R-41 does not answer for R-40
+    # a long document's subject is named in its first chunk: a later chunk of it answers for the name
+    article = [
+        hit("The Carolina Panthers reached Super Bowl 50 with a 15-1 record.", 0, source="sb50"),
+        hit("Their defence gave up just 308 points, sixth in the league.", 1, source="sb50"),
+    ]
+    points = reader().read("How many points did the Carolina defence give up?", article[::-1])
+    assert points.order[0] == 1 and points.features["absent"] == 0.0
+    alone = reader().read("How many points did the Carolina defence give up?", article[1:])
+    assert alone.features["absent"] == 1.0
 
 
 def test_names_count_by_rarity_in_the_refusal_features():
