@@ -68,12 +68,13 @@ _LINE_END = re.compile(r"[.!?。！？:：;；)）]\s*$")
 # unless a comma follows (“好的。”，他说)
 _CLOSERS = "”’」』）)\\]"
 _SENTENCE_END = re.compile(
-    r"(?<=[.!?])\s+(?=\S)"
+    r"(?<=[.!?])(?<!\b[A-Z]\.)\s+(?=\S)"  # not after an initial: Henry A. Walsh
     rf"|(?<=[。！？；])(?![{_CLOSERS}，、])"
     rf"|(?<=[。！？；][{_CLOSERS}])(?![{_CLOSERS}，、])"
     rf"|(?<=[。！？；][{_CLOSERS}][{_CLOSERS}])(?![{_CLOSERS}，、])"
 )
 _QUOTES = (("“", "”"), ("「", "」"), ("『", "』"))
+_BRACKETS = (("(", ")"), ("（", "）"))
 _QUOTED_MAX = 300  # characters: a quotation that does not close within this many is not rejoined
 _ZH_END = re.compile(r"[。！？；]$")
 _NUMBERED = re.compile(r"^\s*\d+[.)]\s+")
@@ -132,27 +133,34 @@ def split_sentences(text: str) -> list[str]:
 
 
 def _close_quotes(sentences: list[str]) -> list[str]:
-    """Sentences rejoined where a split at a Chinese 。！？； fell inside a quotation that closes within
-    `_QUOTED_MAX` characters (「…；…」 is one sentence); an unclosed quotation, and English, are left as split.
+    """Sentences rejoined where a split fell inside brackets, or a split at a Chinese 。！？； inside a
+    quotation, that close within `_QUOTED_MAX` characters (「…；…」 is one sentence, and so is 座堂（Cathedral
+    Church of St. Paul）是…); an unclosed quotation, and English quotations, are left as split.
 
     >>> _close_quotes(["告示称「金钱鼠尾，乃新朝之雅政；", "峨冠博带，实亡国之陋规」。", "后来。"])
     ['告示称「金钱鼠尾，乃新朝之雅政；峨冠博带，实亡国之陋规」。', '后来。']
     >>> _close_quotes(["他说「好。", "走吧。"]), _close_quotes(["He said “Stop.", "Now.” Then."])
     (['他说「好。', '走吧。'], ['He said “Stop.', 'Now.” Then.'])
+    >>> _close_quotes(["座堂（Cathedral Church of St.", "Paul）是主教座堂。", "(See p.", "4.) Done."])
+    ['座堂（Cathedral Church of St. Paul）是主教座堂。', '(See p. 4.) Done.']
     """
     out: list[str] = []
     for i, sentence in enumerate(sentences):
         prev = out[-1] if out else ""
-        if prev and _ZH_END.search(prev) and _closes_later(prev, sentences[i:]):
-            out[-1] = prev + sentence
+        if prev and (
+            _closes_later(prev, sentences[i:], _BRACKETS)
+            or (_ZH_END.search(prev) and _closes_later(prev, sentences[i:], _QUOTES))
+        ):
+            out[-1] = prev + (" " if prev[-1] in ".!?" else "") + sentence  # English was split at a space
         else:
             out.append(sentence)
     return out
 
 
-def _closes_later(prev: str, rest: list[str]) -> bool:
-    """Whether `prev` leaves a quotation open that one of the sentences in `rest` closes within the limit."""
-    for opening, closing in _QUOTES:
+def _closes_later(prev: str, rest: list[str], pairs=_QUOTES) -> bool:
+    """Whether `prev` leaves a quotation (or bracket) open that one of the sentences in `rest` closes within
+    the limit."""
+    for opening, closing in pairs:
         if prev.count(opening) > prev.count(closing):
             budget = _QUOTED_MAX - len(prev)
             for sentence in rest:
