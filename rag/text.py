@@ -68,7 +68,7 @@ _LINE_END = re.compile(r"[.!?。！？:：;；)）]\s*$")
 # unless a comma follows (“好的。”，他说)
 _CLOSERS = "”’」』）)\\]"
 _SENTENCE_END = re.compile(
-    r"(?<=[.!?])(?<!\b[A-Z]\.)\s+(?=\S)"  # not after an initial: Henry A. Walsh
+    r"(?<=[.!?])(?<!\b[A-Z]\.)\s+(?=[^\sa-z])"  # not after an initial (Henry A. Walsh), nor before a lowercase word (e.g. this)
     rf"|(?<=[。！？；])(?![{_CLOSERS}，、])"
     rf"|(?<=[。！？；][{_CLOSERS}])(?![{_CLOSERS}，、])"
     rf"|(?<=[。！？；][{_CLOSERS}][{_CLOSERS}])(?![{_CLOSERS}，、])"
@@ -122,6 +122,8 @@ def split_sentences(text: str) -> list[str]:
     ['Costs 14.90 euros.', 'Open 192.168.77.1 now!', '好的。', '再见']
     >>> split_sentences("| Code | Meaning |\n|---|---|\n| E1 | No power |\n- item one\n- item two")
     ['| E1 | No power |', '- item one', '- item two']
+    >>> split_sentences("Henry A. Walsh built it, e.g. the tower. It stands.")
+    ['Henry A. Walsh built it, e.g. the tower.', 'It stands.']
     >>> split_sentences("1. Unplug the router. Wait.\n2) Plug it in.")
     ['1. Unplug the router.', 'Wait.', '2) Plug it in.']
     >>> split_sentences("他说：“好的。”然后点击「设置」。（见上文。）完")
