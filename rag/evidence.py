@@ -325,16 +325,22 @@ def _occurs(token: str, text_tokens: set[str], simplified_text: str) -> bool:
 
 def _name_in(name: str, text_tokens: set[str], simplified_text: str) -> bool:
     """Whether a question's name is in a text: all its tokens, or as written; a Chinese name of three or more
-    characters also when half its character bigrams are (jieba's unknown-word model glues a particle to a
-    transliterated name: 和威尔 for 威尔, 雨林中 for 雨林).
+    characters also when it is there without its first or last character (jieba's unknown-word model glues a
+    particle to a transliterated name: 和威尔 for 威尔, 雨林中 for 雨林, 了旭烈 for 旭烈).
 
     >>> _name_in("和威尔", set(), "罗伯特·莱恩和本杰明·威尔合作"), _name_in("美国宇航局", set(), "NASA 的载人太空船中心")
     (True, False)
+    >>> _name_in("北京大学", set(), "北京的大学很多"), _name_in("华为Mate60", set(), "The team ate 60 apples")
+    (False, False)
     """
     if set(tokenize(name)) <= text_tokens or _occurs(name, text_tokens, simplified_text):
         return True
-    pairs = bigrams(name)
-    return has_cjk(name) and len(pairs) >= 2 and 2 * len(pairs & bigrams(simplified_text)) >= len(pairs)
+    chars = to_simplified(name)
+    return (
+        len(chars) >= 3
+        and all(has_cjk(ch) for ch in chars)
+        and (chars[1:] in simplified_text or chars[:-1] in simplified_text)
+    )
 
 
 def corpus_idf(keyword_index) -> dict[str, float]:
@@ -660,19 +666,17 @@ class Reader:
         reads = self.coverage(question)
         top = max(candidates, key=lambda c: c.probability, default=None)  # the sentence an answer would quote
         passage: set[str] = set()
-        text = ""
+        text = document = ""
         if top is not None:
             chunk = hits[top.passage - 1].chunk
             text = to_simplified(f"{chunk.context}\n{chunk.text}")
             passage = set(tokenize(text))
-        # a name is looked for in the whole document as far as it was retrieved: a Wikipedia article or a long
-        # page is chunked, and its subject is named in its first chunk only
-        document = (
-            to_simplified("\n".join(f"{h.chunk.context}\n{h.chunk.text}" for h in hits if h.chunk.source == chunk.source))
-            if top is not None
-            else ""
-        )
-        absent = [n for n in names if not _name_in(n, set(tokenize(document)), document)]
+            # a name is looked for in the whole document as far as it was retrieved: a Wikipedia article or a
+            # long page is chunked, and its subject is named in its first chunk only
+            same = [h.chunk for h in hits if h.chunk.source == chunk.source]
+            document = to_simplified("\n".join(f"{c.context}\n{c.text}" for c in same))
+        document_tokens = set(tokenize(document)) if names else set()
+        absent = [n for n in names if not _name_in(n, document_tokens, document)]
 
         def share(part: list[str]) -> float:  # of the names, weighted by rarity: a brand on every page counts little
             def weight(name: str) -> float:

@@ -74,8 +74,8 @@ _SENTENCE_END = re.compile(
     rf"|(?<=[。！？；][{_CLOSERS}][{_CLOSERS}])(?![{_CLOSERS}，、])"
 )
 _QUOTES = (("“", "”"), ("「", "」"), ("『", "』"))
-_BRACKETS = (("(", ")"), ("（", "）"))
-_QUOTED_MAX = 300  # characters: a quotation that does not close within this many is not rejoined
+_NOT_BRACKET = re.compile(r"[:;]-?[()]|^\s*\w[)）]")  # emoticons, "a)" item markers
+_QUOTED_MAX = 300  # characters: a quotation or bracket that does not close within this many is not rejoined
 _ZH_END = re.compile(r"[。！？；]$")
 _NUMBERED = re.compile(r"^\s*\d+[.)]\s+")
 
@@ -116,7 +116,9 @@ def unwrap(text: str) -> list[str]:
 
 def split_sentences(text: str) -> list[str]:
     r"""Sentences of `text`: ends at . ! ? followed by space, at 。！？；, and at paragraph, list-item and
-    table-row boundaries (soft line wraps are joined); never inside a number such as 14.90 or 192.168.77.1.
+    table-row boundaries (soft line wraps are joined); never inside a number such as 14.90 or 192.168.77.1, after
+    a one-letter initial (Henry A. Walsh; also "Plan B. The", which is rarer), before a lowercase word (e.g. the)
+    or inside brackets that close within the next few sentences.
 
     >>> split_sentences("Costs 14.90 euros. Open 192.168.77.1\nnow! 好的。再见")
     ['Costs 14.90 euros.', 'Open 192.168.77.1 now!', '好的。', '再见']
@@ -150,8 +152,7 @@ def _close_quotes(sentences: list[str]) -> list[str]:
     for i, sentence in enumerate(sentences):
         prev = out[-1] if out else ""
         if prev and (
-            _closes_later(prev, sentences[i:], _BRACKETS)
-            or (_ZH_END.search(prev) and _closes_later(prev, sentences[i:], _QUOTES))
+            _brackets_close_later(prev, sentences[i:]) or (_ZH_END.search(prev) and _closes_later(prev, sentences[i:]))
         ):
             out[-1] = prev + (" " if prev[-1] in ".!?" else "") + sentence  # English was split at a space
         else:
@@ -159,10 +160,36 @@ def _close_quotes(sentences: list[str]) -> list[str]:
     return out
 
 
-def _closes_later(prev: str, rest: list[str], pairs=_QUOTES) -> bool:
-    """Whether `prev` leaves a quotation (or bracket) open that one of the sentences in `rest` closes within
-    the limit."""
-    for opening, closing in pairs:
+def _depth(text: str) -> int:
+    """Brackets ( or （ that `text` opens minus those it closes, emoticons and "a)" item markers aside."""
+    text = _NOT_BRACKET.sub("", text)
+    return text.count("(") + text.count("（") - text.count(")") - text.count("）")
+
+
+def _brackets_close_later(prev: str, rest: list[str]) -> bool:
+    """Whether `prev` leaves brackets open that the sentences in `rest` close within `_QUOTED_MAX` characters.
+
+    >>> _brackets_close_later("It works (really.", ["Try it :) Then.", "Done)."])
+    True
+    >>> _brackets_close_later("It failed :( Sorry.", ["Then (later)."]), _brackets_close_later("(See:", ["a) one."])
+    (False, False)
+    """
+    depth, budget = _depth(prev), _QUOTED_MAX - len(prev)
+    if depth <= 0:
+        return False
+    for sentence in rest:
+        budget -= len(sentence)
+        depth += _depth(sentence)
+        if budget < 0:
+            return False
+        if depth <= 0:
+            return True
+    return False
+
+
+def _closes_later(prev: str, rest: list[str]) -> bool:
+    """Whether `prev` leaves a quotation open that one of the sentences in `rest` closes within the limit."""
+    for opening, closing in _QUOTES:
         if prev.count(opening) > prev.count(closing):
             budget = _QUOTED_MAX - len(prev)
             for sentence in rest:
