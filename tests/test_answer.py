@@ -7,7 +7,9 @@ from rag.types import Chunk, Hit
 
 
 def hit(text, n=0, context="", source="s"):
-    return Hit(rank=n + 1, score=1.0, chunk=Chunk(id=f"{source}#{n}", source=source, ordinal=n, text=text, context=context))
+    return Hit(
+        rank=n + 1, score=1.0, chunk=Chunk(id=f"{source}#{n}", source=source, ordinal=n, text=text, context=context)
+    )
 
 
 def test_citations_parse_in_order_without_duplicates():
