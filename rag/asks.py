@@ -94,12 +94,7 @@ class AskModel:
     def load(cls, folder: str | Path) -> AskModel:
         folder = Path(folder)
         path = folder / WEIGHTS_FILE
-        if not path.is_file():
-            raise ConfigError(
-                f"{folder} is not an ask model folder (no {WEIGHTS_FILE}); give 'bundled', 'none', or a folder "
-                "that rag.asks.AskModel.save wrote (make asks)"
-            )
-        with read_weights(path, "ask model", "make asks") as z:
+        with read_weights(folder, WEIGHTS_FILE, "ask model", "make asks", "rag.asks.AskModel.save (make asks)") as z:
             qv = {u: i for i, u in enumerate(z["question_units"].tolist())}
             sv = {u: i for i, u in enumerate(z["sentence_units"].tolist())}
             vectors = [z[name].astype(np.float32) for name in ("question_vectors", "sentence_vectors")]
@@ -137,9 +132,16 @@ class AskModel:
 
 
 @contextmanager
-def read_weights(path: Path, what: str, retrain: str):
-    """`np.load(path)` (no pickles) for a model's weights; a file that is not a readable archive, or lacks an
-    array the body asks for, is a ConfigError naming `what` and how to `retrain` it."""
+def read_weights(folder: Path, file: str, what: str, retrain: str, writers: str):
+    """`np.load` (no pickles) of a model's weights, `folder / file`; a folder without the file is a ConfigError
+    naming the `writers` that make one, and a file that is not a readable archive, or lacks an array the body
+    asks for, one naming `what` and how to `retrain` it."""
+    path = folder / file
+    if not path.is_file():
+        raise ConfigError(
+            f"{folder} is not {'an' if what[0] in 'aeiou' else 'a'} {what} folder (no {file}); give 'bundled', "
+            f"'none', or a folder that {writers} wrote"
+        )
     try:
         with np.load(path, allow_pickle=False) as z:
             yield z

@@ -120,12 +120,8 @@ class CharScorer:
     def load(cls, folder: str | Path) -> CharScorer:
         folder = Path(folder)
         path = folder / WEIGHTS_FILE
-        if not path.is_file():
-            raise ConfigError(
-                f"{folder} is not a character scorer folder (no {WEIGHTS_FILE}); give 'bundled', 'none', or a "
-                "folder that scripts/char_scorer.py (make char-scorer) or rag tune --task char-scorer wrote"
-            )
-        with read_weights(path, "character scorer", "make char-scorer") as z:
+        writers = "scripts/char_scorer.py (make char-scorer) or rag tune --task char-scorer"
+        with read_weights(folder, WEIGHTS_FILE, "character scorer", "make char-scorer", writers) as z:
             chars = z["chars"].tolist()
             params = {name: z[name].astype(np.float32) for name in PARAMETERS}
             max_chars = int(z["max_chars"])

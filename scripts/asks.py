@@ -12,7 +12,7 @@ import argparse
 import time
 from pathlib import Path
 
-from reader_data import chinese_reading_data
+from reader_data import chinese_model_info, chinese_reading_data
 
 from rag.asks import top1, train
 
@@ -31,18 +31,9 @@ def main() -> None:
     model = train(training, dim=args.dim, epochs=args.epochs, progress=lambda m: print(m, flush=True))
     with_ask, without = top1(model, check), top1(model, check, ask=False)
     print(f"held-out paragraphs: best sentence holds the answer {with_ask:.3f} (overlap alone {without:.3f})")
+    top = {"": with_ask, "overlap_only": without}
     model.info.update(
-        {
-            "data": {**described, "path": f"{described['path']} (scripts/asks.py; make asks)"},
-            "metrics": {
-                "held_out_questions": len(check),
-                "held_out_top1": round(with_ask, 4),
-                "held_out_top1_overlap_only": round(without, 4),
-                "seconds": round(time.time() - started),
-            },
-            "lineage": [{"task": "asks", "init": None, "out": args.out}],
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        }
+        chinese_model_info(described, "scripts/asks.py; make asks", "asks", args.out, len(check), top, started)
     )
     model.save(args.out)
     print(f"wrote {args.out}")

@@ -12,7 +12,7 @@ import argparse
 import time
 from pathlib import Path
 
-from reader_data import chinese_reading_data
+from reader_data import chinese_model_info, chinese_reading_data
 
 from rag.asks import load_asks
 from rag.asks import top1 as ask_top1
@@ -35,19 +35,9 @@ def main() -> None:
     asks = load_asks("bundled")
     theirs = {"ask_model": ask_top1(asks, check), "overlap_only": ask_top1(asks, check, ask=False)} if asks else {}
     print(f"held-out paragraphs: best sentence holds the answer {mine:.3f} (others: {theirs})")
-    model.info.update(
-        {
-            "data": {**described, "path": f"{described['path']} (scripts/char_scorer.py; make char-scorer)"},
-            "metrics": {
-                "held_out_questions": len(check),
-                "held_out_top1": round(mine, 4),
-                **{f"held_out_top1_{k}": round(v, 4) for k, v in theirs.items()},
-                "seconds": round(time.time() - started),
-            },
-            "lineage": [{"task": "char-scorer", "init": None, "out": args.out}],
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        }
-    )
+    made_by = "scripts/char_scorer.py; make char-scorer"
+    top = {"": mine, **theirs}
+    model.info.update(chinese_model_info(described, made_by, "char-scorer", args.out, len(check), top, started))
     model.save(args.out)
     print(f"wrote {args.out}")
 

@@ -93,6 +93,24 @@ def chinese_reading_data(data: Path) -> tuple[list, list, dict]:
     return training, check, described
 
 
+def chinese_model_info(described: dict, made_by: str, task: str, out: str, checked: int, top1: dict, started: float):
+    """The rag_tune.json record of a Chinese reading model trained on `chinese_reading_data`: its data (`made_by`:
+    the script and make target), held-out answer-sentence choice (`top1`: {"": the model's, name: another's}),
+    training time since `started` and lineage."""
+    import time
+
+    return {
+        "data": {**described, "path": f"{described['path']} ({made_by})"},
+        "metrics": {
+            "held_out_questions": checked,
+            **{"held_out_top1" + (f"_{k}" if k else ""): round(v, 4) for k, v in top1.items()},
+            "seconds": round(time.time() - started),
+        },
+        "lineage": [{"task": task, "init": None, "out": out}],
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default="../shared/data")
