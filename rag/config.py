@@ -212,6 +212,10 @@ class AnswerConfig:
     # generative and auto modes: the generator reads each passage's N most probable sentences (the reader's), not
     # the whole passage; 0: whole passages. 1 measured best (README > Answers: XQuAD en contains gold 43 -> 74%)
     focus: int = 1
+    # generative and auto modes: show the generator only the passages whose best sentence has at least this share
+    # of the best passage's probability (the reader's); 0 shows all k. A 135M generator copies a distractor the
+    # reader ranked below the answer (README > Answers: XQuAD en contains gold 74 -> 81% at 0.05)
+    show_floor: float = 0.05
 
     def __post_init__(self) -> None:
         if self.mode not in ANSWER_MODES:
@@ -223,6 +227,14 @@ class AnswerConfig:
         if not isinstance(self.focus, int) or isinstance(self.focus, bool) or self.focus < 0:
             raise ConfigError(
                 f"answer `focus` must be 0 (whole passages) or a positive integer, got focus={self.focus!r}"
+            )
+        if (
+            isinstance(self.show_floor, bool)
+            or not isinstance(self.show_floor, (int, float))
+            or not (0.0 <= self.show_floor <= 1.0)
+        ):
+            raise ConfigError(
+                f"answer `show_floor` must be between 0 (show all k passages) and 1, got show_floor={self.show_floor!r}"
             )
         if self.min_evidence is not None and (
             not isinstance(self.min_evidence, (int, float)) or not 0.0 <= self.min_evidence <= 1.0
@@ -269,7 +281,7 @@ class Config:
         >>> Config().override(answer={"mdoe": "auto"})
         Traceback (most recent call last):
         ...
-        rag.errors.ConfigError: unknown key(s) ['mdoe'] in [answer]; known keys are ['asks', 'candidates', 'char_scorer', 'focus', 'k', 'max_prompt_tokens', 'min_evidence', 'mode', 'reader', 'scorer']
+        rag.errors.ConfigError: unknown key(s) ['mdoe'] in [answer]; known keys are ['asks', 'candidates', 'char_scorer', 'focus', 'k', 'max_prompt_tokens', 'min_evidence', 'mode', 'reader', 'scorer', 'show_floor']
         """
         known = {f.name for f in dataclasses.fields(self)}
         unknown = set(sections) - known

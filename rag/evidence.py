@@ -22,6 +22,7 @@ answer (`rag.answer`).
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import re
@@ -206,6 +207,14 @@ class Reading:
         candidates = [replace(c, passage=number[c.passage]) for c in self.candidates if c.passage in number]
         candidates.sort(key=lambda c: (c.passage, c.index))
         return replace(self, candidates=candidates, order=list(range(1, len(kept) + 1)), kept=kept)
+
+    def near_best(self, floor: float) -> int:
+        """How many passages of `order` (best first), from the first on, have a best sentence at least `floor`
+        times as probable as the best passage's (at least one): what a generator is shown, the distractors the
+        reader rates far below the answer left out (`keep` that many)."""
+        best = [max((c.probability for c in self.candidates if c.passage == n), default=0.0) for n in self.order]
+        top = max(best, default=0.0)
+        return max(1, len(list(itertools.takewhile(lambda p: p >= floor * top, best)))) if floor > 0 else len(best)
 
     def focus(self, hits: Sequence[Hit], sentences: int) -> list[Hit]:
         """`hits` (numbered as this reading numbers them) cut to each passage's `sentences` most probable

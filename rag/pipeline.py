@@ -104,7 +104,9 @@ class RAG:
 
     def shown(self, question: str, hits: list[Hit]) -> list[Hit]:
         """`hits` as the generator is shown them: in the reader's order, each cut to its most probable
-        sentence(s) (`[answer] focus`). What a retrieval-augmented adapter should be trained on."""
+        sentence(s) (`[answer] focus`). What a retrieval-augmented adapter should be trained on: every passage,
+        the distractors `[answer] show_floor` leaves out of an answer's prompt included (RAFT learns to ignore
+        them)."""
         reading = self.read(question, hits).keep(len(hits))
         return reading.focus([hits[n - 1] for n in reading.kept], self.config.answer.focus)
 
@@ -152,7 +154,8 @@ class RAG:
             return self._refuse(call, hits, "below the evidence threshold: the passages do not hold an answer")
         if config.answer.mode == "extractive":
             return self._extractive(call, hits, compose(reading, hits))
-        shown = reading.focus(hits, config.answer.focus)
+        near = reading.keep(reading.near_best(config.answer.show_floor))  # distractors far below the answer go
+        shown = near.focus([hits[n - 1] for n in near.kept], config.answer.focus)
         if config.answer.mode == "generative":
             return self._generate(call, shown)
         # auto: the evidence check passed, so a reply that claims there is no answer is not trusted either

@@ -306,6 +306,13 @@ def test_focus_cuts_passages_to_their_best_sentences():
     assert found.focus(hits, 0) == hits and hits[0].chunk.text == "A. B. C. D."  # the hits are not changed
 
 
+def test_near_best_leaves_out_passages_the_reader_rates_far_below_the_best():
+    found = reading([("A.", 0.6), ("B.", 0.1)], [("C.", 0.04)], [("D.", 0.02)], [])  # best first, as read
+    assert found.near_best(0.05) == 2  # 0.6 and 0.04 (0.067 of the best); 0.02 and nothing not
+    assert found.near_best(0.0) == 4 and found.near_best(1.0) == 1
+    assert reading([], []).near_best(0.5) == 2  # no sentence read: nothing tells the passages apart
+
+
 def test_focus_on_a_list_label_shows_its_list():
     passage = hit("Recovery procedure:\n1. Unplug it.\n2. Hold WPS.\n\nThe router restarts.")
     found = reader().read("How do I recover the router?", [passage])

@@ -44,6 +44,7 @@ def test_config_file_from_the_environment_and_missing_files(in_tmp, monkeypatch)
         ("[chunk]\nsize = 100\noverlap = 200\n", "`overlap` must be smaller than `size`, got overlap=200, size=100"),
         ('[retrieve]\nmode = "sparse"\n', "retrieval `mode` must be one of dense, bm25, hybrid, got mode='sparse'"),
         ("[answer]\nmin_evidence = 2\n", "min_evidence` must be between 0 and 1"),
+        ("[answer]\nshow_floor = 1.5\n", r"`show_floor` must be between 0 \(show all k passages\) and 1"),
         ("[answer]\nfocus = -1\n", r"`focus` must be 0 \(whole passages\) or a positive integer, got focus=-1"),
         ('[embed]\nlanguages = "en"\n', "languages` must be a list"),
         ("[answer\nmode = 1\n", "not valid TOML"),

@@ -170,13 +170,35 @@ def test_the_generator_reads_the_best_sentence_of_each_passage_by_default(in_tmp
     assert Config().answer.focus == 1
 
 
+def test_the_generator_is_not_shown_passages_far_below_the_best(in_tmp, kb):
+    from rag.ingest import build_index
+
+    build_index([kb], "idx", embedder=HashEmbedder(64))
+    question = "How long does the router's factory reset take?"
+    prompts, order = {}, None
+    for floor in (0.0, 1.0):
+        config = Config().override(
+            answer={"mode": "generative", "scorer": "none", "show_floor": floor, "min_evidence": 0.0}
+        )
+        gen = FakeGenerator("It takes 12 seconds [1].")
+        rag = RAG("idx", config, retriever=Retriever("idx", config.retrieve, embedder=HashEmbedder(64)), generator=gen)
+        hits = rag.retrieve(question)
+        order = rag.read(question, hits).keep(config.answer.k).kept
+        answer = rag.ask(question)
+        assert not answer.refused, answer.notes
+        prompts[floor] = answer.prompt
+    assert prompts[0.0].count("Source:") == 3
+    assert prompts[1.0].count("Source:") == 1  # only the passages as probable as the best one
+    assert Config().answer.show_floor == 0.05 and len(order) == 3
+
+
 def test_a_citation_of_the_wrong_passage_moves_to_the_one_with_the_facts_also_while_streaming(in_tmp, kb):
     import re
 
     from rag.ingest import build_index
 
     build_index([kb], "idx", embedder=HashEmbedder(64))
-    config = Config().override(answer={"mode": "generative", "scorer": "none", "k": 3})
+    config = Config().override(answer={"mode": "generative", "scorer": "none", "k": 3, "show_floor": 0.0})
 
     def miscite(prompt):  # copies the reset sentence, cites another passage
         numbers = {int(n): text for n, text in re.findall(r"\[(\d+)\] Source: [^\n]*\n([^\n]*)", prompt)}

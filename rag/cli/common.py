@@ -95,6 +95,14 @@ def add_answer_args(p: argparse.ArgumentParser, index: bool = True) -> None:
         f"passages (default {AnswerConfig.focus})",
     )
     p.add_argument(
+        "--show-floor",
+        metavar="X",
+        dest="answer.show_floor",
+        type=float,
+        help="generative and auto modes: show the generator only passages whose best sentence the reader rates at "
+        f"least X times the best passage's, 0 for all k (default {AnswerConfig.show_floor})",
+    )
+    p.add_argument(
         "--scorer",
         metavar="DIR",
         dest="answer.scorer",
