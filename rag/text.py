@@ -174,31 +174,34 @@ def _brackets_close_later(prev: str, rest: list[str]) -> bool:
     >>> _brackets_close_later("It failed :( Sorry.", ["Then (later)."]), _brackets_close_later("(See:", ["a) one."])
     (False, False)
     """
-    depth, budget = _depth(prev), _QUOTED_MAX - len(prev)
-    if depth <= 0:
-        return False
-    for sentence in rest:
-        budget -= len(sentence)
+    depth = _depth(prev)
+
+    def closes(sentence: str) -> bool:
+        nonlocal depth
         depth += _depth(sentence)
-        if budget < 0:
-            return False
-        if depth <= 0:
-            return True
-    return False
+        return depth <= 0
+
+    return depth > 0 and _closed_within(prev, rest, closes)
 
 
 def _closes_later(prev: str, rest: list[str]) -> bool:
     """Whether `prev` leaves a quotation open that one of the sentences in `rest` closes within the limit."""
     for opening, closing in _QUOTES:
         if prev.count(opening) > prev.count(closing):
-            budget = _QUOTED_MAX - len(prev)
-            for sentence in rest:
-                budget -= len(sentence)
-                if budget < 0:
-                    return False
-                if closing in sentence:
-                    return True
+            return _closed_within(prev, rest, lambda sentence, closing=closing: closing in sentence)
+    return False
+
+
+def _closed_within(prev: str, rest: list[str], closes) -> bool:
+    """Whether `closes(sentence)` holds for one of the sentences in `rest` before `prev` and the sentences up to it
+    exceed `_QUOTED_MAX` characters."""
+    budget = _QUOTED_MAX - len(prev)
+    for sentence in rest:
+        budget -= len(sentence)
+        if budget < 0:
             return False
+        if closes(sentence):
+            return True
     return False
 
 
