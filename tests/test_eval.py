@@ -168,6 +168,42 @@ def test_public_data_suites_select_sample_and_split(tmp_path):
     (tmp_path / "q.yaml").write_text("name: s\nsquad: squad.json\nselect: [1]\n")
     with pytest.raises(ConfigError, match="`select` must be a mapping"):
         load_suite(tmp_path / "q.yaml")
+    (tmp_path / "q.yaml").write_text("name: s\nsquad: squad.json\nselect: {withhold: 1.0}\n")
+    with pytest.raises(ConfigError, match="select `withhold` must be a share"):
+        load_suite(tmp_path / "q.yaml")
+
+
+def test_withheld_documents_turn_their_questions_unanswerable(tmp_path):
+    """Data without unanswerable questions of its own (CMRC) gets them as RAFT makes negatives: some paragraphs
+    leave the knowledge base, their questions stay, with no answer and no source; the split is seeded."""
+    from rag.eval.suite import load_suite
+
+    paragraphs = [
+        {
+            "id": f"P{n}",
+            "context": f"第{n}号产品的保修期为{n}年。",
+            "qas": [
+                {
+                    "id": f"Q{n}",
+                    "question": f"第{n}号产品保修多久？",
+                    "answers": [{"text": f"{n}年", "answer_start": 7}],
+                }
+            ],
+        }
+        for n in range(1, 21)
+    ]
+    (tmp_path / "cmrc.json").write_text(json.dumps({"data": [{"paragraphs": paragraphs}]}, ensure_ascii=False))
+    (tmp_path / "w.yaml").write_text("name: w\ncmrc: cmrc.json\nselect: {withhold: 0.25, test_share: 1.0}\n")
+    suite = load_suite(tmp_path / "w.yaml")
+    kept = {d["id"] for d in suite.documents}
+    unanswerable = [q for q in suite.questions if not q["answerable"]]
+    assert len(kept) == 15 and len(unanswerable) == 5 and len(suite.questions) == 20
+    assert all(q["answers"] == [] and q["sources"] == [] for q in unanswerable)
+    assert all(set(q["sources"]) <= kept and q["answers"] for q in suite.questions if q["answerable"])
+    assert {q["id"] for q in load_suite(tmp_path / "w.yaml").questions if not q["answerable"]} == {
+        q["id"] for q in unanswerable
+    }
+    assert suite.origin["select"]["withhold"] == 0.25
 
 
 def test_materialise_keeps_unchanged_files_and_sanitises_ids(tmp_path):

@@ -14,7 +14,7 @@ A suite is a small YAML or JSON file; paths in it are relative to the file:
                                        # base_url, adapter, ...), on top of `config`
 
 Public QA data is named instead of `corpus` + `questions`: `squad: FILE` (SQuAD 1.1/2.0 JSON), `cmrc: FILE`
-(CMRC 2018 JSON), `wikiqa: FILE` (a WikiQA TSV) or `beir: FOLDER`, with `select: {documents, questions, test_share, seed}`. Each
+(CMRC 2018 JSON), `wikiqa: FILE` (a WikiQA TSV) or `beir: FOLDER`, with `select: {documents, questions, test_share, seed, withhold}`. Each
 paragraph becomes a knowledge-base document and each question a suite question (its paragraph the gold
 source); `rag.eval.datasets` reads them, and names the documents. This module only reads and checks (and
 draws the seeded train/test split of public data); `rag.eval.harness` runs suites.
@@ -88,10 +88,16 @@ class Selection:
     questions: int | None = None  # at most N questions, sampled with `seed`
     test_share: float = 0.5  # the rest is the training split
     seed: int = 0
+    # share of the documents (paragraphs) left out of the knowledge base, their questions kept as unanswerable
+    # ones (an article's other paragraphs stay: related passages without the answer, as RAFT builds its
+    # negatives); a refusal measure for data without unanswerable questions of its own (CMRC, XQuAD, DRCD)
+    withhold: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0 < self.test_share <= 1:
             raise ConfigError(f"select `test_share` must be in (0, 1], got {self.test_share}")
+        if not isinstance(self.withhold, (int, float)) or not 0 <= self.withhold < 1:
+            raise ConfigError(f"select `withhold` must be a share in [0, 1), got {self.withhold!r}")
         for name in ("documents", "questions"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
@@ -311,10 +317,25 @@ def load_public(kind: str, source: Path, select: Selection) -> tuple[list[dict],
             "(SQuAD/CMRC: the JSON file; BEIR: the dataset folder)"
         )
     docs, questions = read_public(kind, source, select.documents)
+    if select.withhold:
+        docs, questions = _withhold(docs, questions, select)
     questions = _sample(questions, select)
     if not questions:
         raise ConfigError(f"{source}: the selection holds no questions")
     return docs, questions
+
+
+def _withhold(docs: list[dict], questions: list[dict], select: Selection) -> tuple[list[dict], list[dict]]:
+    """`docs` without a seeded `select.withhold` share of them, and `questions` with those documents' questions
+    made unanswerable (no answers, no sources)."""
+    rng = random.Random(f"withhold-{select.seed}")
+    gone = {d["id"] for d in rng.sample(docs, round(len(docs) * select.withhold))}
+    kept = [d for d in docs if d["id"] not in gone]
+    changed = [
+        {**q, "answers": [], "answerable": False, "sources": []} if set(q.get("sources") or ()) & gone else q
+        for q in questions
+    ]
+    return kept, changed
 
 
 def _sample(questions: list[dict], select: Selection) -> list[dict]:
