@@ -204,6 +204,13 @@ def test_withheld_documents_turn_their_questions_unanswerable(tmp_path):
         q["id"] for q in unanswerable
     }
     assert suite.origin["select"]["withhold"] == 0.25
+    # a question with another source left stays answerable, with that source
+    from rag.eval.suite import Selection, _withhold
+
+    docs = [{"id": f"d{n}", "text": "x"} for n in range(4)]
+    asked = [{"id": "q", "question": "?", "answers": ["x"], "answerable": True, "sources": ["d0", "d1", "d2", "d3"]}]
+    kept, (q,) = _withhold(docs, asked, Selection(withhold=0.5))
+    assert len(kept) == 2 and q["answerable"] and q["sources"] == [d["id"] for d in kept]
 
 
 def test_materialise_keeps_unchanged_files_and_sanitises_ids(tmp_path):

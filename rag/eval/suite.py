@@ -326,15 +326,20 @@ def load_public(kind: str, source: Path, select: Selection) -> tuple[list[dict],
 
 
 def _withhold(docs: list[dict], questions: list[dict], select: Selection) -> tuple[list[dict], list[dict]]:
-    """`docs` without a seeded `select.withhold` share of them, and `questions` with those documents' questions
-    made unanswerable (no answers, no sources)."""
+    """`docs` without a seeded `select.withhold` share of them, and `questions` without those sources: a question
+    all of whose sources are gone becomes unanswerable (no answers, no sources); one with a source left stays."""
     rng = random.Random(f"withhold-{select.seed}")
     gone = {d["id"] for d in rng.sample(docs, round(len(docs) * select.withhold))}
     kept = [d for d in docs if d["id"] not in gone]
-    changed = [
-        {**q, "answers": [], "answerable": False, "sources": []} if set(q.get("sources") or ()) & gone else q
-        for q in questions
-    ]
+    changed = []
+    for q in questions:
+        sources = list(q.get("sources") or ())
+        left = [s for s in sources if s not in gone]
+        if sources and not left:
+            q = {**q, "answers": [], "answerable": False, "sources": []}
+        elif len(left) < len(sources):
+            q = {**q, "sources": left}
+        changed.append(q)
     return kept, changed
 
 
