@@ -208,6 +208,11 @@ class Reading:
         candidates.sort(key=lambda c: (c.passage, c.index))
         return replace(self, candidates=candidates, order=list(range(1, len(kept) + 1)), kept=kept)
 
+    def keep_hits(self, hits: Sequence[Hit], k: int) -> tuple[Reading, list[Hit]]:
+        """`keep(k)`, with `hits` (numbered as this reading numbers them) in the kept reading's order."""
+        kept = self.keep(k)
+        return kept, [hits[n - 1] for n in kept.kept]
+
     def near_best(self, floor: float) -> int:
         """How many passages of `order` (best first), from the first on, have a best sentence at least `floor`
         times as probable as the best passage's (at least one): what a generator is shown, the distractors the

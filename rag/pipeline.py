@@ -107,8 +107,8 @@ class RAG:
         sentence(s) (`[answer] focus`). What a retrieval-augmented adapter should be trained on: every passage,
         the distractors `[answer] show_floor` leaves out of an answer's prompt included (RAFT learns to ignore
         them)."""
-        reading = self.read(question, hits).keep(len(hits))
-        return reading.focus([hits[n - 1] for n in reading.kept], self.config.answer.focus)
+        reading, ordered = self.read(question, hits).keep_hits(hits, len(hits))
+        return reading.focus(ordered, self.config.answer.focus)
 
     # Answering -----------------------------------------------------------------------------------------
 
@@ -145,8 +145,7 @@ class RAG:
         hits = self.retrieve(question, max(config.answer.k, config.answer.candidates), history)
         call.timings["retrieve_s"] = time.perf_counter() - started
         started = time.perf_counter()
-        reading = self.read(standalone_query(question, history or []), hits).keep(config.answer.k)
-        hits = [hits[n - 1] for n in reading.kept]
+        reading, hits = self.read(standalone_query(question, history or []), hits).keep_hits(hits, config.answer.k)
         call.timings["read_s"] = time.perf_counter() - started
         threshold = config.answer.min_evidence if config.answer.min_evidence is not None else reading.threshold
         call.notes.append(f"evidence {reading.probability:.3f} (threshold {threshold:.3f}; {reading.describe()})")
@@ -154,8 +153,9 @@ class RAG:
             return self._refuse(call, hits, "below the evidence threshold: the passages do not hold an answer")
         if config.answer.mode == "extractive":
             return self._extractive(call, hits, compose(reading, hits))
-        near = reading.keep(reading.near_best(config.answer.show_floor))  # distractors far below the answer go
-        shown = near.focus([hits[n - 1] for n in near.kept], config.answer.focus)
+        # distractors the reader rates far below the answer are not shown
+        near, near_hits = reading.keep_hits(hits, reading.near_best(config.answer.show_floor))
+        shown = near.focus(near_hits, config.answer.focus)
         if config.answer.mode == "generative":
             return self._generate(call, shown)
         # auto: the evidence check passed, so a reply that claims there is no answer is not trusted either
