@@ -102,12 +102,25 @@ class RAG:
         order by their best sentence, and the probability that they hold an answer."""
         return self.reader.read(question, hits)
 
+    def read_in_context(self, question: str, hits: list[Hit], k: int):
+        """The reading an answer is made from and its best `k` passages: whether there is an answer is decided
+        on the retrieved chunks themselves, as the reader was fitted and its threshold calibrated; which
+        sentences answer, on the chunks read with their sections around them (`[answer] window`, merged where
+        they touch), where an answer cut off by a chunk boundary is found. The scorer scores a sentence once."""
+        core = self.read(question, hits)
+        passages = self.retriever.widen(hits, self.config.answer.window) if self.retriever is not None else hits
+        if passages is hits:
+            return core.keep_hits(hits, k)
+        reading = self.read(question, passages)
+        reading.probability, reading.threshold, reading.features = core.probability, core.threshold, core.features
+        return reading.keep_hits(passages, k)
+
     def shown(self, question: str, hits: list[Hit]) -> list[Hit]:
-        """`hits` as the generator is shown them: in the reader's order, each cut to its most probable
-        sentence(s) (`[answer] focus`). What a retrieval-augmented adapter should be trained on: every passage,
-        the distractors `[answer] show_floor` leaves out of an answer's prompt included (RAFT learns to ignore
-        them)."""
-        reading, ordered = self.read(question, hits).keep_hits(hits, len(hits))
+        """`hits` as the generator is shown them: each with its section around it (`[answer] window`), in the
+        reader's order, each cut to its most probable sentence(s) (`[answer] focus`). What a retrieval-augmented
+        adapter should be trained on: every passage, the distractors `[answer] show_floor` leaves out of an
+        answer's prompt included (RAFT learns to ignore them)."""
+        reading, ordered = self.read_in_context(question, hits, len(hits))
         return reading.focus(ordered, self.config.answer.focus)
 
     # Answering -----------------------------------------------------------------------------------------
@@ -117,6 +130,11 @@ class RAG:
         question's words, see `standalone_query`)."""
         query = standalone_query(question, history or [])
         return self.retriever.search(query, k=k or self.config.answer.k)
+
+    def passages(self, question: str, k: int | None = None, history: list[dict] | None = None) -> list[Hit]:
+        """What an answer to `question` is read from: the `k` retrieved chunks, each with the chunks of its
+        section around it (`[answer] window`; hits of one section merged), so possibly fewer than `k`."""
+        return self.retriever.widen(self.retrieve(question, k, history), self.config.answer.window)
 
     def ask(
         self,
@@ -145,7 +163,7 @@ class RAG:
         hits = self.retrieve(question, max(config.answer.k, config.answer.candidates), history)
         call.timings["retrieve_s"] = time.perf_counter() - started
         started = time.perf_counter()
-        reading, hits = self.read(standalone_query(question, history or []), hits).keep_hits(hits, config.answer.k)
+        reading, hits = self.read_in_context(standalone_query(question, history or []), hits, config.answer.k)
         call.timings["read_s"] = time.perf_counter() - started
         threshold = config.answer.min_evidence if config.answer.min_evidence is not None else reading.threshold
         call.notes.append(f"evidence {reading.probability:.3f} (threshold {threshold:.3f}; {reading.describe()})")

@@ -8,6 +8,9 @@ Hybrid search combines normalised dense and BM25 scores, with the dense weight s
 query the embedder can read: all-MiniLM-L6-v2 declares English only, so a Chinese query is ranked by BM25
 alone instead of being diluted by near-random dense hits. Every hit carries the cosine similarity of its chunk
 to the query (`scores["dense"]`), whatever the mode, so that a relevance threshold has one scale.
+
+Search runs on chunks small enough for the embedder to see whole; `Retriever.widen` gives a reader each hit
+with the chunks of its section around it ("small-to-big").
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ class Retriever:
         self._mmap = mmap
         self._lock = threading.Lock()
         self._loaded = False
+        self._by_place: dict[tuple[str, int], Chunk] | None = None
         if self.manifest is None:
             return
         if embedder is not None:
@@ -207,6 +211,47 @@ class Retriever:
             results.append(hits)
         return results
 
+    def widen(self, hits: list[Hit], window: int) -> list[Hit]:
+        """`hits` as a reader should see them: each chunk joined with up to `window` chunks on either side from
+        the same section (file, heading path, page and record), and hits whose widened spans touch merged into
+        one passage at the better hit's place; ranks renumbered from 1, ids and scores those of the hit. An
+        answer that fell into the next chunk of its section, or a procedure's remaining steps, is read with it.
+        `hits` itself is returned when there is nothing to add (`window` 0, one-chunk sections)."""
+        if window <= 0 or not hits:
+            return hits
+        self._load()
+        if self._by_place is None:  # built once; assignment is atomic, so racing threads build the same map
+            self._by_place = {(c.source, c.ordinal): c for c in self._chunks}
+        places = self._by_place
+        spans: list[list] = []  # [hit, first ordinal, last ordinal]
+        for hit in hits:
+            chunk = hit.chunk
+            if places.get((chunk.source, chunk.ordinal)) is None:  # not from this index: read as it is
+                spans.append([hit, chunk.ordinal, chunk.ordinal])
+                continue
+            first = last = chunk.ordinal
+            while chunk.ordinal - first < window and _same_section(places.get((chunk.source, first - 1)), chunk):
+                first -= 1
+            while last - chunk.ordinal < window and _same_section(places.get((chunk.source, last + 1)), chunk):
+                last += 1
+            for span in spans:
+                if _same_section(span[0].chunk, chunk) and first <= span[2] + 1 and last >= span[1] - 1:
+                    span[1], span[2] = min(span[1], first), max(span[2], last)
+                    break
+            else:
+                spans.append([hit, first, last])
+        if all(first == last for _, first, last in spans) and len(spans) == len(hits):
+            return hits  # nothing to add: every hit's section is that one chunk
+        widened = []
+        for rank, (hit, first, last) in enumerate(spans, start=1):
+            text = hit.chunk.text
+            if (first, last) != (hit.chunk.ordinal, hit.chunk.ordinal):
+                text = places[(hit.chunk.source, first)].text
+                for ordinal in range(first + 1, last + 1):
+                    text = join_chunks(text, places[(hit.chunk.source, ordinal)].text)
+            widened.append(replace(hit, rank=rank, chunk=replace(hit.chunk, text=text)))
+        return widened
+
     def _hybrid(self, qvec, dense: dict[int, float], bm25: dict[int, float], weight: float) -> list[tuple[int, float]]:
         """Convex combination of normalised scores (Bruch et al. 2023 find it beats rank fusion): cosine
         min-max scaled over the dense candidates, BM25 divided by its best score; missing BM25 counts 0."""
@@ -235,3 +280,37 @@ class Retriever:
         # exact similarity from the stored vectors, also where the FAISS index is approximate
         sims = np.asarray(self.vectors[np.asarray(rows)], dtype=np.float32) @ qvec
         return [float(s) for s in sims]
+
+
+def _same_section(chunk: Chunk | None, of: Chunk) -> bool:
+    """Whether `chunk` was cut from the same document as `of` (a Markdown section, a PDF page, a record)."""
+    return (
+        chunk is not None
+        and chunk.source == of.source
+        and chunk.context == of.context
+        and chunk.page == of.page
+        and chunk.meta == of.meta
+    )
+
+
+CLAUSE_ENDS = ("，", "、", ",", ";", "；", "：", ":")
+
+
+def join_chunks(before: str, after: str, min_overlap: int = 5) -> str:
+    r"""Two consecutive chunks of one section as one text. The chunker repeats the end of a chunk at the start
+    of the next (`[chunk] overlap`): that repeat is dropped. Without one, a chunk cut mid-sentence (at a clause
+    separator) is continued on the same line, anything else on a new line, as the chunker cut at line breaks
+    first.
+
+    >>> join_chunks("Hold RESET for 12 seconds. The light blinks.", "The light blinks. Release it.")
+    'Hold RESET for 12 seconds. The light blinks. Release it.'
+    >>> join_chunks("保修期为24个月，", "延保服务另计。"), join_chunks("Step 1: unplug it", "Step 2: wait")
+    ('保修期为24个月，延保服务另计。', 'Step 1: unplug it\nStep 2: wait')
+    """
+    for size in range(min(len(before), len(after)), min_overlap - 1, -1):
+        if before.endswith(after[:size]):
+            return before + after[size:]
+    if before.endswith(CLAUSE_ENDS):
+        latin = before[-1] in ",;:" and after[:1].isascii()
+        return before + (" " if latin else "") + after
+    return before + "\n" + after

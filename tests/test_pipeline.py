@@ -213,3 +213,34 @@ def test_a_citation_of_the_wrong_passage_moves_to_the_one_with_the_facts_also_wh
     assert answer.answer.startswith(f"Hold the RESET button for 12 seconds [{right}].")
     assert answer.citations[0] == right and any("citations moved" in note for note in answer.notes)
     assert "".join(pieces).strip() == answer.answer  # what streamed is the fixed answer
+
+
+def test_answers_read_each_hit_with_its_section_around_it(in_tmp):
+    from rag.ingest import build_index
+
+    (in_tmp / "kb").mkdir()
+    filler = " ".join(f"Panel light {n} shows the state of port {n}." for n in range(1, 9))
+    (in_tmp / "kb" / "router.md").write_text(
+        f"# Router\n\n## Factory reset\n\nA factory reset of the HomeHub erases all settings. {filler} "
+        "The reset takes about 4 minutes to finish.\n",
+        encoding="utf-8",
+    )
+    build_index(["kb"], "idx", Config.from_dict({"chunk": {"size": 24, "overlap": 4}}), embedder=HashEmbedder(64))
+    question = "What does a factory reset of the HomeHub erase?"
+    for window, read_whole in ((0, False), (1, True)):
+        config = Config().override(answer={"scorer": "none", "window": window, "k": 1, "candidates": 1})
+        rag = RAG("idx", config, retriever=Retriever("idx", config.retrieve, embedder=HashEmbedder(64)))
+        first, second = rag.retriever.chunks[:2]
+        (passage,) = rag.passages(question, k=1)
+        assert passage.chunk.id == first.id and passage.chunk.text.startswith(first.text)
+        assert (second.text[-20:] in passage.chunk.text) is read_whole
+        answer = rag.ask(question)
+        assert not answer.refused and "erases all settings" in answer.answer
+        assert answer.sources[0].chunk.text == passage.chunk.text
+        # whether to refuse is decided on the retrieved chunk, as the reader was calibrated; what to quote, in context
+        hits = rag.retrieve(question, k=1)
+        reading, _ = rag.read_in_context(question, hits, 1)
+        assert reading.probability == rag.read(question, hits).probability
+        assert any("Panel light 3" in c.text for c in reading.candidates) is read_whole
+    with pytest.raises(ConfigError, match="answer `window` must be 0"):
+        Config().override(answer={"window": -1})

@@ -69,3 +69,50 @@ def test_hybrid_without_dense_weight_is_bm25_order(index):
     hybrid = [h.chunk.id for h in r.search(q, k=3, mode="hybrid")]
     bm25 = [h.chunk.id for h in r.search(q, k=3, mode="bm25")]
     assert hybrid[: len(bm25)] == bm25
+
+
+def test_widen_reads_a_hit_with_its_section_around_it(in_tmp):
+    from rag.config import Config
+
+    steps = " ".join(f"Step {n}: press button number {n} on the panel and wait." for n in range(1, 13))
+    (in_tmp / "kb").mkdir()
+    (in_tmp / "kb" / "manual.md").write_text(
+        f"# Manual\n\n## Reset\n\n{steps}\n\n## Warranty\n\nThe warranty lasts 24 months from delivery.\n",
+        encoding="utf-8",
+    )
+    build_index(["kb"], "idx", Config.from_dict({"chunk": {"size": 40, "overlap": 12}}), embedder=HashEmbedder(64))
+    r = Retriever("idx", embedder=HashEmbedder(64))
+    reset = [c for c in r.chunks if c.context.endswith("Reset")]
+    assert len(reset) >= 4
+    middle = reset[len(reset) // 2]
+    hits = [h for h in r.search("press button wait panel", k=len(r.chunks), mode="bm25") if h.chunk.id == middle.id]
+    warranty = r.search("warranty months", k=1, mode="bm25")[0]
+    assert warranty.chunk.context.endswith("Warranty")
+
+    alone = r.widen(hits + [warranty], 0)
+    assert [h.chunk.text for h in alone] == [middle.text, warranty.chunk.text]
+    widened = r.widen(hits + [warranty], 1)
+    text = widened[0].chunk.text
+    before, after = reset[len(reset) // 2 - 1], reset[len(reset) // 2 + 1]
+    # the neighbours in order, each sentence once (the chunker's overlap is not repeated)
+    assert text.index(before.text[:30]) < text.index(middle.text[:30]) < text.index(after.text[-30:])
+    numbers = [int(n) for n in __import__("re").findall(r"Step (\d+):", text)]
+    assert numbers == sorted(set(numbers)) and numbers == list(range(numbers[0], numbers[-1] + 1))
+    assert widened[0].chunk.id == middle.id and widened[0].score == hits[0].score
+    # a section's edge is not crossed: the warranty is read alone, and nothing of it joins the steps
+    assert widened[1].chunk.text == warranty.chunk.text and "warranty" not in text
+    assert [h.rank for h in widened] == [1, 2]
+
+    # two hits of one section whose spans touch become one passage, at the better hit's place
+    pair = [h for h in r.search("press button", k=len(r.chunks), mode="bm25") if h.chunk.id in (before.id, after.id)]
+    merged = r.widen(pair, 1)
+    assert len(merged) == 1 and merged[0].chunk.id == pair[0].chunk.id
+    assert middle.text[5:25] in merged[0].chunk.text
+
+
+def test_join_chunks_drops_the_repeated_overlap_only():
+    from rag.retrieve import join_chunks
+
+    assert join_chunks("Open the app. Tap Reset.", "Tap Reset. Confirm.") == "Open the app. Tap Reset. Confirm."
+    assert join_chunks("Price: 5", "5 days later") == "Price: 5\n5 days later"  # a one-character coincidence
+    assert join_chunks("退货请在7天内，", "联系客服。") == "退货请在7天内，联系客服。"

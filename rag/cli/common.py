@@ -95,6 +95,14 @@ def add_answer_args(p: argparse.ArgumentParser, index: bool = True) -> None:
         f"passages (default {AnswerConfig.focus})",
     )
     p.add_argument(
+        "--window",
+        metavar="N",
+        dest="answer.window",
+        type=int,
+        help="read each retrieved chunk with up to N chunks of its section on either side, 0 for the chunk alone "
+        f"(default {AnswerConfig.window})",
+    )
+    p.add_argument(
         "--show-floor",
         metavar="X",
         dest="answer.show_floor",
