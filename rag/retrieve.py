@@ -226,7 +226,8 @@ class Retriever:
         spans: list[list] = []  # [hit, first ordinal, last ordinal]
         for hit in hits:
             chunk = hit.chunk
-            if places.get((chunk.source, chunk.ordinal)) is None:  # not from this index: read as it is
+            stored = places.get((chunk.source, chunk.ordinal))
+            if stored is None or stored.text != chunk.text:  # not from this index (or already widened): as it is
                 spans.append([hit, chunk.ordinal, chunk.ordinal])
                 continue
             first = last = chunk.ordinal
