@@ -27,7 +27,7 @@ import re
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .answer import CitationFixer, compose, is_looping, looks_like_refusal, repeats_part, ungrounded
 from .config import DEFAULT_INDEX, Config
@@ -111,8 +111,12 @@ class RAG:
         passages = self.retriever.widen(hits, self.config.answer.window) if self.retriever is not None else hits
         if passages is hits:
             return core.keep_hits(hits, k)
-        reading = self.read(question, passages)
-        reading.probability, reading.threshold, reading.features = core.probability, core.threshold, core.features
+        reading = replace(
+            self.read(question, passages),
+            probability=core.probability,
+            threshold=core.threshold,
+            features=core.features,
+        )
         return reading.keep_hits(passages, k)
 
     def shown(self, question: str, hits: list[Hit]) -> list[Hit]:
