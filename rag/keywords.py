@@ -213,6 +213,26 @@ def _latin_tokens(text: str) -> list[str]:
     return out
 
 
+def joined_words(query: str, vocabulary) -> list[str]:
+    """Tokens of two neighbouring words of `query` written as one ("set up" -> setup, "e-mail" -> email,
+    "log in" -> login, "Home Hub" -> homehub) that `vocabulary` (a knowledge base's) holds: a question spells
+    apart what the documents spell together, and BM25 matches whole tokens only. Stop words join too ("in"
+    of "log in"); each side is the vocabulary's own spelling, so nothing is added that the base lacks.
+
+    >>> joined_words("How do I set up e-mail?", {"setup", "email", "set"})
+    ['setup', 'email']
+    """
+    words = re.findall(r"[a-z0-9]+", to_simplified(query).lower())
+    out: list[str] = []
+    for a, b in zip(words, words[1:]):
+        if a.isdigit() and b.isdigit():  # "1 2" is two numbers, "14.90" a price: never one token
+            continue
+        token = (_latin_tokens(a + b) or [""])[0]
+        if token and token in vocabulary and token not in out:
+            out.append(token)
+    return out
+
+
 class KeywordIndex:
     """BM25 over chunk texts; row i is the i-th text it was built from."""
 
@@ -240,6 +260,7 @@ class KeywordIndex:
             return np.zeros(0, np.float32), np.zeros(0, np.int64)
         vocab = self.retriever.vocab_dict
         tokens = [t for t in tokenize(query) if t in vocab]
+        tokens += [t for t in joined_words(query, vocab) if t not in tokens]
         if not tokens:
             return np.zeros(0, np.float32), np.zeros(0, np.int64)
         scores = self.retriever.get_scores(tokens)

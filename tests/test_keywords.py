@@ -1,4 +1,4 @@
-from rag.keywords import KeywordIndex, to_simplified, tokenize
+from rag.keywords import KeywordIndex, joined_words, to_simplified, tokenize
 
 
 def test_tokenize_english_codes_and_numbers():
@@ -52,3 +52,20 @@ def test_traditional_and_simplified_chinese_match_each_other():
     index = KeywordIndex.build(texts)
     assert index.search("退貨要在幾天內申請", 1)[1][0] == 0  # Traditional question, Simplified passage
     assert index.search("门市营业时间", 1)[1][0] == 1  # and the other way round
+
+
+def test_words_a_question_spells_apart_match_the_one_word_the_documents_use():
+    """ "set up" finds "setup", "e-mail" finds "email", "log in" finds "login": two neighbouring words of the
+    question join when the knowledge base has them as one token, and nothing joins that it lacks."""
+    texts = [
+        "First-time setup: connect the WAN port, then open the setup wizard.",
+        "Set a schedule for the guest network.",
+        "Write to support by email or log in to the login page.",
+    ]
+    index = KeywordIndex.build(texts)
+    _, ids = index.search("How do I set up the router?", 3)
+    assert ids[0] == 0
+    _, ids = index.search("What is the support e-mail?", 3)
+    assert ids[0] == 2
+    assert joined_words("How do I set up e-mail and log in?", index.retriever.vocab_dict) == ["setup", "email", "login"]
+    assert joined_words("set up 1 2", {"setup", "12"}) == ["setup"]  # two numbers are never one
