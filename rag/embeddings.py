@@ -16,6 +16,7 @@ is first used, never at import time.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
@@ -26,6 +27,8 @@ from .config import EmbedConfig
 from .errors import ConfigError, EmbedderMismatchError
 from .models import embedder_location
 from .text import CHAR_OR_WORD, CJK
+
+_WORD = re.compile(r"[^\W_]+")
 
 
 class Embedder(Protocol):
@@ -230,13 +233,19 @@ def encode_groups(
 
 
 def coverage_of(text: str, languages: list[str] | None, token_ids: Callable[[str], list[int]], unk_id) -> float:
-    """Share of `text` a model can read, 0..1. Chinese characters count as unreadable for a model whose card
-    declares no Chinese (all-MiniLM-L6-v2 says `language: en`); otherwise [UNK] tokens do."""
+    """Share of `text` a model can read, 0..1. For a model whose card declares no Chinese (all-MiniLM-L6-v2
+    says `language: en`) Chinese characters are unreadable, counted against the other words: a character for a
+    word, so that a Chinese question naming a product ("如何设置 HomeHub R7？": 4 of 6) is mostly unread,
+    whatever number of subword tokens the name makes. Otherwise [UNK] tokens are the unreadable share.
+
+    >>> coverage_of("如何设置 HomeHub R7？", ["en"], str.split, None)
+    0.3333333333333333
+    """
     if languages is not None and not reads_chinese(languages):
         cjk = len(CJK.findall(text))
         if cjk:
-            rest = len(token_ids(CJK.sub(" ", text)))
-            return rest / (rest + cjk)
+            words = len(_WORD.findall(CJK.sub(" ", text)))
+            return words / (words + cjk)
     ids = token_ids(text)
     if not ids or unk_id is None:
         return 1.0

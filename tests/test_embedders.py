@@ -107,3 +107,15 @@ def test_calibrate_fits_the_refusal_threshold_on_labelled_questions(tmp_path, kb
     (tmp_path / "bad.jsonl").write_text('{"question": "x", "answerable": false, "split": "train"}\n', encoding="utf-8")
     res = run_cli("calibrate", "--questions", "bad.jsonl", "--index", "idx", cwd=tmp_path)
     assert res.returncode == 1 and "needs" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_a_chinese_question_naming_a_product_is_mostly_unread_by_an_english_model():
+    """Coverage counts a Chinese character as a word, whatever number of subword tokens a Latin name makes:
+    "如何设置 HomeHub R7？" is a Chinese question for a model that reads English only (the reader then scores it
+    with the Chinese models), "What is 宁巴's phone number?" an English one."""
+    from rag.embeddings import coverage_of
+
+    letters = lambda text: [c for c in text if not c.isspace()]  # noqa: E731  (a tokenizer splitting every letter)
+    assert coverage_of("如何设置 HomeHub R7？", ["en"], letters, None) < 0.5
+    assert coverage_of("What is 宁巴's phone number?", ["en"], letters, None) > 0.5
+    assert coverage_of("如何设置 HomeHub R7？", ["zh"], letters, None) == 1.0
