@@ -158,6 +158,7 @@ class Candidate:
     features: dict[str, float]
     probability: float = 0.0
     row: bool = False  # a table row: a record beside its sibling rows, not a step of a run of sentences
+    members: tuple[int, ...] = ()  # a list's label: the positions of its items' sentences, quoted with it
 
 
 @dataclass
@@ -179,7 +180,8 @@ class Reading:
     def run(self, best: Candidate, span: float = 0.5) -> list[Candidate]:
         """What an answer quotes from `best`'s passage, in the passage's order: `best` with the neighbouring
         sentences whose probability is at least `span` times its own (a procedure, a condition; three
-        sentences at most), and a list introduction's items. A table row stands alone: the rows beside it
+        sentences at most, eight items of a list), and a list introduction's items, each with its further
+        sentences ("2. Choose Return. You receive a label."). A table row stands alone: the rows beside it
         are other records ("Plan: Lite ..." does not continue "Plan: Plus ..."), and prose does not run into
         a table."""
         floor = span * best.probability
@@ -187,16 +189,16 @@ class Reading:
             return [best]
         by_index = {c.index: c for c in self.candidates if c.passage == best.passage and not c.row}
         chosen = {best.index: best}
+        most = 8 if ITEM.match(best.text) else 3  # a list's items (steps) run longer than prose
         for step in (-1, 1):  # grow a contiguous run around the best sentence
             i = best.index + step
-            while i in by_index and len(chosen) < 3 and by_index[i].probability >= floor:
+            while i in by_index and len(chosen) < most and by_index[i].probability >= floor:
                 chosen[i] = by_index[i]
                 i += step
-        if best.text.rstrip().endswith((":", "：")):  # a list introduction: its items are the answer
-            i = best.index + 1
-            while i in by_index and ITEM.match(by_index[i].text) and len(chosen) < 8:
-                chosen[i] = by_index[i]  # an item the run already took is quoted once
-                i += 1
+        if best.members:  # a list introduction: its items (with their further sentences) are the answer
+            for i in best.members:
+                if i in by_index and len(chosen) < 12:
+                    chosen[i] = by_index[i]  # an item the run already took is quoted once
         return [chosen[i] for i in sorted(chosen)]
 
     def keep(self, k: int) -> Reading:
@@ -234,11 +236,10 @@ class Reading:
             if not own:
                 out.append(hit)
                 continue
-            shown = {c.index: c.text for c in own}
             text = split_sentences(hit.chunk.text)
-            labels = [i for i, t in shown.items() if t.rstrip().endswith((":", "："))]
-            if labels:  # a list's label brings its items
-                shown.update({j: text[j] for i in labels for j in _list_after(text, i) if j not in shown})
+            shown = {c.index: c.text for c in own}
+            for c in own:  # a list's label brings its items
+                shown.update({j: text[j] for j in c.members if j not in shown and j < len(text)})
             if 0 not in shown and any(record_key(text, i) for i in shown):
                 shown[0] = text[0]  # a record's field comes with the record's first field, what it is about
             parts, last = [], None
@@ -426,14 +427,14 @@ def _longest_common(a: str, b: str) -> int:
 _LABEL = re.compile(r"^(Q|A|Question|Answer|问|答|問)[:：]\s*")
 
 
-def _sentences(hit: Hit) -> list[tuple[int, str, str, str, bool]]:
+def _sentences(hit: Hit) -> list[tuple[int, str, str, str, bool, tuple[int, ...]]]:
     """The candidate sentences of a passage as (index, sentence, what it is about, what is read of it, whether
-    it is a table row, stated as its cells under their headers). What
+    it is a table row, stated as its cells under their headers, the positions of a label's list). What
     it is about, else "": the question before it (an FAQ record's Q: line, a heading phrased as a question), or
     for a list item the label that introduces its list ("Recovery procedure:"). A label with a list of two or
-    more items is a candidate read as the whole list (a procedure answers "how do I"), the items are
-    candidates too. Never a question, a heading, a title or a bare label without a list; none at all from a
-    passage that addresses an assistant (prompt injection)."""
+    more items is a candidate read as the whole list (a procedure answers "how do I"); the items, each with
+    the further sentences of its line, are candidates too. Never a question, a heading, a title or a bare label
+    without a list; none at all from a passage that addresses an assistant (prompt injection)."""
     by_line = sentences_by_line(hit.chunk.text)
     sentences = [s for line in by_line for s in line]
     if any(is_instruction_like(s) for s in sentences):
@@ -441,28 +442,31 @@ def _sentences(hit: Hit) -> list[tuple[int, str, str, str, bool]]:
     titles = _titles(hit.chunk.text, document_start=hit.chunk.ordinal == 0)
     rows = _table_rows(hit.chunk.text)
     lines = {line[0].strip() for line in by_line if len(line) == 1}  # sentences that are a whole line
+    line_of = [n for n, line in enumerate(by_line) for _ in line]  # sentence position -> its line
+    starts = {i: n for i, n in enumerate(line_of) if i == 0 or line_of[i - 1] != n}  # a line's first sentence
     out = []
     asked = label = ""
     for i, sentence in enumerate(sentences):
         s = sentence.strip()
+        if i in starts and not ITEM.match(s) and not re.fullmatch(r"[^:：]{1,40}[:：]", s):
+            label = ""  # a list's label heads its items, with their further sentences, and nothing after
         if s.endswith(("?", "？")):
             if s in lines or _LABEL.match(s):  # a question on a line of its own heads what follows
                 asked, label = _LABEL.sub("", s.lstrip("# ")), ""
             continue
         if re.fullmatch(r"[^:：]{1,40}[:：]", s):
             label = s.rstrip(":：").strip()
-            items = [sentences[j].strip() for j in _list_after(sentences, i)]
-            if len(items) >= 2:
-                out.append((i, s, asked, " ".join([s, *items]), False))
+            ends_line = i + 1 == len(sentences) or line_of[i + 1] != line_of[i]
+            block = _list_after(by_line, line_of[i]) if ends_line else []
+            if len(block) >= 2:
+                out.append((i, s, asked, " ".join([s, *(sentences[j].strip() for j in block)]), False, tuple(block)))
             continue
-        if not ITEM.match(s):
-            label = ""
         if len(s) < 2 or s.startswith("#") or s in titles or rows.get(s) == "":
             continue
         text = rows.get(s) or s
         # a record's field is read with the record's first field ("hours: 9-18" of "channel: Phone")
         about = " > ".join(part for part in (asked, label, record_key(sentences, i)) if part)
-        out.append((i, text, about, text, s in rows))
+        out.append((i, text, about, text, s in rows, ()))
     return out
 
 
@@ -488,17 +492,25 @@ def record_key(sentences: list[str], i: int) -> str:
     return sentences[0].strip()
 
 
-def _list_after(sentences: list[str], i: int) -> list[int]:
-    """Positions of the list items right after sentence `i` (table rows are not a list: they are read by row).
+def _is_item(sentence: str) -> bool:
+    """A list item's first sentence ("1. Unplug it.", "- Wait."); a table row is not an item."""
+    return bool(ITEM.match(sentence)) and not sentence.lstrip().startswith("|")
 
-    >>> _list_after(["Steps:", "1. Unplug it.", "- Wait.", "Done.", "2. Plug it in."], 0)
-    [1, 2]
+
+def _list_after(by_line: list[list[str]], line: int) -> list[int]:
+    """Sentence positions of the list right after line `line` of `by_line` (`sentences_by_line`): its item
+    lines, each with the sentences that follow its first on the same line, up to 8 items (table rows are not
+    a list: they are read by row).
+
+    >>> _list_after([["Steps:"], ["1. Unplug it.", "Wait."], ["- Dry it."], ["Done."], ["2. Plug it in."]], 0)
+    [1, 2, 3]
     """
-    out = []
-    for j in range(i + 1, len(sentences)):
-        if not ITEM.match(sentences[j]) or sentences[j].lstrip().startswith("|"):
+    out, position = [], sum(map(len, by_line[: line + 1]))
+    for sentences in by_line[line + 1 : line + 9]:
+        if not _is_item(sentences[0]):
             break
-        out.append(j)
+        out.extend(range(position, position + len(sentences)))
+        position += len(sentences)
     return out
 
 
@@ -619,11 +631,11 @@ class Reader:
         q_set = set(q_tokens)
         wanted = expected_type(question)
         # passage, index, sentence, scorer text, what is read, table row
-        rows: list[tuple[int, int, str, str, str, bool]] = []
+        rows: list[tuple[int, int, str, str, str, bool, tuple[int, ...]]] = []
         for n, hit in enumerate(hits, start=1):
-            for i, sentence, about, reads, row in _sentences(hit):
+            for i, sentence, about, reads, row, members in _sentences(hit):
                 context = " > ".join(part for part in (hit.chunk.context, about) if part)
-                rows.append((n, i, sentence, scorer_text(context, _LABEL.sub("", reads)), reads, row))
+                rows.append((n, i, sentence, scorer_text(context, _LABEL.sub("", reads)), reads, row, members))
         if not rows:
             return []
         ce = np.zeros(len(rows), dtype=np.float32)
@@ -637,7 +649,7 @@ class Reader:
         out = []
         heading: dict[int, tuple[set, set]] = {}  # passage -> its heading path's tokens and bigrams
         squeezed = re.sub(r"\s+", "", to_simplified(question).lower())
-        for (n, i, sentence, with_context, reads, row), logit_, ask_ in zip(rows, ce, ask):
+        for (n, i, sentence, with_context, reads, row, members), logit_, ask_ in zip(rows, ce, ask):
             hit = hits[n - 1]
             own = set(tokenize(reads))
             if n not in heading:
@@ -662,7 +674,7 @@ class Reader:
                 "item": 1.0 if ITEM.match(sentence) or FIELD.match(sentence) else 0.0,
                 "length": math.log1p(len(reads)) / 5,
             }
-            out.append(Candidate(n, i, sentence, features, row=row))
+            out.append(Candidate(n, i, sentence, features, row=row, members=members))
         return out
 
     def question_features(

@@ -1,8 +1,11 @@
+import itertools
+from dataclasses import replace
+
 import numpy as np
 
 from rag.answer import compose, facts, is_looping, looks_like_refusal, ungrounded
 from rag.evidence import BUNDLED_READERS, Candidate, Reading, missing_entities
-from rag.text import parse_citations
+from rag.text import ITEM, parse_citations
 from rag.types import Chunk, Hit
 
 
@@ -64,9 +67,15 @@ class Recording:
 
 
 def reading(*passages):
-    """A reading with hand-set probabilities: passages are lists of (sentence, probability)."""
+    """A reading with hand-set probabilities: passages are lists of (sentence, probability); a label ("To
+    return a device:") stands for the list items right after it, as the reader reads it."""
+
+    def items(sentences, i):
+        after = itertools.takewhile(lambda j: ITEM.match(sentences[j][0]), range(i + 1, len(sentences)))
+        return tuple(after) if sentences[i][0].endswith(":") else ()
+
     candidates = [
-        Candidate(n, i, text, {}, p)
+        Candidate(n, i, text, {}, p, members=items(sentences, i))
         for n, sentences in enumerate(passages, start=1)
         for i, (text, p) in enumerate(sentences)
     ]
@@ -155,6 +164,30 @@ def test_answers_span_the_sentences_that_belong_together():
     assert found.citations == [1, 2]
     lone = reading([("The warranty lasts 24 months.", 0.9)], [("Shipping is free.", 0.3)])
     assert compose(lone, hits).text == "The warranty lasts 24 months. [1]" and compose(reading([]), hits) is None
+
+
+def test_a_list_step_keeps_its_further_sentences_and_a_run_of_items_is_not_cut_at_three():
+    """A step of two sentences is quoted whole under its label, and read under it; the sentence after the list
+    is not a step. Supported items of a list run together beyond prose's three sentences."""
+    from rag.evidence import Reader, ReaderModel
+
+    passage = hit(
+        "Starting a return:\n1. Sign in and open Orders.\n2. Choose Return. You receive a prepaid label.\n"
+        "3. Drop it off within 14 days.\nReturns without a label are sent back."
+    )
+    scorer = Recording()
+    found = Reader(ReaderModel.load(BUNDLED_READERS[True]), scorer=scorer).read("How do I return it?", [passage])
+    label = found.candidates[0]
+    assert label.text == "Starting a return:" and label.members == (1, 2, 3, 4)
+    assert scorer.texts[3] == "Starting a return\nYou receive a prepaid label."  # read under the label
+    assert scorer.texts[5] == "Returns without a label are sent back."  # the list is over
+    shown = [replace(c, probability=0.9 if c.index == 0 else 0.2) for c in found.candidates]
+    assert compose(replace(found, candidates=shown), [passage]).text == (
+        "Starting a return: 1. Sign in and open Orders. 2. Choose Return. You receive a prepaid label. "
+        "3. Drop it off within 14 days. [1]"
+    )
+    box = reading([(f"- part {n}", 0.5) for n in range(6)] + [("Keep the box.", 0.1)])
+    assert compose(box, [hit("x")]).text == "- part 0 - part 1 - part 2 - part 3 - part 4 - part 5 [1]"
 
 
 def test_missing_entities():
@@ -281,7 +314,8 @@ def test_a_labelled_list_is_read_whole_and_its_items_under_the_label():
     )
     assert scorer.texts[3] == "Recovery procedure\n3. Keep holding both for 8 seconds."
     assert scorer.texts[4] == "The router restarts."  # the list is over
-    whole = compose(reading([(c.text, 0.9 if i == 0 else 0.2) for i, c in enumerate(found.candidates)]), [passage])
+    shown = [replace(c, probability=0.9 if i == 0 else 0.2) for i, c in enumerate(found.candidates)]
+    whole = compose(replace(found, candidates=shown), [passage])
     assert whole.text.startswith("Recovery procedure: 1. Unplug the router.") and "8 seconds. [1]" in whole.text
     step = compose(reading([(c.text, 0.9 if i == 3 else 0.1) for i, c in enumerate(found.candidates)]), [passage])
     assert step.text == "Keep holding both for 8 seconds. [1]"  # a lone step without its number
@@ -291,9 +325,9 @@ def test_a_question_inside_prose_heads_nothing():
     from rag.evidence import _sentences
 
     prose = hit("He asked his daughters: who will marry him? The youngest said yes. She married him.")
-    assert [about for _, _, about, _, _ in _sentences(prose)] == ["", ""]
+    assert [about for _, _, about, *_ in _sentences(prose)] == ["", ""]
     faq = hit("Q: Who repairs devices?\nA: Our service centre does.")
-    assert [about for _, _, about, _, _ in _sentences(faq)] == ["Who repairs devices?"]
+    assert [about for _, _, about, *_ in _sentences(faq)] == ["Who repairs devices?"]
 
 
 def test_focus_cuts_passages_to_their_best_sentences():
