@@ -630,7 +630,7 @@ class Reader:
         q_bigrams = bigrams(question)
         q_set = set(q_tokens)
         wanted = expected_type(question)
-        # passage, index, sentence, scorer text, what is read, table row
+        # passage, index, sentence, scorer text, what is read, table row, a label's list
         rows: list[tuple[int, int, str, str, str, bool, tuple[int, ...]]] = []
         for n, hit in enumerate(hits, start=1):
             for i, sentence, about, reads, row, members in _sentences(hit):

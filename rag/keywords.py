@@ -217,7 +217,7 @@ def joined_words(query: str, vocabulary) -> list[str]:
     """Tokens of two neighbouring words of `query` written as one ("set up" -> setup, "e-mail" -> email,
     "log in" -> login, "Home Hub" -> homehub) that `vocabulary` (a knowledge base's) holds: a question spells
     apart what the documents spell together, and BM25 matches whole tokens only. Stop words join too ("in"
-    of "log in"); each side is the vocabulary's own spelling, so nothing is added that the base lacks.
+    of "log in"); only tokens the knowledge base holds are added, so a chance join ("r7 router") adds nothing.
 
     >>> joined_words("How do I set up e-mail?", {"setup", "email", "set"})
     ['setup', 'email']
