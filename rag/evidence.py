@@ -602,6 +602,9 @@ class Reader:
         self.chars = chars  # rag.charscorer.CharScorer for the unread group, or None
         self.coverage = coverage or (lambda text: 0.0 if has_cjk(text) else 1.0)
         self.idf = idf or {}
+        # the last question's model scores, by (model, text): an answer reads the retrieved chunks, then the
+        # same sentences again in context (`RAG.read_in_context`), and each is scored once
+        self._recent: tuple[str, dict] = ("", {})
 
     def group(self, question: str) -> str:
         """ "read" when the question is mostly in a language the scorer's vocabulary reads (without a scorer:
@@ -640,12 +643,12 @@ class Reader:
             return []
         ce = np.zeros(len(rows), dtype=np.float32)
         if group == "read" and self.scorer is not None:
-            ce = self.scorer.logits(question, [r[3] for r in rows])
+            ce = self._scores("ce", self.scorer.logits, question, [r[3] for r in rows])
         elif group == "unread" and self.chars is not None:
-            ce = self.chars.scores(question, [r[4] for r in rows])
+            ce = self._scores("chars", self.chars.scores, question, [r[4] for r in rows])
         ask = np.zeros(len(rows), dtype=np.float32)
         if group == "unread" and self.asks is not None:
-            ask = self.asks.scores(question, [r[4] for r in rows])
+            ask = self._scores("ask", self.asks.scores, question, [r[4] for r in rows])
         out = []
         heading: dict[int, tuple[set, set]] = {}  # passage -> its heading path's tokens and bigrams
         squeezed = re.sub(r"\s+", "", to_simplified(question).lower())
@@ -676,6 +679,17 @@ class Reader:
             }
             out.append(Candidate(n, i, sentence, features, row=row, members=members))
         return out
+
+    def _scores(self, model: str, score, question: str, texts: list[str]) -> np.ndarray:
+        """`score(question, texts)`, each distinct text scored once per question (see `_recent`)."""
+        recent = self._recent
+        if recent[0] != question:
+            recent = self._recent = (question, {})  # a racing thread keeps its own question's map
+        memo = recent[1]
+        todo = list(dict.fromkeys(t for t in texts if (model, t) not in memo))
+        if todo:
+            memo.update({(model, t): float(v) for t, v in zip(todo, score(question, todo))})
+        return np.array([memo[(model, t)] for t in texts], dtype=np.float32)
 
     def question_features(
         self, question: str, hits, candidates: list[Candidate], group: str, missing_out: list | None = None

@@ -173,7 +173,6 @@ class Scorer:
             raise ConfigError(f"scorer backend must be onnx or torch, got {backend!r}")
         self.folder, self.backend, self.device = Path(folder), backend, device
         self.memo: dict | None = None  # (question, passage) -> logit, when a caller wants repeats remembered
-        self._recent: tuple[str, dict] = ("", {})  # the last question's logits, when there is no `memo`
         self._ready = False
         self._lock = threading.Lock()
 
@@ -231,16 +230,12 @@ class Scorer:
         """One logit per passage (higher: more likely to answer `question`), in input order."""
         if not passages:
             return np.zeros(0, dtype=np.float32)
-        memo = self.memo
-        if memo is None:  # the last question's: an answer reads the retrieved chunks, then them in context
-            recent = self._recent
-            if recent[0] != question:
-                recent = self._recent = (question, {})
-            memo = recent[1]
-        todo = list(dict.fromkeys(p for p in passages if (question, p) not in memo))
-        if todo:
-            memo.update({(question, p): float(v) for p, v in zip(todo, self._logits(question, todo))})
-        return np.array([memo[(question, p)] for p in passages], dtype=np.float32)
+        if self.memo is not None:
+            todo = list(dict.fromkeys(p for p in passages if (question, p) not in self.memo))
+            if todo:
+                self.memo.update({(question, p): float(v) for p, v in zip(todo, self._logits(question, todo))})
+            return np.array([self.memo[(question, p)] for p in passages], dtype=np.float32)
+        return self._logits(question, passages)
 
     def _logits(self, question: str, passages: list[str]) -> np.ndarray:
         self._load()

@@ -396,3 +396,24 @@ def test_focus_on_a_record_field_keeps_what_the_record_is_about():
     Reader(ReaderModel.load(BUNDLED_READERS[True]), scorer=scorer).read("When can I call?", [row])
     assert scorer.texts[0] == "channel: Phone (EU)"
     assert scorer.texts[1] == "channel: Phone (EU)\nhours: Mon-Fri 08:00-20:00"
+
+
+def test_the_reader_scores_each_sentence_once_per_question():
+    """Reading the retrieved chunks, then the same sentences again in context, runs each model once per
+    sentence; a new question is scored anew."""
+    from rag.evidence import Reader, ReaderModel
+
+    passage = hit("Hold RESET for 12 seconds. The light blinks amber.")
+    wider = hit("Unplug the router first. Hold RESET for 12 seconds. The light blinks amber.")
+    scorer = Recording()
+    reader = Reader(ReaderModel.load(BUNDLED_READERS[True]), scorer=scorer)
+    first = reader.read("How long do I hold RESET?", [passage])
+    again = reader.read("How long do I hold RESET?", [wider])
+    assert scorer.texts == [
+        "Hold RESET for 12 seconds.",
+        "The light blinks amber.",
+        "Unplug the router first.",
+    ]
+    assert [c.features["ce"] for c in first.candidates] == [c.features["ce"] for c in again.candidates[1:]]
+    reader.read("What does the light do?", [passage])
+    assert len(scorer.texts) == 5
