@@ -637,6 +637,11 @@ class Reader:
         rows: list[tuple[int, int, str, str, str, bool, tuple[int, ...]]] = []
         for n, hit in enumerate(hits, start=1):
             for i, sentence, about, reads, row, members in _sentences(hit):
+                if members and wanted is not None:
+                    # a question asking for a value (how long, how much, when) is answered by the item that
+                    # holds it, not by a whole procedure: read whole, a list matches any question its steps
+                    # share words with ("Recovery procedure:" for the SmartPlug's button)
+                    continue
                 context = " > ".join(part for part in (hit.chunk.context, about) if part)
                 rows.append((n, i, sentence, scorer_text(context, _LABEL.sub("", reads)), reads, row, members))
         if not rows:

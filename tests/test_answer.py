@@ -321,6 +321,18 @@ def test_a_labelled_list_is_read_whole_and_its_items_under_the_label():
     assert step.text == "Keep holding both for 8 seconds. [1]"  # a lone step without its number
 
 
+def test_a_question_asking_for_a_value_reads_the_steps_not_the_whole_list():
+    """ "How long ...?" is answered by the step that says how long: the label, which reads as every step
+    together, is no candidate for it (read whole, the list shares words with any question about a button)."""
+    from rag.evidence import Reader, ReaderModel
+
+    passage = hit("Recovery procedure:\n1. Unplug the router.\n2. Hold WPS and RESET together for 8 seconds.")
+    reader = Reader(ReaderModel.load(BUNDLED_READERS[True]), scorer=Recording())
+    texts = [c.text for c in reader.read("How long do I hold the buttons?", [passage]).candidates]
+    assert texts == ["1. Unplug the router.", "2. Hold WPS and RESET together for 8 seconds."]
+    assert reader.read("What do I do to recover the router?", [passage]).candidates[0].text == "Recovery procedure:"
+
+
 def test_a_question_inside_prose_heads_nothing():
     from rag.evidence import _sentences
 
