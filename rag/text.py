@@ -68,7 +68,9 @@ _LINE_END = re.compile(r"[.!?。！？:：;；)）]\s*$")
 # unless a comma follows (“好的。”，他说)
 _CLOSERS = "”’」』）)\\]"
 _SENTENCE_END = re.compile(
-    r"(?<=[.!?])(?<!\b[A-Z]\.)\s+(?=[^\sa-z])"  # not after an initial (Henry A. Walsh), nor before a lowercase word (e.g. this)
+    # not after an initial (Henry A. Walsh, "(J. Smith", U.S. Army), which a unit is not (16 A. / 0.5 °C. / USB-C.), nor
+    # before a lowercase word (e.g. this)
+    r"(?<=[.!?])(?<!(?<!\d)\s[A-Z]\.)(?<!^[A-Z]\.)(?<![(\[“\"'.][A-Z]\.)\s+(?=[^\sa-z])"
     rf"|(?<=[。！？；])(?![{_CLOSERS}，、])"
     rf"|(?<=[。！？；][{_CLOSERS}])(?![{_CLOSERS}，、])"
     rf"|(?<=[。！？；][{_CLOSERS}][{_CLOSERS}])(?![{_CLOSERS}，、])"
@@ -117,15 +119,17 @@ def unwrap(text: str) -> list[str]:
 def split_sentences(text: str) -> list[str]:
     r"""Sentences of `text`: ends at . ! ? followed by space, at 。！？；, and at paragraph, list-item and
     table-row boundaries (soft line wraps are joined); never inside a number such as 14.90 or 192.168.77.1, after
-    a one-letter initial (Henry A. Walsh; also "Plan B. The", which is rarer), before a lowercase word (e.g. the)
+    a one-letter initial (Henry A. Walsh; also "Plan B. The", which is rarer; a unit is no initial: 16 A., 35 °C.), before a lowercase word (e.g. the)
     or inside brackets that close within the next few sentences.
 
     >>> split_sentences("Costs 14.90 euros. Open 192.168.77.1\nnow! 好的。再见")
     ['Costs 14.90 euros.', 'Open 192.168.77.1 now!', '好的。', '再见']
     >>> split_sentences("| Code | Meaning |\n|---|---|\n| E1 | No power |\n- item one\n- item two")
     ['| E1 | No power |', '- item one', '- item two']
-    >>> split_sentences("Henry A. Walsh built it, e.g. the tower. It stands.")
-    ['Henry A. Walsh built it, e.g. the tower.', 'It stands.']
+    >>> split_sentences("Henry A. Walsh built it in the U.S. South, e.g. the tower. It stands.")
+    ['Henry A. Walsh built it in the U.S. South, e.g. the tower.', 'It stands.']
+    >>> split_sentences("Set 5 to 35 °C. Eco mode is 17 °C. The load is 16 A. Charge over USB-C. Done.")
+    ['Set 5 to 35 °C.', 'Eco mode is 17 °C.', 'The load is 16 A.', 'Charge over USB-C.', 'Done.']
     >>> split_sentences("1. Unplug the router. Wait.\n2) Plug it in.")
     ['1. Unplug the router.', 'Wait.', '2) Plug it in.']
     >>> split_sentences("他说：“好的。”然后点击「设置」。（见上文。）完")
