@@ -723,12 +723,16 @@ class Reader:
         document_tokens = set(tokenize(document)) if names else set()
         absent = [n for n in names if not _name_in(n, document_tokens, document)]
 
-        def share(part: list[str]) -> float:  # of the names, weighted by rarity: a brand on every page counts little
+        def share(part: list[str]) -> float:
+            """Of the names, weighted by rarity: a brand on every page counts little, also when it is the only
+            name asked about ("Where is the Nimbus warehouse?" over a shipping page that never says Nimbus):
+            the names weigh at least as much as one name the knowledge base has once."""
+
             def weight(name: str) -> float:
                 tokens = tokenize(name)
                 return sum(self.idf.get(t, top_idf) for t in tokens) / len(tokens) if tokens else top_idf
 
-            return sum(map(weight, part)) / (sum(map(weight, names)) or 1.0) if names else 0.0
+            return sum(map(weight, part)) / max(sum(map(weight, names)), top_idf) if names else 0.0
 
         unknown = sum(w for t, w in weights.items() if not known_in(t, question, self.idf)) if self.idf else 0.0
         return {

@@ -245,6 +245,11 @@ def test_names_count_by_rarity_in_the_refusal_features():
     assert far.missing == ["北京"] and far.features["missing"] == far.features["absent"] > 0.95
     near = tools.read("深圳有宁巴的售后服务中心吗？", hits)
     assert near.features["missing"] == near.features["absent"] == 0.0
+    # the brand alone, on most pages but not this one: it weighs as little as when other names are asked too
+    english = load_reader(Config().override(answer={"scorer": "none"}), idf={"nimbus": 0.5, "venlo": 4.0})
+    shipping = [hit("Orders leave our warehouse in Venlo the same day.")]
+    assert english.read("Where is the Nimbus warehouse?", shipping).features["absent"] == 0.125
+    assert english.read("Is the Venlo warehouse open?", [hit("Orders leave the same day.")]).features["absent"] == 1
 
 
 def test_words_jieba_makes_up_are_not_unknown_to_the_knowledge_base():
