@@ -80,7 +80,12 @@ def question_keywords(question: str) -> list[str]:
 ANSWER_TYPES = [
     (
         "price",
-        re.compile(r"how much|price|cost|fee|多少钱|价格|费用|收费", re.I),
+        # "how much is/does/for ...?" asks a price, "how much power/data/RAM ...?" a quantity (number, below)
+        re.compile(
+            r"how much(?=\s+(?:is|are|was|were|does|do|did|will|would|should|can|could|for|to|extra)\b|\s*[?？]|$)"
+            r"|price|cost|fee|多少钱|价格|费用|收费",
+            re.I,
+        ),
         re.compile(r"[€$¥£%]|\b(EUR|USD|euros?|dollars?|percent)\b|\d\s*元|free|免费", re.I),
     ),
     (  # before "time": 多长时间 asks how long, not when ("9:00 至 21:00" does not answer it, "1 个工作日" does)
@@ -302,6 +307,8 @@ def expected_type(question: str) -> tuple[str, re.Pattern] | None:
 
     >>> expected_type("How much does express shipping cost?")[0], expected_type("Who makes it?")
     ('price', None)
+    >>> expected_type("How much is Care+?")[0], expected_type("How much power does the router use?")[0]
+    ('price', 'number')
     >>> kind, pattern = expected_type("转网需要多长时间？")  # a span of time, which a time of day is not
     >>> kind, bool(pattern.search("1 个工作日内完成")), bool(pattern.search("每天 9:00 至 21:00"))
     ('span', True, False)
