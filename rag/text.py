@@ -68,8 +68,8 @@ _LINE_END = re.compile(r"[.!?。！？:：;；)）]\s*$")
 # unless a comma follows (“好的。”，他说)
 _CLOSERS = "”’」』）)\\]"
 _SENTENCE_END = re.compile(
-    # not after an initial (Henry A. Walsh, "(J. Smith", U.S. Army), which a unit is not (16 A. / 0.5 °C. / USB-C.), nor
-    # before a lowercase word (e.g. this)
+    # not after an initial (Henry A. Walsh, "(J. Smith", U.S. Army), which a unit is not (16 A. / 0.5 °C. /
+    # USB-C.), nor before a lowercase word (e.g. this)
     r"(?<=[.!?])(?<!(?<!\d)\s[A-Z]\.)(?<!^[A-Z]\.)(?<![(\[“\"'.][A-Z]\.)\s+(?=[^\sa-z])"
     rf"|(?<=[。！？；])(?![{_CLOSERS}，、])"
     rf"|(?<=[。！？；][{_CLOSERS}])(?![{_CLOSERS}，、])"
@@ -119,8 +119,8 @@ def unwrap(text: str) -> list[str]:
 def split_sentences(text: str) -> list[str]:
     r"""Sentences of `text`: ends at . ! ? followed by space, at 。！？；, and at paragraph, list-item and
     table-row boundaries (soft line wraps are joined); never inside a number such as 14.90 or 192.168.77.1, after
-    a one-letter initial (Henry A. Walsh; also "Plan B. The", which is rarer; a unit is no initial: 16 A., 35 °C.), before a lowercase word (e.g. the)
-    or inside brackets that close within the next few sentences.
+    a one-letter initial (Henry A. Walsh; also "Plan B. The", which is rarer; a unit is no initial: 16 A., 35 °C.),
+    before a lowercase word (e.g. the) or inside brackets that close within the next few sentences.
 
     >>> split_sentences("Costs 14.90 euros. Open 192.168.77.1\nnow! 好的。再见")
     ['Costs 14.90 euros.', 'Open 192.168.77.1 now!', '好的。', '再见']
