@@ -38,6 +38,28 @@ def test_search_reads_queries_from_stdin(tmp_path, kb):
     assert lines[1]["hits"][0]["source"] == "kb/退货.md"
 
 
+def test_output_read_only_in_part_ends_quietly(tmp_path, kb):
+    """`rag search - | head -1`: when the reader closes the pipe, rag stops without a traceback (exit 141, as a
+    tool killed by SIGPIPE)."""
+    import os
+
+    run_cli("index", "kb", "--index", "indexes/idx", "--embedder", "hash", cwd=tmp_path)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rag", "search", "-", "--index", "indexes/idx", "-k", "3"],
+        cwd=tmp_path,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    proc.stdin.write(b"reset button\n" * 2000)
+    proc.stdin.close()
+    assert proc.stdout.readline()
+    proc.stdout.close()
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=300) == 141 and "Traceback" not in stderr, stderr
+
+
 def test_bare_index_name_means_indexes_folder(tmp_path, kb):
     assert run_cli("index", "kb", "--index", "support", "--embedder", "hash", cwd=tmp_path).returncode == 0
     assert (tmp_path / "indexes" / "support" / "manifest.json").exists()

@@ -57,6 +57,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("rag: interrupted; the index is unchanged unless the run had committed", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # whoever read the output stopped (`rag search ... | head`): stop quietly, as Unix tools do; point
+        # stdout at /dev/null so that flushing it at exit does not raise again
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):
+            pass
+        return 141
 
 
 def _quiet_libraries(verbose: bool) -> None:
