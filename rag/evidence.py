@@ -432,16 +432,20 @@ def _longest_common(a: str, b: str) -> int:
 
 
 _LABEL = re.compile(r"^(Q|A|Question|Answer|问|答|問)[:：]\s*")
+WHOLE_RECORD = 400  # characters: a longer record is read field by field only (a whole one would not be an answer)
 
 
 def _sentences(hit: Hit) -> list[tuple[int, str, str, str, bool, tuple[int, ...]]]:
     """The candidate sentences of a passage as (index, sentence, what it is about, what is read of it, whether
     it is a table row, stated as its cells under their headers, the positions of a label's list). What
     it is about, else "": the question before it (an FAQ record's Q: line, a heading phrased as a question), or
-    for a list item the label that introduces its list ("Recovery procedure:"). A label with a list of two or
-    more items is a candidate read as the whole list (a procedure answers "how do I"); the items, each with
-    the further sentences of its line, are candidates too. Never a question, a heading, a title or a bare label
-    without a list; none at all from a passage that addresses an assistant (prompt injection)."""
+    for a list item the label that introduces its list ("Recovery procedure:"), for a field of a record (a CSV
+    row, a JSON record) the record's first field. A label with a list of two or more items is a candidate read
+    as the whole list (a procedure answers "how do I"); the items, each with the further sentences of its
+    line, are candidates too. A short record is likewise a candidate read whole, in place of its first field,
+    and stated as a table row is ("city: Rotterdam; address: Westblaak 45"). Never a question, a heading, a
+    title or a bare label without a list; none at all from a passage that addresses an assistant (prompt
+    injection)."""
     by_line = sentences_by_line(hit.chunk.text)
     sentences = [s for line in by_line for s in line]
     if any(is_instruction_like(s) for s in sentences):
@@ -451,6 +455,8 @@ def _sentences(hit: Hit) -> list[tuple[int, str, str, str, bool, tuple[int, ...]
     lines = {line[0].strip() for line in by_line if len(line) == 1}  # sentences that are a whole line
     line_of = [n for n, line in enumerate(by_line) for _ in line]  # sentence position -> its line
     starts = {i: n for i, n in enumerate(line_of) if i == 0 or line_of[i - 1] != n}  # a line's first sentence
+    fields = [s.strip() for s in sentences if FIELD.match(s)] if _is_record(sentences) else []
+    whole = "; ".join(fields) if 2 <= len(fields) and sum(map(len, fields)) <= WHOLE_RECORD else ""
     out = []
     asked = label = ""
     for i, sentence in enumerate(sentences):
@@ -469,6 +475,11 @@ def _sentences(hit: Hit) -> list[tuple[int, str, str, str, bool, tuple[int, ...]
                 out.append((i, s, asked, " ".join([s, *(sentences[j].strip() for j in block)]), False, tuple(block)))
             continue
         if len(s) < 2 or s.startswith("#") or s in titles or rows.get(s) == "":
+            continue
+        if i == 0 and whole:
+            # a short record is also read whole, as a table row is ("Where is your Rotterdam service point?"
+            # is answered by the record, not by one field of it); its fields are candidates too
+            out.append((i, whole, asked, whole, True, ()))
             continue
         text = rows.get(s) or s
         # a record's field is read with the record's first field ("hours: 9-18" of "channel: Phone")

@@ -411,8 +411,33 @@ def test_focus_on_a_record_field_keeps_what_the_record_is_about():
 
     scorer = Recording()
     Reader(ReaderModel.load(BUNDLED_READERS[True]), scorer=scorer).read("When can I call?", [row])
-    assert scorer.texts[0] == "channel: Phone (EU)"
+    assert scorer.texts[0] == "channel: Phone (EU); hours: Mon-Fri 08:00-20:00; contact: +31 20 555 0199"  # whole
     assert scorer.texts[1] == "channel: Phone (EU)\nhours: Mon-Fri 08:00-20:00"
+
+
+def test_a_short_record_is_also_read_whole_as_a_table_row_is():
+    """ "Where is your Rotterdam service point?" is answered by the CSV row, not by one of its fields: a short
+    record is a candidate read and quoted whole (alone, as a table row: the next record is another place),
+    and its fields are candidates too; a long record is read field by field only."""
+    from rag.evidence import WHOLE_RECORD, Reader, ReaderModel
+
+    row = hit("city: Rotterdam\naddress: Westblaak 45\nopening_hours: Mon-Sat 09:00-17:00", 0)
+    found = Reader(ReaderModel.load(BUNDLED_READERS[True]), scorer=Recording()).read("Rotterdam?", [row])
+    whole = "city: Rotterdam; address: Westblaak 45; opening_hours: Mon-Sat 09:00-17:00"
+    assert [(c.text, c.row) for c in found.candidates] == [
+        (whole, True),
+        ("address: Westblaak 45", False),
+        ("opening_hours: Mon-Sat 09:00-17:00", False),
+    ]
+    shown = [replace(c, probability=p) for c, p in zip(found.candidates, (0.9, 0.8, 0.8))]
+    assert compose(replace(found, candidates=shown), [row]).text == f"{whole} [1]"
+    shown = [replace(c, probability=p) for c, p in zip(found.candidates, (0.1, 0.9, 0.2))]
+    assert compose(replace(found, candidates=shown), [row]).text == "city: Rotterdam; address: Westblaak 45 [1]"
+    long = hit(f"city: Rotterdam\nnotes: {'x' * WHOLE_RECORD}\nphone: +31 10", 0)
+    texts = [
+        c.text for c in Reader(ReaderModel.load(BUNDLED_READERS[True]), scorer=Recording()).read("?", [long]).candidates
+    ]
+    assert texts[0] == "city: Rotterdam" and len(texts) == 3
 
 
 def test_the_reader_scores_each_sentence_once_per_question():
