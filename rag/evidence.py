@@ -34,7 +34,7 @@ import numpy as np
 
 from .config import Config
 from .errors import ConfigError
-from .keywords import bigrams, in_vocabulary, known_in, to_simplified, tokenize
+from .keywords import bigrams, in_vocabulary, is_function_word, known_in, to_simplified, tokenize
 from .readerdata import scorer_text
 from .text import FIELD, ITEM, RULE, has_cjk, is_instruction_like, sentences_by_line, split_sentences
 from .types import Hit
@@ -384,6 +384,10 @@ _PROPER = re.compile(
     r"\b(?=[A-Z0-9-]*[A-Z])(?=[A-Z0-9-]*[0-9])[A-Z0-9]+(?:-[A-Z0-9]+)*\b"  # codes: C3, R-40, NSA-2026-03
     r"|(?<![.?!:]\s)(?<!^)\b[A-Z][A-Za-z]+\b|\b[A-Z]{2,}\b"
 )
+_CALENDAR = re.compile(
+    r"(?:Mon|Tues|Wednes|Thurs|Fri|Satur|Sun)days?|January|February|March|April|May|June|July|August|September"
+    r"|October|November|December"
+)
 _ZH_ENTITY_TAGS = {"ns", "nr", "nt", "nrt", "nz"}  # jieba part-of-speech tags of places, people, organisations
 
 
@@ -393,10 +397,11 @@ def entities(question: str) -> list[str]:
 
     >>> entities("What are the opening hours of the Paris service centre?")
     ['Paris']
-    >>> entities("What does error NX-301 mean on the C3 in the 1990s?")
-    ['NX-301', 'C3']
+    >>> entities("What does error NX-301 mean on the C3 in the 1990s?"), entities("Is the Berlin shop open on Sundays?")
+    (['NX-301', 'C3'], ['Berlin'])
     """
-    found = [m.group() for m in _PROPER.finditer(question.strip())]
+    # English capitalises weekdays and months: "on Sundays" names no thing a knowledge base could lack
+    found = [m.group() for m in _PROPER.finditer(question.strip()) if not _CALENDAR.fullmatch(m.group())]
     if has_cjk(question):
         import jieba.posseg as pseg
 
@@ -620,6 +625,7 @@ class Reader:
         self.chars = chars  # rag.charscorer.CharScorer for the unread group, or None
         self.coverage = coverage or (lambda text: 0.0 if has_cjk(text) else 1.0)
         self.idf = idf or {}
+        self._lowest = min(self.idf.values(), default=None)  # the weight of a function word a base lacks
         # the last question's model scores, by (model, text): an answer reads the retrieved chunks, then the
         # same sentences again in context (`RAG.read_in_context`), and each is scored once
         self._recent: tuple[str, dict] = ("", {})
@@ -647,7 +653,7 @@ class Reader:
 
     def candidates(self, question: str, hits: Sequence[Hit], group: str) -> list[Candidate]:
         q_tokens = question_keywords(question)
-        weights = {t: self.idf.get(t, 1.0) for t in set(q_tokens)}
+        weights = self._weights(q_tokens, 1.0)
         q_bigrams = bigrams(question)
         q_set = set(q_tokens)
         wanted = expected_type(question)
@@ -703,6 +709,13 @@ class Reader:
             out.append(Candidate(n, i, sentence, features, row=row, members=members))
         return out
 
+    def _weights(self, tokens: list[str], unknown: float) -> dict[str, float]:
+        """The question's keywords weighted by their rarity in the knowledge base (IDF), `unknown` for one it
+        never uses, except a function word ("now", 已经): the reader was fitted on large bases, which have
+        them all at their lowest weights, and a small one that lacks one should not weigh it as a rare word."""
+        low = unknown if self._lowest is None else self._lowest
+        return {t: self.idf.get(t, low if is_function_word(t) else unknown) for t in set(tokens)}
+
     def _scores(self, model: str, score, question: str, texts: list[str]) -> np.ndarray:
         """`score(question, texts)`, each distinct text scored once per question (see `_recent`)."""
         recent = self._recent
@@ -720,7 +733,7 @@ class Reader:
         """The question-level features of the refusal model; `missing_out` receives the names never mentioned."""
         q_tokens = question_keywords(question)
         top_idf = max(self.idf.values()) if self.idf else 1.0
-        weights = {t: self.idf.get(t, top_idf) for t in set(q_tokens)}
+        weights = self._weights(q_tokens, top_idf)
         total = sum(weights.values()) or 1.0
         names = entities(question)
         missing = missing_entities(question, self.idf) if names and self.idf else []
@@ -752,7 +765,13 @@ class Reader:
 
             return sum(map(weight, part)) / max(sum(map(weight, names)), top_idf) if names else 0.0
 
-        unknown = sum(w for t, w in weights.items() if not known_in(t, question, self.idf)) if self.idf else 0.0
+        # a function word a small knowledge base lacks ("now", 已经) says nothing about what it covers; a large
+        # one (what the reader is fitted on) has them all
+        unknown = (
+            sum(w for t, w in weights.items() if not known_in(t, question, self.idf) and not is_function_word(t))
+            if self.idf
+            else 0.0
+        )
         return {
             "best": logit(top.probability if top is not None else 0.0),
             "best_ce": max((c.features["ce"] for c in candidates), default=0.0),

@@ -128,6 +128,26 @@ def tokenize(text: str) -> list[str]:
     return tokens
 
 
+@lru_cache(maxsize=1)
+def _function_tokens() -> frozenset[str]:
+    """The stop words bm25s ships (NLTK's English list with its contractions' parts, a common Chinese list) as
+    `tokenize` emits them: English stemmed, Chinese whole and in Simplified characters."""
+    from bm25s.stopwords import STOPWORDS_CHINESE, STOPWORDS_EN_PLUS
+
+    english = {t for word in STOPWORDS_EN_PLUS for t in tokenize(word)}
+    return frozenset(english | {to_simplified(word) for word in STOPWORDS_CHINESE})
+
+
+def is_function_word(token: str) -> bool:
+    """Whether a token is a function word ("now", "won" of "won't", 已经, 一般): a knowledge base that lacks
+    one says nothing about what it covers.
+
+    >>> [t for t in tokenize("Why won't the locker open now?") if is_function_word(t)], is_function_word("已经")
+    (['won', 't', 'now'], True)
+    """
+    return token in _function_tokens()
+
+
 def in_vocabulary(token: str, vocabulary) -> bool:
     """Whether a knowledge base whose tokens are `vocabulary` has `token`. A Chinese token also counts when
     it is made of known tokens: jieba's HMM makes words up from runs of characters its dictionary lacks

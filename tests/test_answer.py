@@ -272,6 +272,29 @@ def test_words_jieba_makes_up_are_not_unknown_to_the_knowledge_base():
     assert tools.read("客服几点下班？", [hit(policy)]).features["unknown"] > 0.9
 
 
+def test_a_small_base_lacking_a_function_word_or_a_weekday_is_no_sign_of_a_missing_answer():
+    """A customer's "won't", "now", 已经 or "Sundays" is not what a question is about: a large knowledge base
+    (what the reader is fitted on) has the function words at its lowest weights and a weekday names no thing
+    it could lack, so a small one that lacks them weighs them so too."""
+    from rag.config import Config
+    from rag.evidence import load_reader
+    from rag.keywords import tokenize
+
+    hours = "The chat in the app is open every day from 08:00 to 22:00."
+    idf = {**dict.fromkeys(tokenize(hours), 2.0), "everi": 0.1}  # a word on every page weighs least
+    tools = load_reader(Config().override(answer={"scorer": "none"}), idf=idf)
+    now = tools.read("Why won't the app chat open now?", [hit(hours)]).features
+    assert now["unknown"] == 0.0 and now["passage_lex"] > 0.95  # won, t, now weigh 0.1 each
+    holidays = tools.read("Why won't the app chat open on holidays?", [hit(hours)]).features
+    assert holidays["unknown"] > 0.2 and holidays["passage_lex"] < 0.8  # a word the base lacks weighs as a rare one
+    sundays = tools.read("Is the app chat open on Sundays?", [hit(hours)]).features
+    assert sundays["missing"] == sundays["absent"] == 0.0  # no name the base lacks
+    report = "请在收到包裹后 7 天内通过 App 报告损坏。"
+    tools = load_reader(Config().override(answer={"scorer": "none"}), idf=dict.fromkeys(tokenize(report), 2.0))
+    assert "已经" in tokenize("包裹已经损坏怎么办？")
+    assert tools.read("包裹已经损坏怎么办？", [hit(report)]).features["unknown"] == 0.0
+
+
 def test_an_faq_answer_is_read_with_the_question_it_answers():
     """The scorer and the keyword features read an FAQ answer under its Q: line, without the A: label; the
     question itself is never a candidate."""
