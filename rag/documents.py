@@ -24,7 +24,7 @@ from .types import Document
 
 # Bumped whenever loading or chunking changes what a file turns into: indexes built by an older version are
 # then re-chunked on the next `rag index`, even though their files did not change.
-PIPELINE_VERSION = 2
+PIPELINE_VERSION = 3  # 3: a table row of a record file is headed by the file's name
 
 TEXT_SUFFIXES = {".txt", ".text", ".rst", ".log"}
 MARKDOWN_SUFFIXES = {".md", ".markdown"}

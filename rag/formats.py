@@ -15,6 +15,7 @@ import csv
 import io
 import json
 import re
+from pathlib import PurePosixPath
 
 from .errors import LoadError
 from .text import control_ratio
@@ -226,15 +227,29 @@ def load_records(text: str, source: str, suffix: str) -> list[Document]:
             raise LoadError(f"not valid JSON at line {exc.lineno} column {exc.colno} ({exc.msg})") from exc
         records = _json_records(payload)
     docs = []
+    table = table_name(source)
     for number, record in enumerate(records, start=1):
-        doc_text = _record_text(record)
+        doc_text, row = _record_text(record)
         if doc_text is None:
             raise LoadError(
                 f"record {number} has no question/answer (or title/text) fields; FAQ records look like "
                 '{"question": "...", "answer": "..."}'
             )
-        docs.append(Document(text=doc_text, source=source, meta={"record": number}))
+        # a table row is about what its file lists: the file name is the table's title ("service points" for
+        # the Rotterdam row of service-points.csv), as a heading is a Markdown section's
+        headings = (table,) if row and table else ()
+        docs.append(Document(text=doc_text, source=source, headings=headings, meta={"record": number}))
     return docs
+
+
+def table_name(source: str) -> str:
+    """What a file of records lists, by its name: its stem in words.
+
+    >>> table_name("kb/service-points.csv"), table_name("shops_and_hours.json"), table_name("2024.csv")
+    ('service points', 'shops and hours', '')
+    """
+    name = re.sub(r"[-_.\s]+", " ", PurePosixPath(source.replace("\\", "/")).stem).strip()
+    return name if re.search(r"[^\W\d_]", name) else ""
 
 
 def _json_records(payload) -> list:
@@ -261,21 +276,23 @@ def _csv_records(text: str) -> list[dict]:
     return rows
 
 
-def _record_text(record) -> str | None:
+def _record_text(record) -> tuple[str | None, bool]:
+    """A record's text, and whether it is a generic table row (every named column) rather than an FAQ pair
+    or a text."""
     if isinstance(record, str):
-        return record.strip() or None
+        return record.strip() or None, False
     if not isinstance(record, dict):
-        return None
+        return None, False
     lowered = {str(k).strip().lower(): v for k, v in record.items() if k is not None}
     question = next((lowered[k] for k in QUESTION_KEYS if _is_text(lowered.get(k))), None)
     answer = next((lowered[k] for k in ANSWER_KEYS if _is_text(lowered.get(k)) and lowered[k] is not question), None)
     if question is not None and answer is not None:
-        return f"Q: {str(question).strip()}\nA: {str(answer).strip()}"
+        return f"Q: {str(question).strip()}\nA: {str(answer).strip()}", False
     if answer is not None:
-        return str(answer).strip()
+        return str(answer).strip(), False
     # a generic table row: keep every column, named
     pairs = [f"{k}: {v}" for k, v in record.items() if k and _is_text(v)]
-    return "\n".join(pairs) if len(pairs) >= 2 else None
+    return ("\n".join(pairs), True) if len(pairs) >= 2 else (None, False)
 
 
 def _is_text(value) -> bool:

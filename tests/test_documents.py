@@ -119,7 +119,20 @@ def test_faq_records_in_all_shapes(write):
     jsonl = "\n".join(json.dumps(r, ensure_ascii=False) for r in [{"question": "问?", "answer": "答。"}]) + "\n\n"
     assert load_file(write("d.jsonl", jsonl))[0].text == "Q: 问?\nA: 答。"
     docs = load_file(write("e.csv", "question,answer\nQ?,A.\n"))
-    assert docs[0].text == "Q: Q?\nA: A." and docs[0].meta == {"record": 1}
+    assert docs[0].text == "Q: Q?\nA: A." and docs[0].meta == {"record": 1} and docs[0].headings == ()
+
+
+def test_a_table_row_is_headed_by_what_its_file_lists(write):
+    """A CSV or JSON row of named columns is about what its file lists: "Where's your service point in
+    Rotterdam?" reads the Rotterdam row under "service points", as a Markdown section reads under its heading."""
+    rows = load_file(write("kb/service-points.csv", "city,address\nRotterdam,Westblaak 45\nAntwerp,Meir 88\n"))
+    assert [(d.text, d.headings) for d in rows] == [
+        ("city: Rotterdam\naddress: Westblaak 45", ("service points",)),
+        ("city: Antwerp\naddress: Meir 88", ("service points",)),
+    ]
+    shops = load_file(write("kb/shop_hours.json", json.dumps([{"shop": "Berlin", "sunday": "11-15"}, "a text"])))
+    assert [d.headings for d in shops] == [("shop hours",), ()]  # a text record is no row
+    assert load_file(write("kb/2024.csv", "city,address\nRotterdam,Westblaak 45\n"))[0].headings == ()
 
 
 def test_malformed_jsonl_names_the_line(write):

@@ -5,7 +5,7 @@ import time
 import numpy as np
 import pytest
 
-from rag import store
+from rag import documents, store
 from rag.config import ChunkConfig, Config
 from rag.embeddings import HashEmbedder
 from rag.errors import ConfigError, IndexLockedError, NothingIndexedError
@@ -108,7 +108,11 @@ def test_changing_chunk_settings_rechunks_everything(in_tmp, kb):
     cfg = Config(chunk=ChunkConfig(size=20, overlap=4))
     summary = build_index([kb], "idx", cfg, embedder=emb, explicit={"chunk"})
     assert len(summary.indexed) == 3 and emb.embedded == summary.chunks
-    assert store.read_manifest(in_tmp / "idx").chunker["requested"] == {"size": 20, "overlap": 4, "pipeline": 2}
+    assert store.read_manifest(in_tmp / "idx").chunker["requested"] == {
+        "size": 20,
+        "overlap": 4,
+        "pipeline": documents.PIPELINE_VERSION,
+    }
     # the index remembers them: a plain re-run keeps size 20 and embeds nothing
     emb2 = CountingEmbedder()
     build_index([kb], "idx", embedder=emb2)
