@@ -625,7 +625,10 @@ class Reader:
         self.chars = chars  # rag.charscorer.CharScorer for the unread group, or None
         self.coverage = coverage or (lambda text: 0.0 if has_cjk(text) else 1.0)
         self.idf = idf or {}
-        self._lowest = min(self.idf.values(), default=None)  # the weight of a function word a base lacks
+        # the knowledge base's commonest and rarest word's weights, derived once: every question weighs its
+        # keywords against them (a function word the base lacks weighs the lowest, a word it never uses the top)
+        self._lowest = min(self.idf.values(), default=None)
+        self._top = max(self.idf.values(), default=1.0)
         # the last question's model scores, by (model, text): an answer reads the retrieved chunks, then the
         # same sentences again in context (`RAG.read_in_context`), and each is scored once
         self._recent: tuple[str, dict] = ("", {})
@@ -732,7 +735,7 @@ class Reader:
     ) -> dict[str, float]:
         """The question-level features of the refusal model; `missing_out` receives the names never mentioned."""
         q_tokens = question_keywords(question)
-        top_idf = max(self.idf.values()) if self.idf else 1.0
+        top_idf = self._top
         weights = self._weights(q_tokens, top_idf)
         total = sum(weights.values()) or 1.0
         names = entities(question)
