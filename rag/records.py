@@ -23,6 +23,8 @@ def parse_jsonl_numbered(
             row = json.loads(line)
         except json.JSONDecodeError as exc:
             raise error(f"{where} line {number} is not valid JSON ({exc.msg}); fix or remove that line") from exc
+        except RecursionError as exc:
+            raise error(f"{where} line {number} nests too deeply to be read; records are flat objects") from exc
         if not isinstance(row, dict):
             raise error(f"{where} line {number} is not a JSON object")
         if require and require not in row:

@@ -38,6 +38,21 @@ def test_html_title_used_when_no_h1():
     )
 
 
+def test_html_lays_out_lists_rows_and_headings_as_markdown():
+    html = (
+        "<h2>Fees <small>2026</small><br>EU</h2><p>Intro<!-- hidden --></p><ul><li>one<li>two</ul>"
+        "<table><tr><th>Size</th><td>Small</td></tr><tr><td>Price</td><td>6.95</td></tr></table>"
+    )
+    assert html_to_markdown(html) == "## Fees 2026 EU\n\nIntro\n\n- one\n- two\n\n| Size | Small\n\n| Price | 6.95"
+
+
+def test_html_nested_deeper_than_python_recurses_is_read():
+    # a hostile or generated page: 20,000 nested elements (read in one walk, in time linear in the page)
+    depth = 20_000
+    html = "<div>" * depth + "<span>" * depth + "deep text" + "</span>" * depth + "</div>" * depth
+    assert html_to_markdown(html) == "deep text"
+
+
 def test_pdf_pages_are_numbered(tmp_path):
     from reportlab.pdfgen import canvas
 
@@ -138,6 +153,12 @@ def test_a_table_row_is_headed_by_what_its_file_lists(write):
 def test_malformed_jsonl_names_the_line(write):
     with pytest.raises(LoadError, match="line 2"):
         load_file(write("bad.jsonl", '{"question": "a", "answer": "b"}\n{oops\n'))
+
+
+def test_json_nested_too_deeply_says_so(write):
+    for name in ("deep.json", "deep.jsonl"):
+        with pytest.raises(LoadError, match="nest"):
+            load_file(write(name, "[" * 100_000 + "]" * 100_000), name)
 
 
 def test_json_without_faq_fields(write):
