@@ -202,6 +202,8 @@ def load_pdf(data: bytes, source: str) -> list[Document]:
 
 # ------------------------------------------------------------------------------------------------- docx
 
+MAX_UNPACKED_BYTES = 200 * 1024 * 1024  # what a .docx may unpack to; a Word file of text is a few MB
+
 
 def load_docx(data: bytes, source: str) -> list[Document]:
     import zipfile
@@ -210,8 +212,17 @@ def load_docx(data: bytes, source: str) -> list[Document]:
 
     docx = require("docx", "python-docx", "reading .docx files")
     try:
+        # a .docx is a zip: what it unpacks to is read into memory, so a zip bomb (a few MB that unpack to
+        # gigabytes) is refused before it is opened
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            unpacked = sum(member.file_size for member in archive.infolist())
+        if unpacked > MAX_UNPACKED_BYTES:
+            raise LoadError(
+                f".docx unpacks to {unpacked // 2**20} MiB, over the {MAX_UNPACKED_BYTES // 2**20} MiB limit "
+                "(a zip bomb, or a document of mostly images); save its text as .txt or .md"
+            )
         document = docx.Document(io.BytesIO(data))
-    except (zipfile.BadZipFile, KeyError, ValueError) as exc:
+    except (zipfile.BadZipFile, KeyError, ValueError, SyntaxError) as exc:  # lxml's XMLSyntaxError is one
         raise LoadError(f"damaged .docx file ({type(exc).__name__}: {exc})") from exc
     lines = []
     for para in document.paragraphs:

@@ -180,6 +180,31 @@ def test_docx(write, tmp_path):
         load_file(write("broken.docx", b"PK\x03\x04 not really a zip"))
 
 
+def test_docx_that_unpacks_past_the_limit_is_refused_unopened(tmp_path, monkeypatch):
+    import zipfile
+
+    import docx
+
+    from rag import formats
+
+    d = docx.Document()
+    d.add_paragraph("hello")
+    plain = tmp_path / "plain.docx"
+    d.save(str(plain))
+    bomb = tmp_path / "bomb.docx"
+    with zipfile.ZipFile(plain) as src, zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as out:
+        for info in src.infolist():
+            data = src.read(info.filename)
+            if info.filename == "word/document.xml":
+                data = data.replace(b"hello", b"hello" + b" " * 3 * 2**20)  # 3 MiB of spaces, 3 KB zipped
+            out.writestr(info.filename, data)
+    monkeypatch.setattr(formats, "MAX_UNPACKED_BYTES", 2**20)
+    assert bomb.stat().st_size < 100_000
+    with pytest.raises(LoadError, match="unpacks to 3 MiB, over the 1 MiB limit"):
+        load_file(bomb)
+    assert load_file(plain)[0].text == "hello"
+
+
 def test_discover_skips_hidden_and_reports_unsupported(tmp_path, write):
     write("kb/a.md", "# A\n\ntext")
     write("kb/.hidden.md", "secret")
