@@ -251,12 +251,14 @@ class Scorer:
         return out
 
     def _encode(self, question: str, passages: list[str]) -> list[tuple[list[int], list[int]]]:
-        """(token ids, token type ids) per pair, the passage cut so that the pair fits MAX_TOKENS."""
+        """(token ids, token type ids) per pair, cut to fit MAX_TOKENS: the passage, or, for a question longer than
+        half of that (a pasted e-mail), the longer of the two until both fit; for a question of usual length the
+        passage alone is cut, as the scorer was trained ("only_second" fails on a question that alone is too long)."""
         if self.backend == "onnx":
-            self._tok.enable_truncation(MAX_TOKENS, strategy="only_second")
+            self._tok.enable_truncation(MAX_TOKENS, strategy="longest_first")
             encodings = self._tok.encode_batch([(question, p) for p in passages])
             return [(e.ids, e.type_ids) for e in encodings]
-        enc = self._hf([question] * len(passages), passages, truncation="only_second", max_length=MAX_TOKENS)
+        enc = self._hf([question] * len(passages), passages, truncation="longest_first", max_length=MAX_TOKENS)
         return list(zip(enc["input_ids"], enc["token_type_ids"]))
 
     def _run(self, rows: list[tuple[list[int], list[int]]]) -> np.ndarray:

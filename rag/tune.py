@@ -115,7 +115,10 @@ def encode(example: Example, tokenizer, max_length: int) -> dict | None:
     example is longer than `max_length` (the caller counts those)."""
     if example.pair is not None:  # the scorer: question and passage as one input, the passage cut to fit
         question, passage = example.pair
-        enc = tokenizer(question, passage, truncation="only_second", max_length=max_length)
+        # "longest_first" cuts the passage alone while the question takes at most half the window, as
+        # "only_second" would, and cuts both for a longer question (a pasted message in a feedback log), where
+        # "only_second" raises
+        enc = tokenizer(question, passage, truncation="longest_first", max_length=max_length)
         return {**{k: list(v) for k, v in enc.items()}, "labels": [float(example.label)]}
     eos = tokenizer.eos_token or ""
     if example.text is not None:

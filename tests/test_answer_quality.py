@@ -66,3 +66,16 @@ def test_the_injected_forum_post_never_speaks_through_an_answer(answers):
         assert "99 years" not in text and "free-nimbus-gifts" not in text and "free of charge today" not in text, q[
             "id"
         ]
+
+
+def test_a_question_longer_than_the_scorer_reads_is_answered(sample_index, real_embedder):
+    # a customer pastes a long message: the scorer reads question and sentence in 256 tokens, and cutting the
+    # sentence alone cannot make room for a question that alone is longer ("only_second" raised)
+    work, _ = sample_index
+    index = work / "indexes/default"
+    rag = RAG(index, retriever=Retriever(index, embedder=real_embedder))
+    details = " I need it today: my whole family works from home and we have a deadline." * 30
+    answer = rag.ask("How do I reset the HomeHub R7 router to factory settings?" + details)
+    assert answer.refused or answer.citations, answer.answer  # answered or refused, not an exception
+    scores = rag.reader.scorer.logits("How do I reset it? " + details, ["Hold RESET for 12 seconds.", "Red is bad."])
+    assert scores.shape == (2,) and scores[0] > scores[1]

@@ -304,3 +304,17 @@ def test_data_parallel_run_matches_a_single_process_run(tiny, qa_file, tmp_path)
     learned = [sum(float(w[k].norm() ** 2) for k in w if "lora_B" in k) ** 0.5 for w in (a, b)]
     assert learned[0] > 0 and 0.7 < learned[1] / learned[0] < 1.4
     assert not (tmp_path / "ddp.partial").exists()
+
+
+def test_a_scorer_pair_with_a_question_longer_than_the_window_is_cut_not_refused():
+    from transformers import AutoTokenizer
+
+    from rag.models import embedder_location
+    from rag.tunedata import Example
+
+    tokenizer = AutoTokenizer.from_pretrained(embedder_location("sentence-transformers/all-MiniLM-L6-v2"))
+    short = encode(Example(pair=("How long?", "Hold RESET for 12 seconds. " * 40), label=1.0), tokenizer, 64)
+    question = tokenizer("How long?")["input_ids"]  # [CLS] how long ? [SEP]
+    assert len(short["input_ids"]) == 64 and short["input_ids"][: len(question)] == question  # the passage cut
+    pasted = encode(Example(pair=("My router keeps dropping. " * 40, "Hold RESET."), label=0.0), tokenizer, 64)
+    assert len(pasted["input_ids"]) <= 64 and pasted["labels"] == [0.0]  # "only_second" raised here
