@@ -15,6 +15,10 @@ class ConfigError(RagError, ValueError):
     """A setting has a bad value or an unknown name."""
 
 
+class PromptTooLongError(ConfigError):
+    """The question alone does not fit the generator's prompt (a pasted message); auto mode answers extractively."""
+
+
 class LoadError(RagError):
     """One file could not be read as a document. Ingestion reports it and skips the file."""
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field, replace
 
 from .answer import CitationFixer, compose, is_looping, looks_like_refusal, repeats_part, ungrounded
 from .config import DEFAULT_INDEX, Config
-from .errors import ConfigError
+from .errors import ConfigError, PromptTooLongError
 from .prompt import REFUSAL, build_messages, fit_budget
 from .text import language, parse_citations
 from .types import Answer, Hit
@@ -181,7 +181,11 @@ class RAG:
         if config.answer.mode == "generative":
             return self._generate(call, shown)
         # auto: the evidence check passed, so a reply that claims there is no answer is not trusted either
-        answer = self._generate(call, shown, stream=False)
+        try:
+            answer = self._generate(call, shown, stream=False)
+        except PromptTooLongError as exc:  # the extractive answer needs no prompt
+            call.notes.append(f"not generated: {exc}")
+            return self._extractive(call, hits, compose(reading, hits))
         problems = ["says the answer is not in the passages"] if answer.refused else self.check(question, answer)
         found = compose(reading, hits)
         if problems:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from .errors import PromptTooLongError
 from .text import is_instruction_like, language, split_sentences
 from .types import Hit
 
@@ -79,7 +80,8 @@ def fit_budget(
     """Drop the oldest history turns, then the lowest-ranked passages, until the prompt fits `budget` tokens.
 
     Counting is done on the messages' text (the chat template adds a few tokens per message, which the caller
-    keeps a margin for). The best passage is always kept; if it alone is too long its text is cut.
+    keeps a margin for). The best passage is always kept; if it alone is too long its text is cut. A question
+    that alone is too long raises `PromptTooLongError` (a `ConfigError`).
     """
     hits, history = list(hits), list(history)
 
@@ -98,6 +100,11 @@ def fit_budget(
         while text and size() > budget:
             text = text[: int(len(text) * 0.8)]
             hits[0] = replace(hits[0], chunk=replace(chunk, text=text))
+    if size() > budget:  # the question alone: a model shown more than its window answers garbage, slowly
+        raise PromptTooLongError(
+            f"the question is {count_tokens(question)} tokens, too long for a prompt of {budget} tokens "
+            "(answer.max_prompt_tokens, within the model's window); shorten it, or ask in extractive mode"
+        )
     return hits, history
 
 

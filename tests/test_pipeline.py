@@ -81,6 +81,18 @@ def test_auto_keeps_a_grounded_answer_and_replaces_an_invented_one(hash_index):
     assert fallback.mode == "extractive" and not fallback.refused
 
 
+def test_a_question_too_long_for_the_prompt_is_an_error_or_in_auto_mode_an_extract(hash_index):
+    question = "How long do I hold the RESET button? " + "It is urgent, my whole family works from home. " * 300
+    rag, gen = make_rag(hash_index, mode="generative", min_evidence=0.0)  # FakeGenerator: a 2,048-token window
+    with pytest.raises(ConfigError, match="too long for a prompt"):
+        rag.ask(question)
+    assert gen.calls == 0  # a model shown more than its window answers garbage, slowly
+    rag, gen = make_rag(hash_index, mode="auto", min_evidence=0.0)
+    answer = rag.ask(question)
+    assert answer.mode == "extractive" and "12 seconds" in answer.answer and gen.calls == 0
+    assert any("not generated: the question is" in n for n in answer.notes)
+
+
 def test_injected_instructions_do_not_change_the_answer(hash_index):
     def obey_if_told(prompt):  # a model that would follow injected instructions if it saw them
         return (

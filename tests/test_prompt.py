@@ -1,3 +1,6 @@
+import pytest
+
+from rag.errors import ConfigError
 from rag.prompt import REFUSAL, build_messages, fit_budget, format_passage, sanitize
 from rag.text import language, split_sentences
 from rag.types import Chunk, Hit
@@ -44,6 +47,8 @@ def test_budget_drops_history_then_passages_then_cuts_the_best():
     assert len(kept) == 1 and kept[0].chunk.id == "kb/a.md#0" and len(kept[0].chunk.text.split()) < 50
     total = sum(count(m["content"]) + 8 for m in build_messages("q", kept, []))
     assert total <= budget
+    with pytest.raises(ConfigError, match="the question is 60 tokens, too long for a prompt of"):
+        fit_budget("why " * 60, hits, history, count, budget)  # a pasted message: an error, not a cut question
 
 
 def test_injected_instructions_are_removed_from_passages():
