@@ -97,6 +97,20 @@ class Retriever:
 
     # Loading -------------------------------------------------------------------------------------------
 
+    def _read(self, path: Path, load):
+        """`load(path)`, a damaged or missing file of the index (a disk error, an interrupted copy, an edit) raised
+        as `IndexFormatError` naming it, not as the reader's own exception."""
+        try:
+            return load(path)
+        except store.IndexFormatError:
+            raise
+        except (OSError, ValueError, RuntimeError, KeyError, EOFError, TypeError) as exc:  # JSON, numpy, FAISS, bm25s
+            reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            raise store.IndexFormatError(
+                f"index {self.folder} is damaged: {path.name} cannot be read ({type(exc).__name__}: {reason}); "
+                "rebuild it with `rag index --rebuild` on its documents"
+            ) from exc
+
     def _load(self) -> None:
         if self._loaded:
             return
@@ -107,17 +121,20 @@ class Retriever:
             from .vectors import VectorIndex
 
             gen = store.generation_path(self.folder, self.manifest)
-            self._chunks: list[Chunk] = store.read_chunks(gen / store.CHUNKS)
-            self.vectors = store.load_vectors(gen, mmap=True)
-            self.dense = VectorIndex.load(
+            self._chunks: list[Chunk] = self._read(gen / store.CHUNKS, store.read_chunks)
+            self.vectors = self._read(gen / store.VECTORS, lambda _: store.load_vectors(gen, mmap=True))
+            self.dense = self._read(
                 gen / store.DENSE,
-                self.manifest.index.get("factory", "Flat"),
-                self.manifest.index.get("nprobe", 16),
-                mmap=self._mmap,
+                lambda path: VectorIndex.load(
+                    path,
+                    self.manifest.index.get("factory", "Flat"),
+                    self.manifest.index.get("nprobe", 16),
+                    mmap=self._mmap,
+                ),
             ).to_device(self.manifest.index.get("device"))
             self._refine = int(self.manifest.index.get("refine", 0) or 0)
             if self.manifest.index.get("keywords", 1) == TOKENIZER:
-                self.keywords = KeywordIndex.load(gen / store.KEYWORDS, mmap=self._mmap)
+                self.keywords = self._read(gen / store.KEYWORDS, lambda path: KeywordIndex.load(path, mmap=self._mmap))
             else:  # built by an older `tokenize`: its vocabulary would not match today's query tokens
                 log.warning(
                     "index %s was built with keyword tokenizer %s (this rag uses %s); its BM25 index is rebuilt in "

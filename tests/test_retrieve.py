@@ -57,6 +57,16 @@ def test_missing_index_says_how_to_build_one(tmp_path):
         Retriever(tmp_path / "nothing")
 
 
+@pytest.mark.parametrize("name", ["chunks.jsonl", "vectors.npy", "dense.faiss", "bm25/vocab.index.json"])
+def test_a_damaged_index_file_is_named_with_how_to_rebuild(index, name):
+    from rag import store
+
+    path = store.generation_path(index, store.require_manifest(index)) / name
+    path.write_bytes(path.read_bytes()[:40])  # an interrupted copy, a disk error
+    with pytest.raises(IndexFormatError, match=f"damaged: {name.split('/')[0]} cannot be read .*rag index --rebuild"):
+        Retriever(index, embedder=HashEmbedder(64)).search("How long do I hold the RESET button?")
+
+
 def test_retriever_uses_the_index_embedder_by_default(index):
     r = Retriever(index)  # manifest says hash:64; no model download involved
     assert r.embedder.id == "hash:64"
