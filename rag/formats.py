@@ -309,7 +309,12 @@ def _csv_records(text: str) -> list[dict]:
         dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t|")
     except csv.Error:
         dialect = csv.excel
-    rows = list(csv.DictReader(io.StringIO(text), dialect=dialect))
+    # a cell may hold a long answer: the csv module's default limit (128 KiB a field) is not the file's size limit
+    csv.field_size_limit(2**31 - 1)
+    try:
+        rows = list(csv.DictReader(io.StringIO(text), dialect=dialect))
+    except csv.Error as exc:
+        raise LoadError(f"not valid CSV ({exc}); check its quoting, or save it again from a spreadsheet") from exc
     if not rows:
         raise LoadError("CSV has a header but no rows")
     return rows

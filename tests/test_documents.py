@@ -161,6 +161,12 @@ def test_json_nested_too_deeply_says_so(write):
             load_file(write(name, "[" * 100_000 + "]" * 100_000), name)
 
 
+def test_a_csv_cell_longer_than_the_csv_modules_default_limit_is_read(write):
+    answer = "Long policy text. " * 10_000  # 180 KB in one cell; csv stops at 128 KiB unless told otherwise
+    docs = load_file(write("policy.csv", f"question,answer\nWhat is the policy?,{answer}\n"))
+    assert docs[0].text.startswith("Q: What is the policy?\nA: Long policy text.") and len(docs[0].text) > 180_000
+
+
 def test_json_without_faq_fields(write):
     with pytest.raises(LoadError, match="record 1"):
         load_file(write("x.json", json.dumps([{"n": 1}])))
