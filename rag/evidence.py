@@ -34,7 +34,7 @@ import numpy as np
 
 from .config import Config
 from .errors import ConfigError
-from .keywords import bigrams, in_vocabulary, is_function_word, known_in, to_simplified, tokenize
+from .keywords import bigrams, in_vocabulary, is_function_word, known_in, to_simplified, tokenize, word_heads
 from .readerdata import scorer_text
 from .text import FIELD, ITEM, RULE, has_cjk, is_instruction_like, sentences_by_line, split_sentences
 from .types import Hit
@@ -629,6 +629,7 @@ class Reader:
         # keywords against them (a function word the base lacks weighs the lowest, a word it never uses the top)
         self._lowest = min(self.idf.values(), default=None)
         self._top = max(self.idf.values(), default=1.0)
+        self._heads = word_heads(self.idf)  # a Chinese question's verb alone is known from the words it heads
         # the last question's model scores, by (model, text): an answer reads the retrieved chunks, then the
         # same sentences again in context (`RAG.read_in_context`), and each is scored once
         self._recent: tuple[str, dict] = ("", {})
@@ -771,7 +772,11 @@ class Reader:
         # a function word a small knowledge base lacks ("now", 已经) says nothing about what it covers; a large
         # one (what the reader is fitted on) has them all
         unknown = (
-            sum(w for t, w in weights.items() if not known_in(t, question, self.idf) and not is_function_word(t))
+            sum(
+                w
+                for t, w in weights.items()
+                if not known_in(t, question, self.idf, heads=self._heads) and not is_function_word(t)
+            )
             if self.idf
             else 0.0
         )

@@ -174,14 +174,19 @@ def in_vocabulary(token: str, vocabulary) -> bool:
     return True
 
 
-def known_in(token: str, text: str, vocabulary, longest: int = 6) -> bool:
+def known_in(token: str, text: str, vocabulary, longest: int = 6, heads: tuple | None = None) -> bool:
     """Whether a Chinese `token` of `text` (a question) is spelled, character by character, with known words
     of two or more characters that `text` holds where the token sits: jieba segments "退货运费" as 退/货运费
     in a question while the knowledge base has 退货 and 运费; the words are known, the split is not.
-    `in_vocabulary` first; a lone known character (北 of 北京) does not count.
+    `in_vocabulary` first; a lone known character (北 of 北京) does not count. With `heads` (`word_heads` of
+    the vocabulary), a short token is also known as the spoken form of the base's words (`_spoken`: 能放 for
+    放入, 柜里 for 柜).
 
     >>> known_in("货运费", "退货运费谁承担", {"退货", "运费"}), known_in("下班", "客服几点下班", {"客服", "下", "班"})
     (True, False)
+    >>> vocabulary = {"放入", "快递柜", "柜中", "北方"}
+    >>> [known_in(t, "快递柜里的包裹能放几天", vocabulary, heads=word_heads(vocabulary)) for t in ("柜里", "能放", "北")]
+    [True, True, False]
     """
     if in_vocabulary(token, vocabulary):
         return True
@@ -200,7 +205,51 @@ def known_in(token: str, text: str, vocabulary, longest: int = 6) -> bool:
         if all(any(i <= k < j for i, j in spans) for k in range(start, end)):
             return True
         start += 1
-    return False
+    return heads is not None and _spoken(token, vocabulary, heads)
+
+
+# jieba's tags of grammatical characters: locatives (里, 上), prepositions (给), particles, conjunctions, pronouns
+_GRAMMATICAL = frozenset("f p u c r y e o".split())
+
+
+@lru_cache(maxsize=1)
+def _character_tags() -> dict[str, str]:
+    """jieba's dictionary part of speech of each character it lists as a word alone (放: v, 里: f, 北: ns)."""
+    import jieba.posseg as pseg
+
+    return {word: tag for word, tag in pseg.dt.word_tag_tab.items() if len(word) == 1}
+
+
+def word_heads(vocabulary) -> tuple[frozenset[str], frozenset[str]]:
+    """What `known_in`'s `heads` needs of a knowledge base's words: the first characters of its Chinese words of
+    two or more characters (放 of 放入), and the characters it has alone or with a grammatical one (柜 of 柜中)."""
+    tags = _character_tags()
+    words = [w for w in vocabulary if CJK_RUN.fullmatch(w)]
+    bare = {w for w in words if len(w) == 1}
+    for w in words:
+        if len(w) == 2:
+            bare.update(a for a, b in (w, w[::-1]) if tags.get(b, "")[:1] in _GRAMMATICAL)
+    return frozenset(w[0] for w in words if len(w) >= 2), frozenset(bare)
+
+
+def _spoken(token: str, vocabulary, heads: tuple[frozenset[str], frozenset[str]]) -> bool:
+    """Whether a Chinese token of one or two characters is a customer's spoken form of words the knowledge base
+    writes: one character known (alone, or with a grammatical character: 柜 of 柜中) or a verb that heads one of
+    the base's words (放 of 放入, 付 of 付款; jieba's dictionary says which characters are verbs), and the other,
+    if any, grammatical (里 of 柜里, 给 of 寄给, 能). Speech uses the verb alone where prose compounds it; a
+    word of two content characters (招聘, 北京) is known only as itself."""
+    token = to_simplified(token)
+    if len(token) > 2 or not CJK_RUN.fullmatch(token):
+        return False
+    tags = _character_tags()
+    first, bare = heads
+    content = 0
+    for char in token:
+        if char in bare or (tags.get(char) == "v" and char in first):
+            content += 1
+        elif not (char in ZH_STOP or is_function_word(char) or tags.get(char, "")[:1] in _GRAMMATICAL):
+            return False
+    return content == 1  # two content characters are a word of their own (招聘, 行李), known or not
 
 
 def _splits(run: str, vocabulary) -> bool:

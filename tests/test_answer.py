@@ -295,6 +295,22 @@ def test_a_small_base_lacking_a_function_word_or_a_weekday_is_no_sign_of_a_missi
     assert tools.read("包裹已经损坏怎么办？", [hit(report)]).features["unknown"] == 0.0
 
 
+def test_a_chinese_verb_said_alone_is_known_from_the_words_it_heads():
+    """Speech uses a verb alone where prose compounds it: a customer asks 能放几天 of a base that writes 放入 and
+    保留, 付 of one that writes 付款; jieba cuts the question into 能放 and 柜里, which the base never uses. A
+    verb heading one of the base's words (jieba's dictionary says which characters are verbs) with grammatical
+    characters (能, 里) is known; a name's character (北 of 北京) is no verb and stays unknown."""
+    from rag.config import Config
+    from rag.evidence import load_reader
+    from rag.keywords import tokenize
+
+    lockers = "包裹放入快递柜后，您会收到取件码。包裹在快递柜中保留 72 小时。"
+    tools = load_reader(Config().override(answer={"scorer": "none"}), idf=dict.fromkeys(tokenize(lockers), 2.0))
+    assert {"柜里", "能放"} <= set(tokenize("快递柜里的包裹能放几天？"))
+    assert tools.read("快递柜里的包裹能放几天？", [hit(lockers)]).features["unknown"] == 0.0
+    assert tools.read("北京的快递柜在哪里？", [hit(lockers)]).features["unknown"] > 0.3  # 北京 is not there
+
+
 def test_an_faq_answer_is_read_with_the_question_it_answers():
     """The scorer and the keyword features read an FAQ answer under its Q: line, without the A: label; the
     question itself is never a candidate."""
