@@ -629,7 +629,7 @@ class Reader:
         # keywords against them (a function word the base lacks weighs the lowest, a word it never uses the top)
         self._lowest = min(self.idf.values(), default=None)
         self._top = max(self.idf.values(), default=1.0)
-        self._heads = word_heads(self.idf)  # a Chinese question's verb alone is known from the words it heads
+        self._heads: tuple | None = None  # `word_heads` of the base, derived for its first Chinese question
         # the last question's model scores, by (model, text): an answer reads the retrieved chunks, then the
         # same sentences again in context (`RAG.read_in_context`), and each is scored once
         self._recent: tuple[str, dict] = ("", {})
@@ -771,11 +771,14 @@ class Reader:
 
         # a function word a small knowledge base lacks ("now", 已经) says nothing about what it covers; a large
         # one (what the reader is fitted on) has them all
+        if self._heads is None and has_cjk(question):  # jieba's tags are read for Chinese questions only
+            self._heads = word_heads(self.idf)
+        heads = self._heads if has_cjk(question) else None  # a verb said alone is known from the words it heads
         unknown = (
             sum(
                 w
                 for t, w in weights.items()
-                if not known_in(t, question, self.idf, heads=self._heads) and not is_function_word(t)
+                if not known_in(t, question, self.idf, heads=heads) and not is_function_word(t)
             )
             if self.idf
             else 0.0

@@ -205,7 +205,7 @@ def known_in(token: str, text: str, vocabulary, longest: int = 6, heads: tuple |
         if all(any(i <= k < j for i, j in spans) for k in range(start, end)):
             return True
         start += 1
-    return heads is not None and _spoken(token, vocabulary, heads)
+    return heads is not None and _spoken(token, heads)
 
 
 # jieba's tags of grammatical characters: locatives (里, 上), prepositions (给), particles, conjunctions, pronouns
@@ -232,7 +232,7 @@ def word_heads(vocabulary) -> tuple[frozenset[str], frozenset[str]]:
     return frozenset(w[0] for w in words if len(w) >= 2), frozenset(bare)
 
 
-def _spoken(token: str, vocabulary, heads: tuple[frozenset[str], frozenset[str]]) -> bool:
+def _spoken(token: str, heads: tuple[frozenset[str], frozenset[str]]) -> bool:
     """Whether a Chinese token of one or two characters is a customer's spoken form of words the knowledge base
     writes: one character known (alone, or with a grammatical character: 柜 of 柜中) or a verb that heads one of
     the base's words (放 of 放入, 付 of 付款; jieba's dictionary says which characters are verbs), and the other,
