@@ -713,6 +713,13 @@ class Reader:
             out.append(Candidate(n, i, sentence, features, row=row, members=members))
         return out
 
+    def _word_heads(self) -> tuple:
+        """`keywords.word_heads` of the knowledge base, derived on its first Chinese question (it reads jieba's
+        part-of-speech tags, which an English question never needs)."""
+        if self._heads is None:
+            self._heads = word_heads(self.idf)
+        return self._heads
+
     def _weights(self, tokens: list[str], unknown: float) -> dict[str, float]:
         """The question's keywords weighted by their rarity in the knowledge base (IDF), `unknown` for one it
         never uses, except a function word ("now", 已经): the reader was fitted on large bases, which have
@@ -771,9 +778,7 @@ class Reader:
 
         # a function word a small knowledge base lacks ("now", 已经) says nothing about what it covers; a large
         # one (what the reader is fitted on) has them all
-        if self._heads is None and has_cjk(question):  # jieba's tags are read for Chinese questions only
-            self._heads = word_heads(self.idf)
-        heads = self._heads if has_cjk(question) else None  # a verb said alone is known from the words it heads
+        heads = self._word_heads() if has_cjk(question) else None  # a verb said alone: known from the words it heads
         unknown = (
             sum(
                 w

@@ -122,7 +122,7 @@ class Retriever:
 
             gen = store.generation_path(self.folder, self.manifest)
             self._chunks: list[Chunk] = self._read(gen / store.CHUNKS, store.read_chunks)
-            self.vectors = self._read(gen / store.VECTORS, lambda _: store.load_vectors(gen, mmap=True))
+            self.vectors = self._read(gen / store.VECTORS, lambda path: store.load_vectors(path.parent, mmap=True))
             self.dense = self._read(
                 gen / store.DENSE,
                 lambda path: VectorIndex.load(
