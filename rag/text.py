@@ -63,6 +63,7 @@ BLOCK_START = re.compile(r"^\s*([-*+•]\s|\d+[.)]\s|\||#|>)")
 ITEM = re.compile(r"^\s*([-*+•]\s|\d+[.)]\s|\|)")  # a list item or a table row
 FIELD = re.compile(r"^[^:：\s][^:：]{0,24}[:：]\s*\S")  # "Model: NP-P1", "客服热线：400-..."
 RULE = re.compile(r"^\s*[-=|:+ ]{3,}\s*$")  # table separators, setext underlines, horizontal rules
+LEADER = re.compile(r"\S\s*\.(?:\s?\.){3,}\s*\S")  # "CCTV recordings ........ 31 days": a label and its value
 _LINE_END = re.compile(r"[.!?。！？:：;；)）]\s*$")
 # a Chinese sentence ends after 。！？； and up to two closing quotes or brackets that follow it (他说：“好的。”),
 # unless a comma follows (“好的。”，他说)
@@ -70,7 +71,8 @@ _CLOSERS = "”’」』）)\\]"
 _SENTENCE_END = re.compile(
     # not after an initial (Henry A. Walsh, "(J. Smith", U.S. Army), which a unit is not (16 A. / 0.5 °C. /
     # USB-C.), nor before a lowercase word (e.g. this)
-    r"(?<=[.!?])(?<!(?<!\d)\s[A-Z]\.)(?<!^[A-Z]\.)(?<![(\[“\"'.][A-Z]\.)\s+(?=[^\sa-z])"
+    # nor inside a dot leader (". . . ." or "....", with a value after it)
+    r"(?<=[.!?])(?<!(?<!\d)\s[A-Z]\.)(?<!^[A-Z]\.)(?<![(\[“\"'.][A-Z]\.)(?<!\.\.\.\.)(?<!\. \.)\s+(?=[^\sa-z.])"
     rf"|(?<=[。！？；])(?![{_CLOSERS}，、])"
     rf"|(?<=[。！？；][{_CLOSERS}])(?![{_CLOSERS}，、])"
     rf"|(?<=[。！？；][{_CLOSERS}][{_CLOSERS}])(?![{_CLOSERS}，、])"
@@ -84,7 +86,7 @@ _NUMBERED = re.compile(r"^\s*\d+[.)]\s+")
 
 def unwrap(text: str) -> list[str]:
     """Logical lines of `text`: soft-wrapped lines of a paragraph joined; list items, table rows, headings and
-    "label: value" lines kept apart; rule lines (`|---|`, `=====`) dropped, together with the line they
+    "label: value" lines (or "label ..... value") kept apart; rule lines (`|---|`, `=====`) dropped, together with the line they
     underline when that is a table header or a setext heading (a title, not an answer).
 
     >>> unwrap("Hold the button\\nfor 12 seconds.\\n- one\\n- two")
@@ -106,6 +108,8 @@ def unwrap(text: str) -> list[str]:
             prev
             and not BLOCK_START.match(line)
             and not FIELD.match(line)
+            and not LEADER.search(line)
+            and not LEADER.search(prev)
             and not _LINE_END.search(prev)
             and not prev.startswith(("|", "#"))
         ):
@@ -130,6 +134,8 @@ def split_sentences(text: str) -> list[str]:
     ['Henry A. Walsh built it in the U.S. South, e.g. the tower.', 'It stands.']
     >>> split_sentences("Set 5 to 35 °C. Eco mode is 17 °C. The load is 16 A. Charge over USB-C. Done.")
     ['Set 5 to 35 °C.', 'Eco mode is 17 °C.', 'The load is 16 A.', 'Charge over USB-C.', 'Done.']
+    >>> split_sentences("CCTV recordings ....... 31 days\nLost property . . . . 6 months\nWait... Then go.")
+    ['CCTV recordings ....... 31 days', 'Lost property . . . . 6 months', 'Wait...', 'Then go.']
     >>> split_sentences("1. Unplug the router. Wait.\n2) Plug it in.")
     ['1. Unplug the router.', 'Wait.', '2) Plug it in.']
     >>> split_sentences("他说：“好的。”然后点击「设置」。（见上文。）完")
