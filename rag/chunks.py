@@ -10,6 +10,7 @@ This module knows nothing of models: it gets a token-counting function and a max
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Iterable
 
 from .config import ChunkConfig
@@ -21,6 +22,7 @@ log = logging.getLogger(__name__)
 # Chinese sentence punctuation needs none.
 SEPARATORS = ["\n\n", "\n", "。", "！", "？", "；", ". ", "! ", "? ", "; ", "，", "、", ", ", " ", ""]
 MIN_BODY_TOKENS = 16  # below this a heading path is shortened rather than starving the text of room
+_RULE = re.compile(r"^\s*\|?[\s:|-]*-{3,}[\s:|-]*$")  # a Markdown table's rule line, |---|:--:|
 
 
 class Chunker:
@@ -82,9 +84,23 @@ class Chunker:
         return context
 
     def _split_text(self, text: str, budget: int) -> list[str]:
+        """`text` in pieces of at most `budget` tokens. A piece that starts inside a table, whose header an
+        earlier piece holds, gets the header in front: a row read without it says nothing ("| Saltmarsh |
+        £18.40 | £22.90 |"). Such a document is split again with room left for the longest header."""
+        text = text.strip()
+        pieces = self._pieces(text, budget)
+        headers = _table_headers(text) if len(pieces) > 1 else {}
+        if not any(_first_line(piece) in headers for piece in pieces):
+            return pieces
+        room = budget - max(self.count_tokens(header + "\n") for header in set(headers.values()))
+        if room < budget // 2:
+            return pieces  # headers as long as the rows they head: the rows stay as they are
+        pieces = self._pieces(text, room)
+        return [headers[_first_line(p)] + "\n" + p if _first_line(p) in headers else p for p in pieces]
+
+    def _pieces(self, text: str, budget: int) -> list[str]:
         from langchain_text_splitters import RecursiveCharacterTextSplitter
 
-        text = text.strip()
         if not text:
             return []
         if self.count_tokens(text) <= budget:
@@ -107,6 +123,52 @@ class Chunker:
             if piece:
                 pieces.append(piece)
         return pieces
+
+
+def _first_line(text: str) -> str:
+    return text.split("\n", 1)[0].strip()
+
+
+def _table_headers(text: str) -> dict[str, str]:
+    r"""Each body row of the tables in `text` (a run of lines starting with "|"), mapped to its table's header:
+    the run's first line, with the rule under it when there is one. A row that two tables with different headers
+    share is left out.
+
+    >>> _table_headers("Fares\n| To | Price |\n|---|---|\n| Leeds | £9 |\n| York | £7 |\n\n| a | b |\n| 1 | 2 |")
+    {'| Leeds | £9 |': '| To | Price |\n|---|---|', '| York | £7 |': '| To | Price |\n|---|---|', '| 1 | 2 |': '| a | b |'}
+    """
+    out: dict[str, str | None] = {}
+    header: list[str] | None = None
+    for raw in text.split("\n"):
+        line = raw.strip()
+        if not line.startswith("|"):
+            header = None
+        elif header is None:
+            header = [line]
+        elif _RULE.match(line):
+            if len(header) == 1:
+                header.append(line)
+        else:
+            head = "\n".join(header)
+            out[line] = head if out.get(line, head) == head else None
+    return {row: head for row, head in out.items() if head is not None}
+
+
+def open_table_header(text: str) -> str | None:
+    r"""The header (first row, and the rule under it) of the table `text` ends inside, if it does: what the
+    chunker puts in front of the next chunk of that table, and what joining the two drops again.
+
+    >>> open_table_header("Fares\n| To | Price |\n|---|---|\n| Leeds | £9 |"), open_table_header("| a |\nDone.")
+    ('| To | Price |\n|---|---|', None)
+    """
+    lines = text.rstrip().split("\n")
+    start = len(lines)
+    while start > 0 and lines[start - 1].strip().startswith("|"):
+        start -= 1
+    if start == len(lines) or start == len(lines) - 1:
+        return None  # no table at the end, or only its header
+    table = [line.strip() for line in lines[start:]]
+    return "\n".join(table[:2]) if _RULE.match(table[1]) else table[0]
 
 
 def _cut_to_tokens(text: str, budget: int, count_tokens: Callable[[str], int]) -> str:

@@ -18,13 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import LoadError
-from .formats import html_to_markdown, load_docx, load_pdf, load_records, markdown_sections
+from .formats import aligned_tables, html_to_markdown, load_docx, load_pdf, load_records, markdown_sections
 from .text import CJK_WIDE_CHAR, control_ratio
 from .types import Document
 
 # Bumped whenever loading or chunking changes what a file turns into: indexes built by an older version are
 # then re-chunked on the next `rag index`, even though their files did not change.
-PIPELINE_VERSION = 3  # 3: a table row of a record file is headed by the file's name
+# 3: a table row of a record file is headed by the file's name; 4: a .docx table stays in place as a Markdown
+# table, a table cut across chunks keeps its header in each, and plain text laid out in columns is a table
+PIPELINE_VERSION = 4
 
 TEXT_SUFFIXES = {".txt", ".text", ".rst", ".log"}
 MARKDOWN_SUFFIXES = {".md", ".markdown"}
@@ -136,7 +138,7 @@ def load_file(path: Path, source: str | None = None) -> list[Document]:
     elif suffix in RECORD_SUFFIXES:
         docs = load_records(decode_text(data), source, suffix)
     elif suffix in TEXT_SUFFIXES:
-        docs = [Document(text=decode_text(data), source=source)]
+        docs = [Document(text=aligned_tables(decode_text(data)), source=source)]
     else:
         raise LoadError(f"unsupported file type '{suffix}'")
     docs = [d for d in docs if d.text.strip()]

@@ -225,11 +225,14 @@ def load_docx(data: bytes, source: str) -> list[Document]:
     except (zipfile.BadZipFile, KeyError, ValueError, SyntaxError) as exc:  # lxml's XMLSyntaxError is one
         raise LoadError(f"damaged .docx file ({type(exc).__name__}: {exc})") from exc
     lines = []
-    for para in document.paragraphs:
-        text = para.text.strip()
+    for block in document.iter_inner_content():  # paragraphs and tables in the order they appear
+        if isinstance(block, docx.table.Table):
+            lines.append(_docx_table(block))
+            continue
+        text = block.text.strip()
         if not text:
             continue
-        style = (para.style.name if para.style is not None else "") or ""
+        style = (block.style.name if block.style is not None else "") or ""
         match = re.match(r"Heading (\d)", style)
         if match:
             lines.append(f"\n{'#' * min(int(match.group(1)), 6)} {text}\n")
@@ -237,10 +240,70 @@ def load_docx(data: bytes, source: str) -> list[Document]:
             lines.append(f"\n# {text}\n")
         else:
             lines.append(text + "\n")
-    for table in document.tables:
-        for row in table.rows:
-            lines.append(" | ".join(cell.text.strip() for cell in row.cells) + "\n")
     return markdown_sections("\n".join(lines), source)
+
+
+def _docx_table(table) -> str:
+    """A Word table as a Markdown table (its first row the header), rows on consecutive lines, so that the reader
+    states each row under its column headers as it does a Markdown or HTML table."""
+    rows = []
+    for row in table.rows:
+        cells = [" ".join(cell.text.split()).replace("|", "/") for cell in row.cells]
+        if any(cells):
+            rows.append("| " + " | ".join(cells) + " |")
+    if len(rows) > 1:
+        rows.insert(1, "|" + "---|" * rows[0].count(" | ") + "---|")
+    return "\n" + "\n".join(rows) + "\n"
+
+
+_COLUMN_GAP = re.compile(r" {2,}|\t+")
+_WIDE_GAP = re.compile(r"\S(?: {3,}|\t)\S")
+_MAX_CELL = 60  # characters: a longer "cell" is prose with a double space in it
+
+
+def aligned_tables(text: str) -> str:
+    r"""Plain text laid out in columns as Markdown tables: a run of at least three lines, each of two or more cells
+    parted by runs of spaces or tabs, the same number of cells on every line and somewhere a gap of three spaces
+    or a tab (alignment, not a double space after a full stop). Its first line is the header. Joined as prose,
+    "Under £50     £3 / Over £250     £20" would read as one sentence; as a table each row is stated under its
+    column headers, as a Markdown table's is.
+
+    >>> print(aligned_tables("Fees:\nValue      Fee\nUnder £50  £3\nOver £250  £20\nThanks."))
+    Fees:
+    | Value | Fee |
+    |---|---|
+    | Under £50 | £3 |
+    | Over £250 | £20 |
+    Thanks.
+    """
+    lines = text.split("\n")
+    out: list[str] = []
+    i = 0
+    while i < len(lines):
+        first = _columns(lines[i])
+        j = i
+        while first and j + 1 < len(lines) and len(_columns(lines[j + 1]) or ()) == len(first):
+            j += 1
+        if j - i >= 2 and any(_WIDE_GAP.search(line) for line in lines[i : j + 1]):
+            rows = [_columns(line) or [] for line in lines[i : j + 1]]
+            out += ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
+            out += ["| " + " | ".join(row) + " |" for row in rows[1:]]
+            i = j + 1
+        else:
+            out.append(lines[i])
+            i += 1
+    return "\n".join(out)
+
+
+def _columns(line: str) -> list[str] | None:
+    """The cells of a line laid out in columns, or None (prose; a border such as reStructuredText's "===  ===")."""
+    stripped = line.strip()
+    if not stripped or stripped.startswith("|"):
+        return None
+    cells = _COLUMN_GAP.split(stripped)
+    if len(cells) < 2 or any(len(cell) > _MAX_CELL or not cell.strip("=-~+*_") for cell in cells):
+        return None
+    return [cell.replace("|", "/") for cell in cells]
 
 
 # ---------------------------------------------------------------------------------------------- records

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from . import store
+from .chunks import open_table_header
 from .config import DEFAULT_INDEX, EmbedConfig, RetrieveConfig
 from .embeddings import Embedder, check_compatible, load_embedder
 from .errors import ConfigError
@@ -316,7 +317,8 @@ CLAUSE_ENDS = ("，", "、", ",", ";", "；", "：", ":")
 
 def join_chunks(before: str, after: str, min_overlap: int = 5) -> str:
     r"""Two consecutive chunks of one section as one text. The chunker repeats the end of a chunk at the start
-    of the next (`[chunk] overlap`): that repeat is dropped. Without one, a chunk cut mid-sentence (at a clause
+    of the next (`[chunk] overlap`), and a table's header in each chunk the table runs into: those repeats are
+    dropped. Without one, a chunk cut mid-sentence (at a clause
     separator) is continued on the same line, anything else on a new line, as the chunker cut at line breaks
     first.
 
@@ -324,7 +326,12 @@ def join_chunks(before: str, after: str, min_overlap: int = 5) -> str:
     'Hold RESET for 12 seconds. The light blinks. Release it.'
     >>> join_chunks("保修期为24个月，", "延保服务另计。"), join_chunks("Step 1: unplug it", "Step 2: wait")
     ('保修期为24个月，延保服务另计。', 'Step 1: unplug it\nStep 2: wait')
+    >>> join_chunks("| To | £ |\n|---|---|\n| Leeds | 9 |", "| To | £ |\n|---|---|\n| York | 7 |")
+    '| To | £ |\n|---|---|\n| Leeds | 9 |\n| York | 7 |'
     """
+    header = open_table_header(before)
+    if header and after.startswith(header + "\n"):
+        after = after[len(header) + 1 :]  # the chunker repeats a table's header in each chunk the table runs into
     for size in range(min(len(before), len(after)), min_overlap - 1, -1):
         if before.endswith(after[:size]):
             return before + after[size:]

@@ -1,9 +1,12 @@
+import functools
+
 import pytest
 
 from rag.chunks import Chunker
 from rag.config import ChunkConfig
 from rag.embeddings import HashEmbedder
 from rag.errors import ConfigError
+from rag.retrieve import join_chunks
 from rag.types import Document
 
 TOK = HashEmbedder(16)
@@ -69,3 +72,21 @@ def test_size_is_capped_by_the_embedder_window():
 def test_bad_settings_name_the_field(kwargs, field):
     with pytest.raises(ConfigError, match=field):
         ChunkConfig(**kwargs)
+
+
+@pytest.mark.parametrize("overlap", [0, 8])
+def test_a_table_cut_across_chunks_keeps_its_header_in_each(overlap):
+    # a row read without its header says nothing ("| Station 31 | £31.50 | £62.10 |"); joining the chunks
+    # again (a widened passage) gives the table once, with one header
+    header = "| To | Single | Return |\n|---|---|---|"
+    rows = [f"| Station {i} | £{i}.50 | £{2 * i}.10 |" for i in range(40)]
+    text = "Fares from Ashworth.\n\n" + header + "\n" + "\n".join(rows) + "\n\nFares change in March."
+    chunks = chunker(size=40, overlap=overlap).split([Document(text=text, source="fares.md", headings=("Fares",))])
+    tabled = [c for c in chunks if "| Station" in c.text]
+    assert len(tabled) > 3
+    for c in tabled:
+        assert c.text.startswith(header + "\n") or c is tabled[0], c.text
+        assert TOK.count_tokens(c.indexed_text) <= 40
+    joined = functools.reduce(join_chunks, [c.text for c in chunks])
+    assert joined.count("| To |") == 1
+    assert "\n".join(rows) in joined and joined.endswith("Fares change in March.")

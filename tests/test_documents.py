@@ -186,6 +186,47 @@ def test_docx(write, tmp_path):
         load_file(write("broken.docx", b"PK\x03\x04 not really a zip"))
 
 
+def test_docx_table_stays_in_place_as_a_markdown_table(tmp_path):
+    # python-docx lists tables apart from paragraphs: appended at the end, under the last heading, with rows
+    # joined as prose, "Help | Notice Ramp | None" was read as one sentence of the wrong section
+    import docx
+
+    d = docx.Document()
+    d.add_heading("Notice needed", level=1)
+    d.add_paragraph("The table below shows the notice we need.")
+    table = d.add_table(rows=3, cols=2)
+    for r, cells in enumerate([("Help", "Notice"), ("Ramp | lift", "None"), ("Taxi", "24\nhours")]):
+        for c, value in enumerate(cells):
+            table.cell(r, c).text = value
+    d.add_heading("Wheelchairs", level=1)
+    d.add_paragraph("Spaces take chairs up to 70 cm wide.")
+    path = tmp_path / "guide.docx"
+    d.save(str(path))
+    notice, chairs = load_file(path)
+    assert notice.headings == ("Notice needed",)
+    assert notice.text == (
+        "The table below shows the notice we need.\n"
+        "| Help | Notice |\n|---|---|\n| Ramp / lift | None |\n| Taxi | 24 hours |"
+    )
+    assert chairs.headings == ("Wheelchairs",) and chairs.text == "Spaces take chairs up to 70 cm wide."
+
+
+def test_plain_text_laid_out_in_columns_is_read_as_a_table(write):
+    text = (
+        "Handling fees:\n"
+        "Value of the item        Handling fee\n"
+        "Under £50                £3\n"
+        "Over £250                £20\n"
+        "\n"
+        "One.  Two.\nThree.  Four.\nFive.  Six.\n"  # double spaces after full stops, not columns
+    )
+    (doc,) = load_file(write("fees.txt", text))
+    assert doc.text == (
+        "Handling fees:\n| Value of the item | Handling fee |\n|---|---|\n| Under £50 | £3 |\n| Over £250 | £20 |\n"
+        "\nOne.  Two.\nThree.  Four.\nFive.  Six.\n"
+    )
+
+
 def test_docx_that_unpacks_past_the_limit_is_refused_unopened(tmp_path, monkeypatch):
     import zipfile
 
