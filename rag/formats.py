@@ -14,7 +14,9 @@ import codecs
 import csv
 import io
 import json
+import math
 import re
+from dataclasses import replace
 from pathlib import PurePosixPath
 
 from .errors import LoadError
@@ -197,7 +199,77 @@ def load_pdf(data: bytes, source: str) -> list[Document]:
         if errors:
             raise LoadError(f"damaged PDF: text extraction failed on all {errors} page(s)")
         raise LoadError("PDF has no extractable text (a scan?); run OCR on it first")
-    return docs
+    return _sentences_across_pages(_without_running_lines(docs))
+
+
+_OPEN_END = re.compile(r"[^.!?。！？:：;；)）\]\"”]\s*$")  # a page that stops mid-sentence
+_CONTINUES = re.compile(r"^[a-z(]")  # ... and a next page that carries on with it ("these\nconditions should")
+_FIRST_END = re.compile(r"[.!?。！？](?=\s|$)")
+_CARRIED_MAX = 400  # characters: the rest of a sentence, not the next page's first paragraph
+
+
+def _sentences_across_pages(pages: list[Document]) -> list[Document]:
+    r"""`pages` with a sentence that a page break cut in two made whole on the page it starts on (so a page is
+    still what it cites), when the next page carries on in lower case.
+
+    >>> pages = [Document("Complaints about these", "f.pdf", page=1), Document("rules go to us. Next.", "f.pdf", page=2)]
+    >>> [p.text for p in _sentences_across_pages(pages)]
+    ['Complaints about these rules go to us.', 'Next.']
+    """
+    out = list(pages)
+    for i in range(len(out) - 1):
+        before, after = out[i], out[i + 1]
+        if (
+            after.page != (before.page or 0) + 1
+            or not _OPEN_END.search(before.text)
+            or not _CONTINUES.match(after.text)
+        ):
+            continue
+        end = _FIRST_END.search(after.text, 0, _CARRIED_MAX)
+        if end is None:
+            continue
+        rest = after.text[end.end() :].strip()
+        if not rest:
+            continue  # the whole next page: it stays where it is
+        out[i] = replace(before, text=before.text.rstrip() + " " + " ".join(after.text[: end.end()].split()))
+        out[i + 1] = replace(after, text=rest)
+    return out
+
+
+_EDGE_LINES = 3  # where a running header or footer sits: among the first or last lines of a page
+
+
+def _without_running_lines(pages: list[Document]) -> list[Document]:
+    r"""`pages` without their running headers and footers: a line among the first or last few of a page that,
+    page numbers aside, recurs at the edge of most pages ("Kestrel Rail Ltd - KR-CoC v4.2 - page 3"). Left in,
+    it lands mid-sentence wherever a page breaks and reads as part of the text.
+
+    >>> texts = ["Fares\nBody.\nAcme Ltd - page 1", "Acme Ltd - page 2\nRefunds", "Delays\nAcme Ltd - page 3"]
+    >>> [p.text for p in _without_running_lines([Document(t, "f.pdf", page=n) for n, t in enumerate(texts, 1)])]
+    ['Fares\nBody.', 'Refunds', 'Delays']
+    """
+    if len(pages) < 2:
+        return pages
+
+    def key(line: str) -> str:
+        return re.sub(r"\d+", "#", " ".join(line.split()))
+
+    def edges(lines: list[str]) -> set[int]:
+        return set(range(min(_EDGE_LINES, len(lines)))) | set(range(max(0, len(lines) - _EDGE_LINES), len(lines)))
+
+    split = [page.text.split("\n") for page in pages]
+    counts: dict[str, int] = {}
+    for lines in split:
+        for k in {key(lines[i]) for i in edges(lines) if lines[i].strip()}:
+            counts[k] = counts.get(k, 0) + 1
+    running = {k for k, n in counts.items() if n >= max(2, math.ceil(0.6 * len(pages)))}
+    # a line that recurs on every page can still be all a page holds: never empty a page
+    out = []
+    for page, lines in zip(pages, split):
+        kept = [line for i, line in enumerate(lines) if i not in edges(lines) or key(line) not in running]
+        text = "\n".join(kept).strip()
+        out.append(replace(page, text=text) if text else page)
+    return out
 
 
 # ------------------------------------------------------------------------------------------------- docx

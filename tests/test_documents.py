@@ -67,6 +67,28 @@ def test_pdf_pages_are_numbered(tmp_path):
     assert [(d.page, d.text) for d in docs] == [(1, "first page words"), (2, "second page words")]
 
 
+def test_pdf_running_headers_and_footers_are_dropped(tmp_path):
+    # left in, a footer lands mid-sentence wherever a page breaks ("... threatening, abusive Acme Rail - page 1")
+    from reportlab.pdfgen import canvas
+
+    path = tmp_path / "conditions.pdf"
+    c = canvas.Canvas(str(path))
+    bodies = [["Tickets are not transferable.", "Keep your ticket."], ["Refunds take 5 days."], ["Pets travel free."]]
+    for number, body in enumerate(bodies, start=1):
+        c.drawString(50, 800, "Acme Rail Conditions of Carriage")
+        for row, line in enumerate(body):
+            c.drawString(50, 700 - 20 * row, line)
+        c.drawString(50, 40, f"Acme Rail Ltd - page {number} of 3")
+        c.showPage()
+    c.save()
+    docs = load_file(path, "conditions.pdf")
+    assert [d.text for d in docs] == [
+        "Tickets are not transferable.\nKeep your ticket.",
+        "Refunds take 5 days.",
+        "Pets travel free.",
+    ]
+
+
 def _pdf_bytes(text="secret words"):
     from reportlab.pdfgen import canvas
 
