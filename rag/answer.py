@@ -65,6 +65,10 @@ def compose(reading: Reading, hits: Sequence[Hit], span: float = 0.5, second: fl
     return Extract(" ".join(f"{text} [{n}]" for n, text in parts), [n for n, _ in parts], best.probability)
 
 
+# "2. ", "3.1. ", "一、": a section's number, which says nothing in an answer ("2. Buying: only for visitors")
+_SECTION_NUMBER = re.compile(r"^\s*(?:\d+(?:\.\d+)*[.)、](?!\d)|[一二三四五六七八九十]+[、.])\s*")
+
+
 def _phrase(sentences: list[Candidate], hit: Hit) -> str:
     """Sentences of one passage as answer text: a lone list item or table row with the heading it sits
     under ("What is not covered: water damage"), a lone field of a record with the record's first field
@@ -78,7 +82,8 @@ def _phrase(sentences: list[Candidate], hit: Hit) -> str:
         item = re.sub(r"^\s*([-*+•]|\d+[.)])\s*", "", texts[0]).strip()
         if item.startswith("|"):  # a table row: its cells, without the pipes
             item = ", ".join(cell.strip() for cell in item.strip("| ").split("|") if cell.strip())
-        texts = [f"{context.split(' > ')[-1]}: {item}" if context else item]
+        heading = _SECTION_NUMBER.sub("", context.split(" > ")[-1]) if context else ""
+        texts = [f"{heading}: {item}" if heading else item]
     text = " ".join(texts)
     return re.sub(r"^(A|Answer|答)[:：]\s*", "", text)
 

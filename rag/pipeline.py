@@ -204,7 +204,10 @@ class RAG:
         problems = []
         if not answer.citations:
             problems.append("cites no passage")
-        cited = [answer.sources[n - 1].chunk.text for n in answer.citations] or [h.chunk.text for h in answer.sources]
+        # a passage is shown with its heading path, which can hold the fact ("Plan B (€14.90/month)")
+        cited = [answer.sources[n - 1].chunk.indexed_text for n in answer.citations] or [
+            h.chunk.indexed_text for h in answer.sources
+        ]
         missing = ungrounded(answer.answer, cited)
         if missing:
             problems.append(f"facts not in the cited passages: {', '.join(missing[:5])}")

@@ -132,6 +132,9 @@ def test_list_items_carry_their_heading():
     hits = [hit("- Damage caused by water\n- Cosmetic wear", context="Warranty > What is not covered")]
     found = reading([("- Damage caused by water", 0.9), ("- Cosmetic wear", 0.2)])
     assert compose(found, hits).text == "What is not covered: Damage caused by water [1]"
+    numbered = [hit("- 仅限非英国居民购买。\n- 需出示护照。", context="访客指南 > 2. 购买条件")]
+    found = reading([("- 仅限非英国居民购买。", 0.9), ("- 需出示护照。", 0.2)])
+    assert compose(found, numbered).text == "购买条件: 仅限非英国居民购买。 [1]"  # the section's number is not quoted
 
 
 def test_answers_span_the_sentences_that_belong_together():

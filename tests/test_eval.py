@@ -412,6 +412,7 @@ def test_an_answer_stating_a_number_its_cited_passage_lacks_is_scored_ungrounded
     hits = [
         Hit(1, 0.9, Chunk("kb/a.md#0", "kb/a.md", 0, "Hold RESET for 12 seconds.")),
         Hit(2, 0.5, Chunk("kb/b.md#0", "kb/b.md", 0, "Returns are accepted within 30 days.")),
+        Hit(3, 0.4, Chunk("kb/c.md#0", "kb/c.md", 0, "Only for visitors.", context="Kestrel Pass > 2. Who can buy")),
     ]
     q = {
         "id": "q",
@@ -430,6 +431,7 @@ def test_an_answer_stating_a_number_its_cited_passage_lacks_is_scored_ungrounded
     assert scores("Hold it for 15 seconds [1].", [1])["ungrounded"] == 1.0
     assert scores("Hold it for 30 seconds [1].", [1])["ungrounded"] == 1.0  # in a passage it does not cite
     assert scores("Hold it for 30 seconds.", [])["ungrounded"] == 0.0  # uncited: judged on all it read
+    assert scores("2. Who can buy: Only for visitors [3].", [3])["ungrounded"] == 0.0  # shown under its heading
     assert scores("I could not find this.", [], refused=True)["ungrounded"] is None
 
 

@@ -381,9 +381,10 @@ def score_row(system: str, q: dict, answer, top: list | None, kb, k: int, latenc
     if spec is not None and spec.retrieves and q["answerable"] and cited and gold_sources:
         scores["citation_precision"] = sum(s in gold_sources for s in cited) / len(cited)
     if spec is not None and spec.retrieves and not refused and answer.sources:
-        # a number, code or name the answer states that the passages it cites (all it read, uncited) lack
+        # a number, code or name the answer states that the passages it cites (all it read, uncited) lack, with
+        # the heading paths they are shown under
         read = [answer.sources[n - 1] for n in answer.citations if 0 < n <= len(answer.sources)] or answer.sources
-        scores["ungrounded"] = float(bool(ungrounded(answer.answer, [h.chunk.text for h in read])))
+        scores["ungrounded"] = float(bool(ungrounded(answer.answer, [h.chunk.indexed_text for h in read])))
     if top is not None and q["answerable"] and gold_sources:
         ranked = list(dict.fromkeys(to_suite(h.chunk.source) for h in top))  # documents, best rank first
         qrels = dict.fromkeys(gold_sources, 1)
