@@ -60,13 +60,14 @@ eval-retrieval: $(STAMP) ## retrieval metrics on SQuAD 2.0 and CMRC 2018 subsets
 	rag eval retrieval --squad ../shared/data/squad2-dev-half/dev-v2.0.json --mode dense,bm25,hybrid
 	rag eval retrieval --cmrc ../shared/data/cmrc2018-dev/cmrc2018_dev.json --mode dense,bm25,hybrid
 
-eval: $(STAMP) ## compare closed-book/RAG/fine-tuned/RAFT on the sample suite, SQuAD 2.0 and CMRC 2018 subsets, and the held-out voltra and parcelo suites (hours on CPU)
+eval: $(STAMP) ## compare closed-book/RAG/fine-tuned/RAFT on the sample suite, SQuAD 2.0 and CMRC 2018 subsets, and the held-out voltra, parcelo and kestrel suites (hours on CPU)
 	rag prepare
 	rag eval eval/suites/sample.yaml --out eval/reports/sample
 	rag eval eval/suites/squad.yaml --out eval/reports/squad
 	rag eval eval/suites/cmrc.yaml --out eval/reports/cmrc
 	rag eval eval/suites/voltra.yaml --out eval/reports/voltra
 	rag eval eval/suites/parcelo.yaml --out eval/reports/parcelo
+	rag eval eval/suites/kestrel.yaml --out eval/reports/kestrel
 
 eval-ci: $(STAMP) ## small-budget evaluation that fails below eval/thresholds/*.json (run by .ci/run)
 	rag prepare
@@ -76,6 +77,8 @@ eval-ci: $(STAMP) ## small-budget evaluation that fails below eval/thresholds/*.
 		--out eval/reports/ci-voltra --check eval/thresholds/ci-voltra.json
 	rag eval eval/suites/parcelo.yaml --systems extractive \
 		--out eval/reports/ci-parcelo --check eval/thresholds/ci-parcelo.json
+	rag eval eval/suites/kestrel.yaml --systems extractive \
+		--out eval/reports/ci-kestrel --check eval/thresholds/ci-kestrel.json
 	rag eval eval/suites/sample.yaml --systems closed-book,rag,reader+rag,ft+rag,raft+rag --train-steps 8 --train-minutes 6 \
 		--out eval/reports/ci-generative --check eval/thresholds/ci-generative.json
 
