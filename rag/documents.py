@@ -26,8 +26,9 @@ from .types import Document
 # then re-chunked on the next `rag index`, even though their files did not change.
 # 3: a table row of a record file is headed by the file's name; 4: a .docx table stays in place as a Markdown
 # table, a table cut across chunks keeps its header in each, and plain text laid out in columns is a table; 5: a
-# PDF's running headers and footers dropped, a sentence cut by a page break made whole on its first page
-PIPELINE_VERSION = 5
+# PDF's running headers and footers dropped, a sentence cut by a page break made whole on its first page; 6:
+# Markdown's bold markers dropped
+PIPELINE_VERSION = 6
 
 TEXT_SUFFIXES = {".txt", ".text", ".rst", ".log"}
 MARKDOWN_SUFFIXES = {".md", ".markdown"}

@@ -40,11 +40,24 @@ def markdown_sections(text: str, source: str, page: int | None = None) -> list[D
     splitter = MarkdownHeaderTextSplitter(_HEADERS, strip_headers=True)
     docs = []
     for part in splitter.split_text(text):
-        body = "\n".join(line.rstrip() for line in part.page_content.split("\n")).strip()
-        headings = tuple(part.metadata[f"h{n}"] for n in range(1, 7) if f"h{n}" in part.metadata)
+        body = "\n".join(_unbold(line.rstrip()) for line in part.page_content.split("\n")).strip()
+        headings = tuple(_unbold(part.metadata[f"h{n}"]) for n in range(1, 7) if f"h{n}" in part.metadata)
         if body:
             docs.append(Document(text=body, source=source, page=page, headings=headings))
     return docs
+
+
+_BOLD = re.compile(r"(?<![\w*])\*\*(?=[^\s*])(.+?)(?<=[^\s*])\*\*(?![\w*])")
+
+
+def _unbold(line: str) -> str:
+    """`line` without Markdown's bold markers, as HTML's text has none: "**Where to catch the buses:**" is the
+    label of the table under it, and an answer is quoted without asterisks. Not inside code (`2**8`).
+
+    >>> _unbold("**When:** from 13 February"), _unbold("2**8 and 3**2")
+    ('When: from 13 February', '2**8 and 3**2')
+    """
+    return _BOLD.sub(r"\1", line) if "**" in line else line
 
 
 # ------------------------------------------------------------------------------------------------- html

@@ -17,6 +17,16 @@ def test_markdown_sections_keep_heading_path(write):
     assert docs[2].text == "Body two."
 
 
+def test_markdown_bold_markers_are_dropped_as_html_drops_them(write):
+    # "**Where to catch the buses:**" is the label of the table under it; answers are quoted without asterisks
+    text = (
+        "# **Works**\n\n**Where to catch the buses:**\n\n| Station | Stop |\n|---|---|\n| Millbeck | M2 |\n\n`2**8`\n"
+    )
+    (doc,) = load_file(write("works.md", text), "works.md")
+    assert doc.headings == ("Works",)
+    assert doc.text == "Where to catch the buses:\n| Station | Stop |\n|---|---|\n| Millbeck | M2 |\n`2**8`"
+
+
 def test_html_keeps_visible_text_only(write):
     html = (
         "<html><head><title>T</title><style>.x{color:red}</style><script>var secret='S3CRET';</script></head>"
