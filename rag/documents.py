@@ -140,7 +140,9 @@ def load_file(path: Path, source: str | None = None) -> list[Document]:
     elif suffix in RECORD_SUFFIXES:
         docs = load_records(decode_text(data), source, suffix)
     elif suffix in TEXT_SUFFIXES:
-        docs = [Document(text=aligned_tables(decode_text(data)), source=source)]
+        text = decode_text(data)
+        # columns of prose text are a table; a log's columns (time, level, message) have no header row
+        docs = [Document(text=aligned_tables(text) if suffix in {".txt", ".text"} else text, source=source)]
     else:
         raise LoadError(f"unsupported file type '{suffix}'")
     docs = [d for d in docs if d.text.strip()]
