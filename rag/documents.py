@@ -27,8 +27,9 @@ from .types import Document
 # 3: a table row of a record file is headed by the file's name; 4: a .docx table stays in place as a Markdown
 # table, a table cut across chunks keeps its header in each, and plain text laid out in columns is a table; 5: a
 # PDF's running headers and footers dropped, a sentence cut by a page break made whole on its first page; 6:
-# Markdown's bold markers dropped
-PIPELINE_VERSION = 6
+# Markdown's bold markers dropped; 7: an HTML table cell on its row's line (<br> and <p> inside it too), a
+# definition list's term before its definition ("R-17: Firmware image is damaged.")
+PIPELINE_VERSION = 7
 
 TEXT_SUFFIXES = {".txt", ".text", ".rst", ".log"}
 MARKDOWN_SUFFIXES = {".md", ".markdown"}

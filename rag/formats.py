@@ -136,33 +136,46 @@ def _visible_text(root, label: bool = False) -> str:
     from bs4 import CData, NavigableString, Tag
 
     out: list[str] = []
-    stack: list = [root]  # elements to read, and (text,) to write once an element's content is written
+    stack: list = [root]  # elements to read, and (text, depth change) to write once an element's content is
+    cell = 0  # how many table cells the walk is inside: a cell's text stays on its row's line
     while stack:
         node = stack.pop()
         if isinstance(node, tuple):
+            cell += node[1]
             out.append(node[0])
         elif isinstance(node, NavigableString):
             if type(node) in (NavigableString, CData):  # not a comment, doctype or processing instruction
-                out.append(node.strip() if label else str(node))
+                text = node.strip() if label else str(node)
+                out.append(" ".join(text.split()) if cell and text.strip() else " " if cell else text)
         elif not isinstance(node, Tag) or node.name in _INVISIBLE:
             continue
         elif label:
             stack.extend(reversed(node.contents))
         elif node.name == "br":
-            out.append("\n")
+            out.append(" " if cell else "\n")
         elif node.name in _HEADINGS:
             words = " ".join(_visible_text(node, label=True).split())
-            out.append(f"\n\n{'#' * _HEADINGS[node.name]} {words}\n\n" if words else "\n")
+            if cell:
+                out.append(f" {words} ")
+            else:
+                out.append(f"\n\n{'#' * _HEADINGS[node.name]} {words}\n\n" if words else "\n")
         else:
-            before, after = "", ""
+            before, after, inside = "", "", 0
             if node.name == "li":
                 before, after = "\n- ", "\n"
             elif node.name in ("td", "th"):
-                after = " | "
+                after, inside = " | ", 1
             if node.name in _BLOCKS:
                 before, after = "\n\n" + ("| " if node.name == "tr" else ""), "\n\n"  # a row's own line
+            if node.name == "dt":  # a definition list's entry is an item, its term the label of its definition
+                before, after = "\n- ", ": "
+            elif node.name == "dd" and next((part for part in reversed(out) if part.strip()), "").endswith(": "):
+                before = ""
+            if cell:  # a paragraph, list or <br> inside a cell: the cell's text goes on, on the row's line
+                before, after = " ", (" | " if inside else " ")
             out.append(before)
-            stack.append((after,))
+            cell += inside
+            stack.append((after, -inside))
             stack.extend(reversed(node.contents))
     return " ".join(part for part in out if part) if label else "".join(out)
 

@@ -218,6 +218,21 @@ def test_docx(write, tmp_path):
         load_file(write("broken.docx", b"PK\x03\x04 not really a zip"))
 
 
+def test_html_table_cells_stay_on_their_row_and_definition_lists_pair_term_and_definition(write):
+    # a <br> or <p> inside a cell broke its row in two, and the rows after it lost their header; a <dt> and
+    # its <dd> were two unrelated lines ("R-17" / "Firmware image is damaged.")
+    html = (
+        "<table><tr><th>Day</th><th>Hours</th></tr><tr><td>Monday</td><td>9-17</td></tr>"
+        "<tr><td>Saturday</td><td><p>10-14<br>by appointment</p></td></tr><tr><td>Sunday</td><td>closed</td></tr>"
+        "</table><dl><dt>R-17</dt><dd>Firmware image is damaged.</dd><dt>R-40</dt><dd>Overheating.</dd></dl>"
+    )
+    (doc,) = load_file(write("hours.html", html))
+    assert doc.text == (
+        "| Day | Hours\n| Monday | 9-17\n| Saturday | 10-14 by appointment\n| Sunday | closed\n"
+        "- R-17: Firmware image is damaged.\n- R-40: Overheating."
+    )
+
+
 def test_docx_table_stays_in_place_as_a_markdown_table(tmp_path):
     # python-docx lists tables apart from paragraphs: appended at the end, under the last heading, with rows
     # joined as prose, "Help | Notice Ramp | None" was read as one sentence of the wrong section
