@@ -136,7 +136,7 @@ def _visible_text(root, label: bool = False) -> str:
     from bs4 import CData, NavigableString, Tag
 
     out: list[str] = []
-    stack: list = [root]  # elements to read, and (text, depth change) to write once an element's content is
+    stack: list = [root]  # elements to read, and (text, cell depth change) once an element's content is read
     cell = 0  # how many table cells the walk is inside: a cell's text stays on its row's line
     while stack:
         node = stack.pop()

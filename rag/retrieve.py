@@ -318,9 +318,8 @@ CLAUSE_ENDS = ("，", "、", ",", ";", "；", "：", ":")
 def join_chunks(before: str, after: str, min_overlap: int = 5) -> str:
     r"""Two consecutive chunks of one section as one text. The chunker repeats the end of a chunk at the start
     of the next (`[chunk] overlap`), and a table's header in each chunk the table runs into: those repeats are
-    dropped. Without one, a chunk cut mid-sentence (at a clause
-    separator) is continued on the same line, anything else on a new line, as the chunker cut at line breaks
-    first.
+    dropped. Without an overlap, a chunk cut mid-sentence (at a clause separator) is continued on the same line,
+    anything else on a new line, as the chunker cut at line breaks first.
 
     >>> join_chunks("Hold RESET for 12 seconds. The light blinks.", "The light blinks. Release it.")
     'Hold RESET for 12 seconds. The light blinks. Release it.'
