@@ -138,6 +138,7 @@ def _visible_text(root, label: bool = False) -> str:
     out: list[str] = []
     stack: list = [root]  # elements to read, and (text, cell depth change) once an element's content is read
     cell = 0  # how many table cells the walk is inside: a cell's text stays on its row's line
+    glued = False  # a definition follows its term on the term's line, even in a <p> of its own
     while stack:
         node = stack.pop()
         if isinstance(node, tuple):
@@ -147,6 +148,7 @@ def _visible_text(root, label: bool = False) -> str:
             if type(node) in (NavigableString, CData):  # not a comment, doctype or processing instruction
                 text = node.strip() if label else str(node)
                 out.append(" ".join(text.split()) if cell and text.strip() else " " if cell else text)
+                glued = glued and not text.strip()
         elif not isinstance(node, Tag) or node.name in _INVISIBLE:
             continue
         elif label:
@@ -170,7 +172,9 @@ def _visible_text(root, label: bool = False) -> str:
             if node.name == "dt":  # a definition list's entry is an item, its term the label of its definition
                 before, after = "\n- ", ": "
             elif node.name == "dd" and next((part for part in reversed(out) if part.strip()), "").endswith(": "):
-                before = ""
+                before, glued = "", True
+            elif glued and node.name in _BLOCKS:
+                before = ""  # a block before the definition's first words
             if cell:  # a paragraph, list or <br> inside a cell: the cell's text goes on, on the row's line
                 before, after = " ", (" | " if inside else " ")
             out.append(before)

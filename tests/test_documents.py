@@ -224,7 +224,7 @@ def test_html_table_cells_stay_on_their_row_and_definition_lists_pair_term_and_d
     html = (
         "<table><tr><th>Day</th><th>Hours</th></tr><tr><td>Monday</td><td>9-17</td></tr>"
         "<tr><td>Saturday</td><td><p>10-14<br>by appointment</p></td></tr><tr><td>Sunday</td><td>closed</td></tr>"
-        "</table><dl><dt>R-17</dt><dd>Firmware image is damaged.</dd><dt>R-40</dt><dd>Overheating.</dd></dl>"
+        "</table><dl><dt>R-17</dt><dd>Firmware image is damaged.</dd><dt>R-40</dt><dd><p>Overheating.</p></dd></dl>"
     )
     (doc,) = load_file(write("hours.html", html))
     assert doc.text == (
