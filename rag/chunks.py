@@ -10,10 +10,10 @@ This module knows nothing of models: it gets a token-counting function and a max
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable, Iterable
 
 from .config import ChunkConfig
+from .text import RULE
 from .types import Chunk, Document
 
 log = logging.getLogger(__name__)
@@ -22,7 +22,6 @@ log = logging.getLogger(__name__)
 # Chinese sentence punctuation needs none.
 SEPARATORS = ["\n\n", "\n", "。", "！", "？", "；", ". ", "! ", "? ", "; ", "，", "、", ", ", " ", ""]
 MIN_BODY_TOKENS = 16  # below this a heading path is shortened rather than starving the text of room
-_RULE = re.compile(r"^\s*\|?[\s:|-]*-{3,}[\s:|-]*$")  # a Markdown table's rule line, |---|:--:|
 
 
 class Chunker:
@@ -145,7 +144,7 @@ def _table_headers(text: str) -> dict[str, str]:
             header = None
         elif header is None:
             header = [line]
-        elif _RULE.match(line):
+        elif RULE.match(line):
             if len(header) == 1:
                 header.append(line)
         else:
@@ -168,7 +167,7 @@ def open_table_header(text: str) -> str | None:
     if start == len(lines) or start == len(lines) - 1:
         return None  # no table at the end, or only its header
     table = [line.strip() for line in lines[start:]]
-    return "\n".join(table[:2]) if _RULE.match(table[1]) else table[0]
+    return "\n".join(table[:2]) if RULE.match(table[1]) else table[0]
 
 
 def _cut_to_tokens(text: str, budget: int, count_tokens: Callable[[str], int]) -> str:
