@@ -28,8 +28,9 @@ from .types import Document
 # table, a table cut across chunks keeps its header in each, and plain text laid out in columns is a table; 5: a
 # PDF's running headers and footers dropped, a sentence cut by a page break made whole on its first page; 6:
 # Markdown's bold markers dropped; 7: an HTML table cell on its row's line (<br> and <p> inside it too), a
-# definition list's term before its definition ("R-17: Firmware image is damaged.")
-PIPELINE_VERSION = 7
+# definition list's term before its definition ("R-17: Firmware image is damaged."); 8: bold markers dropped in Chinese
+# text too ("以及**机场线**（")
+PIPELINE_VERSION = 8
 
 TEXT_SUFFIXES = {".txt", ".text", ".rst", ".log"}
 MARKDOWN_SUFFIXES = {".md", ".markdown"}

@@ -47,15 +47,16 @@ def markdown_sections(text: str, source: str, page: int | None = None) -> list[D
     return docs
 
 
-_BOLD = re.compile(r"(?<![\w*])\*\*(?=[^\s*])(.+?)(?<=[^\s*])\*\*(?![\w*])")
+# Not next to a Latin letter or digit (`2**8`, `a**b` are code); Chinese has no spaces, so "以及**机场线**（" is bold.
+_BOLD = re.compile(r"(?<![A-Za-z0-9_*])\*\*(?=[^\s*])(.+?)(?<=[^\s*])\*\*(?![A-Za-z0-9_*])")
 
 
 def _unbold(line: str) -> str:
     """`line` without Markdown's bold markers, as HTML's text has none: "**Where to catch the buses:**" is the
     label of the table under it, and an answer is quoted without asterisks. Not inside code (`2**8`).
 
-    >>> _unbold("**When:** from 13 February"), _unbold("2**8 and 3**2")
-    ('When: from 13 February', '2**8 and 3**2')
+    >>> _unbold("**When:** from 13 February"), _unbold("2**8 and 3**2"), _unbold("以及**机场线**（Airport Link）")
+    ('When: from 13 February', '2**8 and 3**2', '以及机场线（Airport Link）')
     """
     return _BOLD.sub(r"\1", line) if "**" in line else line
 

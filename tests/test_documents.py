@@ -27,6 +27,12 @@ def test_markdown_bold_markers_are_dropped_as_html_drops_them(write):
     assert doc.text == "Where to catch the buses:\n| Station | Stop |\n|---|---|\n| Millbeck | M2 |\n`2**8`"
 
 
+def test_markdown_bold_markers_are_dropped_between_chinese_characters(write):
+    # Chinese has no spaces around a bold word; the markers were kept and quoted in answers
+    (doc,) = load_file(write("指南.md", "三条线路：**海岸线**、**山谷线**以及**机场线**（Airport Link）。\n"), "指南.md")
+    assert doc.text == "三条线路：海岸线、山谷线以及机场线（Airport Link）。"
+
+
 def test_html_keeps_visible_text_only(write):
     html = (
         "<html><head><title>T</title><style>.x{color:red}</style><script>var secret='S3CRET';</script></head>"
