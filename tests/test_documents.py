@@ -29,7 +29,9 @@ def test_markdown_bold_markers_are_dropped_as_html_drops_them(write):
 
 def test_markdown_bold_markers_are_dropped_between_chinese_characters(write):
     # Chinese has no spaces around a bold word; the markers were kept and quoted in answers
-    (doc,) = load_file(write("指南.md", "三条线路：**海岸线**、**山谷线**以及**机场线**（Airport Link）。\n"), "指南.md")
+    (doc,) = load_file(
+        write("指南.md", "三条线路：**海岸线**、**山谷线**以及**机场线**（Airport Link）。\n"), "指南.md"
+    )
     assert doc.text == "三条线路：海岸线、山谷线以及机场线（Airport Link）。"
 
 
