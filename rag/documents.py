@@ -29,8 +29,9 @@ from .types import Document
 # PDF's running headers and footers dropped, a sentence cut by a page break made whole on its first page; 6:
 # Markdown's bold markers dropped; 7: an HTML table cell on its row's line (<br> and <p> inside it too), a
 # definition list's term before its definition ("R-17: Firmware image is damaged."); 8: bold markers dropped in Chinese
-# text too ("以及**机场线**（")
-PIPELINE_VERSION = 8
+# text too ("以及**机场线**（"); 9: no column of a record dropped (a column "a" without "q", a text record's other
+# fields, CSV cells past the header), UTF-8 with a few stray bytes read as UTF-8
+PIPELINE_VERSION = 9
 
 TEXT_SUFFIXES = {".txt", ".text", ".rst", ".log"}
 MARKDOWN_SUFFIXES = {".md", ".markdown"}
@@ -73,9 +74,9 @@ def source_name(path: Path, cwd: Path | None = None) -> str:
 def discover(paths: Iterable[str | os.PathLike]) -> tuple[list[SourceFile], list[Skipped]]:
     """Every file under `paths` (files or folders, walked recursively in sorted order).
 
-    Hidden files and folders (dot names), editor lock files and `__pycache__`/`node_modules` are passed over
-    silently; files of an unsupported type are returned as skipped with the reason. A path that does not
-    exist raises `LoadError`.
+    Hidden files and folders (dot names), editor lock files, `__pycache__`/`node_modules` and index folders
+    are passed over silently; files of an unsupported type, with a name that is not UTF-8, or that cannot be
+    looked at are returned as skipped with the reason. A path that does not exist raises `LoadError`.
     """
     cwd = Path.cwd().resolve()
     found: dict[Path, SourceFile] = {}
@@ -88,11 +89,16 @@ def discover(paths: Iterable[str | os.PathLike]) -> tuple[list[SourceFile], list
         if root.is_file():
             candidates: Iterable[Path] = [root]
         else:
-            candidates = _walk(root)
+            candidates = _walk(root, cwd, skipped)
         for path in candidates:
             if path in found:
                 continue
             src = source_name(path, cwd)
+            try:
+                src.encode("utf-8")
+            except UnicodeEncodeError:  # bytes the file system holds that no text can name: the index is JSON
+                skipped.append(Skipped(_printable(src), "the file name is not valid UTF-8; rename the file"))
+                continue
             suffix = path.suffix.lower()
             if suffix not in SUPPORTED_SUFFIXES:
                 kind = f"'{suffix}'" if suffix else "without an extension"
@@ -104,15 +110,40 @@ def discover(paths: Iterable[str | os.PathLike]) -> tuple[list[SourceFile], list
     return list(found.values()), skipped
 
 
-def _walk(root: Path) -> Iterator[Path]:
+def _walk(root: Path, cwd: Path, skipped: list[Skipped]) -> Iterator[Path]:
+    """The files under `root`; what cannot be read at all (a link to nothing, a file the walk may not look
+    at) goes to `skipped`. An index folder inside the knowledge base (`rag index kb --index kb/idx`) is not
+    walked: an index never indexes itself."""
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d not in IGNORED_DIRS)
+        here = Path(dirpath)
+        dirnames[:] = sorted(
+            d for d in dirnames if not d.startswith(".") and d not in IGNORED_DIRS and not is_index_folder(here / d)
+        )
         for name in sorted(filenames):
             if name.startswith((".", "~$")):
                 continue
-            path = Path(dirpath) / name
-            if path.is_file():
-                yield path
+            path = here / name
+            try:
+                if path.is_file():
+                    yield path
+                elif path.is_symlink():
+                    reason = "a symbolic link to nothing (its target is missing, or links back to itself)"
+                    skipped.append(Skipped(_printable(source_name(path, cwd)), reason))
+            except OSError as exc:  # e.g. a link into a folder this user may not look into
+                skipped.append(Skipped(_printable(source_name(path, cwd)), f"cannot be read: {exc.strerror or exc}"))
+
+
+def _printable(name: str) -> str:
+    """A file name as text that can be printed and stored: bytes that are not UTF-8 shown as U+FFFD."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def is_index_folder(folder: Path) -> bool:
+    """Whether `folder` holds a rag index (a manifest and a generation folder, see `rag.store`)."""
+    try:
+        return (folder / "manifest.json").is_file() and any(folder.glob("gen-*"))
+    except OSError:
+        return False
 
 
 def load_file(path: Path, source: str | None = None) -> list[Document]:
@@ -190,13 +221,30 @@ def decode_text(data: bytes) -> str:
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError:
-            text = _detect(data)
+            text = _mostly_utf8(data) or _detect(data)
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     if control_ratio(text) > 0.05:
         raise LoadError("binary data, not text (mostly control characters); convert it to a text format first")
     if not text.strip():
         raise LoadError("empty file (only white space)")
     return text
+
+
+def _mostly_utf8(data: bytes) -> str | None:
+    """UTF-8 text with a few stray bytes (a bad copy-paste, a file cut mid-character), decoded with U+FFFD for
+    them, rather than read whole in a legacy encoding or refused: None unless its valid non-ASCII characters
+    far outnumber the bad bytes. Text in a legacy encoding (GBK, cp1252) is almost never valid UTF-8 beyond
+    a few accidental pairs, so it still goes to detection.
+
+    >>> _mostly_utf8("Café, naïve résumé ".encode() + b"\\x81")
+    'Café, naïve résumé �'
+    >>> _mostly_utf8("Café".encode("cp1252")) is None
+    True
+    """
+    text = data.decode("utf-8", errors="replace")
+    bad = text.count("\ufffd") - data.count("\ufffd".encode())
+    valid = sum(1 for ch in text if ord(ch) > 127 and ch != "\ufffd")
+    return text if valid >= 4 * bad else None
 
 
 _LATIN_FAMILY = {"cp1250", "cp1252", "latin_1", "iso8859_2", "iso8859_15", "mac_latin2", "mac_roman", "cp1258"}

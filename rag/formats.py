@@ -494,14 +494,24 @@ def _record_text(record) -> tuple[str | None, bool]:
     if not isinstance(record, dict):
         return None, False
     lowered = {str(k).strip().lower(): v for k, v in record.items() if k is not None}
-    question = next((lowered[k] for k in QUESTION_KEYS if _is_text(lowered.get(k))), None)
-    answer = next((lowered[k] for k in ANSWER_KEYS if _is_text(lowered.get(k)) and lowered[k] is not question), None)
-    if question is not None and answer is not None:
-        return f"Q: {str(question).strip()}\nA: {str(answer).strip()}", False
-    if answer is not None:
-        return str(answer).strip(), False
-    # a generic table row: keep every column, named
-    pairs = [f"{k}: {v}" for k, v in record.items() if k and _is_text(v)]
+    question_key = next((k for k in QUESTION_KEYS if _is_text(lowered.get(k))), None)
+    # "a" is an answer beside "q" only: in a table with columns a, b, c it is just a column
+    answers = [k for k in ANSWER_KEYS if k != "a" or question_key == "q"]
+    answer_key = next((k for k in answers if _is_text(lowered.get(k)) and k != question_key), None)
+    extra = record.get(None)  # a CSV row with more cells than the header names
+    if question_key is not None and answer_key is not None and not extra:
+        return f"Q: {str(lowered[question_key]).strip()}\nA: {str(lowered[answer_key]).strip()}", False
+    cells = [str(v).strip() for v in extra if _is_text(v)] if isinstance(extra, list) else []
+    if answer_key is not None:
+        # a text record ({"id": 7, "text": "..."}): its text, then whatever else it says (an id aside)
+        rest = [
+            f"{k}: {v}"
+            for k, v in record.items()
+            if k and str(k).strip().lower() not in (answer_key, "id") and _is_text(v)
+        ]
+        return "\n".join([str(lowered[answer_key]).strip(), *rest, *cells]), False
+    # a generic table row: every column, named, and any cells past the header's
+    pairs = [f"{k}: {v}" for k, v in record.items() if k and _is_text(v)] + cells
     return ("\n".join(pairs), True) if len(pairs) >= 2 else (None, False)
 
 

@@ -104,7 +104,10 @@ def build_index(
     config = config or Config()
     explicit = set(explicit) | ({"embed"} if embedder is not None else set())
     folder = Path(index_dir)
-    paths = list(paths)
+    # one path given as a string is one path, not one path per character
+    paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    if not paths:
+        raise ConfigError("no paths to index: give files or folders of documents")
     if progress is None:
         progress = sys.stderr.isatty()
     summary = IndexSummary(index=folder.as_posix())
@@ -166,6 +169,11 @@ def build_index(
                 _chunk_file(sf, chunker) for sf in _progress(changed, progress and len(changed) > 20, "reading")
             )
         new_chunks = _collect(changed, outcomes, entries, old_files, summary)
+        if not new_chunks and not summary.removed and previous_for_rows is not None and not stale_keywords:
+            # every changed file failed and keeps its previous version: the index stays as it is
+            summary.chunks = previous.chunks
+            summary.seconds = time.perf_counter() - started
+            return summary
 
         final_files = {**kept_elsewhere, **entries}
         if not final_files:
@@ -265,10 +273,14 @@ def _collect(changed, outcomes, entries, old_files, summary) -> dict[str, list[C
             outcome = LoadError("no text found in the file")
         if isinstance(outcome, Exception):
             reason = str(outcome) if isinstance(outcome, LoadError) else _unexpected(outcome)
-            summary.skipped.append(Skipped(sf.source, reason))
-            entries.pop(sf.source, None)
             if sf.source in old_files:
-                summary.removed.append(sf.source)
+                # nothing stored is lost to a file that broke: its previous version stays searchable (and its
+                # old hash makes the next run try the file again); deleting the file removes it
+                entries[sf.source] = old_files[sf.source]
+                reason += "; its previously indexed version is kept"
+            else:
+                entries.pop(sf.source, None)
+            summary.skipped.append(Skipped(sf.source, reason))
             continue
         new_chunks[sf.source] = outcome
         entries[sf.source]["chunks"] = len(outcome)

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import fsync_dir, fsync_tree, write_json
-from .errors import IndexFormatError, IndexLockedError
+from .errors import ConfigError, IndexFormatError, IndexLockedError
 from .types import Chunk
 
 FORMAT_VERSION = 1
@@ -143,7 +143,14 @@ def write_lock(folder: Path) -> Iterator[None]:
     """Hold the index's writer lock (released when the process dies, so a crash never leaves it stuck)."""
     import fcntl
 
-    folder.mkdir(parents=True, exist_ok=True)
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"index {folder} is a file, not an index folder; name a folder (e.g. indexes/mine)")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot create the index folder {folder}: {exc.strerror or exc}; name a folder you can write to"
+        ) from exc
     with open(folder / ".lock", "a+") as fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -166,6 +166,40 @@ def test_encodings(write):
     assert decode_text("路由器".encode("gbk")) == "路由器"  # short texts too
 
 
+def test_utf8_with_a_few_stray_bytes_is_read_as_utf8_not_refused_or_garbled(write):
+    en = "Café — naïve résumé costs 3€\nsecond line"
+    assert load_file(write("stray.txt", en.encode() + b"\x81"))[0].text == en + "\ufffd"  # not cp1252 mojibake
+    zh = "如何重置路由器？请按住复位键十秒钟，直到指示灯闪烁。" * 3  # was refused: "unknown text encoding"
+    assert load_file(write("stray-zh.md", zh.encode()[:-1] + b"\xff\n"))[0].text.startswith(zh[:-1])
+
+
+def test_no_column_of_a_record_is_dropped(write):
+    # "a" is an answer beside "q" only; a text record keeps its other fields; cells past the header are kept
+    assert load_file(write("t.csv", "a,b,c\n1,2,3\n"))[0].text == "a: 1\nb: 2\nc: 3"
+    text = load_file(write("t.json", json.dumps([{"id": 7, "text": "Hello.", "url": "https://x.example"}])))[0].text
+    assert text == "Hello.\nurl: https://x.example"
+    ragged = load_file(write("points.csv", "city,address\nOslo,Gate 5,Mon-Fri 9-17\n"))[0].text
+    assert ragged == "city: Oslo\naddress: Gate 5\nMon-Fri 9-17"
+
+
+def test_a_file_the_walk_may_not_look_at_is_skipped_not_fatal(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    (tmp_path / "ok.md").write_text("# OK\n\nFine.\n", "utf-8")
+    (tmp_path / "evil.md").write_text("# Evil\n", "utf-8")
+    real = Path.is_file
+
+    def is_file(self):
+        if self.name == "evil.md":  # as a link into a folder this user may not enter
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self)
+
+    monkeypatch.setattr(Path, "is_file", is_file)
+    files, skipped = discover([tmp_path])
+    assert [f.path.name for f in files] == ["ok.md"]
+    assert [(s.source.split("/")[-1], s.reason) for s in skipped] == [("evil.md", "cannot be read: Permission denied")]
+
+
 def test_faq_records_in_all_shapes(write):
     rec = [{"question": "Q1?", "answer": "A1."}, {"q": "Q2?", "a": "A2."}]
     assert [d.text for d in load_file(write("a.json", json.dumps(rec)))] == ["Q: Q1?\nA: A1.", "Q: Q2?\nA: A2."]

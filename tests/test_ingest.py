@@ -220,3 +220,65 @@ def test_an_index_from_an_older_keyword_tokenizer_is_retokenised(in_tmp, kb, cap
         .search("门市营业时间", k=1, mode="bm25")[0]
         .chunk.source.endswith("門市.md")
     )
+
+
+def test_an_index_inside_the_knowledge_base_never_indexes_itself(in_tmp, kb):
+    build_index([kb], kb / "idx", embedder=HashEmbedder(64))
+    first = store.read_manifest(kb / "idx")
+    summary = build_index([kb], kb / "idx", embedder=HashEmbedder(64))  # the index's files are not documents
+    assert summary.indexed == [] and store.read_manifest(kb / "idx").chunks == first.chunks
+    assert not any("idx" in s.source for s in summary.skipped)
+
+
+def test_a_file_that_breaks_keeps_its_previously_indexed_version(in_tmp, kb):
+    (kb / "faq.jsonl").write_text('{"question": "Do you ship to Norway?", "answer": "Yes, in 5 days."}\n', "utf-8")
+    build_index([kb], "idx", embedder=HashEmbedder(64))
+    (kb / "faq.jsonl").write_text('{"question": "Do you ship to Norway?"}\n', "utf-8")  # its answer lost
+    summary = build_index([kb], "idx", embedder=HashEmbedder(64))
+    reason = {s.source: s.reason for s in summary.skipped}["kb/faq.jsonl"]
+    assert "no question/answer" in reason and "previously indexed version is kept" in reason
+    assert summary.removed == []
+    manifest = store.read_manifest(in_tmp / "idx")
+    chunks = store.read_chunks(in_tmp / "idx" / manifest.generation / store.CHUNKS)
+    assert any("5 days" in c.text for c in chunks if c.source == "kb/faq.jsonl")
+    # mended, it is indexed again; deleted, it is removed
+    (kb / "faq.jsonl").write_text('{"question": "Do you ship to Norway?", "answer": "Yes, in 3 days."}\n', "utf-8")
+    assert build_index([kb], "idx", embedder=HashEmbedder(64)).indexed == ["kb/faq.jsonl"]
+    (kb / "faq.jsonl").unlink()
+    assert build_index([kb], "idx", embedder=HashEmbedder(64)).removed == ["kb/faq.jsonl"]
+
+
+def test_one_path_given_as_a_string_is_one_path(in_tmp, kb):
+    summary = build_index(str(kb), "idx", embedder=HashEmbedder(64))
+    assert len(summary.indexed) == 3
+    with pytest.raises(ConfigError, match="no paths"):
+        build_index([], "idx", embedder=HashEmbedder(64))
+
+
+def test_an_index_path_that_is_a_file_is_refused_and_the_file_left_alone(in_tmp, kb):
+    (in_tmp / "notes.txt").write_text("keep me", "utf-8")
+    with pytest.raises(ConfigError, match="is a file, not an index folder"):
+        build_index([kb], "notes.txt", embedder=HashEmbedder(64))
+    with pytest.raises(ConfigError, match="cannot create the index folder"):
+        build_index([kb], "notes.txt/idx", embedder=HashEmbedder(64))
+    assert (in_tmp / "notes.txt").read_text("utf-8") == "keep me"
+
+
+def test_a_file_name_that_is_not_utf8_is_skipped_and_the_rest_indexed(in_tmp, kb):
+    try:
+        (kb / os.fsdecode(b"bad\xffname.md")).write_text("# Bad\n\nA file with a bad name.\n", "utf-8")
+    except (OSError, UnicodeError):
+        pytest.skip("this file system does not take non-UTF-8 names")
+    summary = build_index([kb], "idx", embedder=HashEmbedder(64))
+    assert len(summary.indexed) == 3
+    assert [s.reason for s in summary.skipped] == ["the file name is not valid UTF-8; rename the file"]
+    assert json.dumps(summary.to_dict())  # printable
+
+
+def test_a_link_to_nothing_is_reported_not_fatal(in_tmp, kb):
+    (kb / "gone.md").symlink_to(kb / "missing.md")
+    (kb / "loop.md").symlink_to(kb / "loop.md")
+    summary = build_index([kb], "idx", embedder=HashEmbedder(64))
+    assert len(summary.indexed) == 3
+    assert {s.source for s in summary.skipped} == {"kb/gone.md", "kb/loop.md"}
+    assert all("symbolic link" in s.reason for s in summary.skipped)
