@@ -33,7 +33,7 @@ from .answer import CitationFixer, compose, is_looping, looks_like_refusal, repe
 from .config import DEFAULT_INDEX, Config
 from .errors import ConfigError, PromptTooLongError
 from .prompt import REFUSAL, build_messages, fit_budget
-from .text import language, parse_citations
+from .text import language, parse_citations, unusable_text
 from .types import Answer, Hit
 
 _FOLLOW_UP = re.compile(
@@ -391,8 +391,9 @@ class _Call:
 
 
 def _check_question(question, history) -> None:
-    if not isinstance(question, str) or not question.strip():
-        raise ConfigError("the question is empty; ask something with words in it")
+    problem = unusable_text(question, "the question")
+    if problem:
+        raise ConfigError(problem)
     for i, turn in enumerate(history or []):
         if (
             not isinstance(turn, dict)
@@ -400,6 +401,9 @@ def _check_question(question, history) -> None:
             or not isinstance(turn.get("content"), str)
         ):
             raise ConfigError(f"history[{i}] must be {{'role': 'user' or 'assistant', 'content': text}}, got {turn!r}")
+        problem = unusable_text(turn["content"] or " ", f"history[{i}]'s content")
+        if problem:
+            raise ConfigError(problem)
 
 
 def standalone_query(question: str, history: list[dict]) -> str:

@@ -28,6 +28,7 @@ from .chunks import open_table_header
 from .config import DEFAULT_INDEX, EmbedConfig, RetrieveConfig
 from .embeddings import Embedder, check_compatible, load_embedder
 from .errors import ConfigError
+from .text import unusable_text
 from .types import Chunk, Hit
 
 log = logging.getLogger(__name__)
@@ -189,8 +190,9 @@ class Retriever:
         settings = replace(self.config, **{n: v for n, v in (("k", k), ("mode", mode)) if v is not None})
         k, mode = settings.k, settings.mode  # checked like the config: a bad value is a ConfigError naming it
         for q in queries:
-            if not isinstance(q, str) or not q.strip():
-                raise ConfigError("the query is empty; ask a question with some words in it")
+            problem = unusable_text(q, "the query")
+            if problem:
+                raise ConfigError(problem)
         self._load()
         if not self._chunks:
             return [[] for _ in queries]

@@ -46,6 +46,28 @@ def language(text: str) -> str:
 _CONTROL = re.compile("[\x00-\x08\x0e-\x1f\x7f-\x9f\ufffd]")
 
 
+def unusable_text(text, what: str) -> str | None:
+    """Why `text` cannot be a question or query (not text, empty, or holding a character no text may hold: a
+    lone surrogate, which is how undecodable bytes or half an emoji arrive), as an error message; None if
+    it can.
+
+    >>> unusable_text("How long is the \\udcff warranty?", "the question")
+    "the question is not valid text: character 16 is '\\\\udcff' (bytes that are not UTF-8, or half of a surrogate pair); check the input's encoding"
+    """
+    if not isinstance(text, str):
+        return f"{what} must be text (str), got {type(text).__name__}"
+    if not text.strip():
+        return f"{what} is empty; ask something with words in it"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return (
+            f"{what} is not valid text: character {exc.start} is {ascii(text[exc.start])} (bytes that are not "
+            "UTF-8, or half of a surrogate pair); check the input's encoding"
+        )
+    return None
+
+
 def control_ratio(text: str) -> float:
     r"""Share of control and replacement characters in (the first 20,000 characters of) `text`: high for
     binary data decoded as text.

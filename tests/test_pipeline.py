@@ -152,6 +152,20 @@ def test_concurrent_questions_do_not_interfere(hash_index):
         assert answer.sources[0].chunk.source == "kb/router.md"
 
 
+def test_a_question_that_is_not_usable_text_is_an_error_that_says_why(hash_index):
+    rag, _ = make_rag(hash_index)
+    for question, why in (
+        (42, "must be text \\(str\\), got int"),
+        (b"warranty?", "must be text \\(str\\), got bytes"),
+        ("  ", "empty"),
+        ("How long is the \ud800 warranty?", "not valid text: character 16"),
+    ):
+        with pytest.raises(ConfigError, match=why):
+            rag.ask(question)
+    with pytest.raises(ConfigError, match="history\\[0\\]'s content is not valid text"):
+        rag.ask("And the warranty?", history=[{"role": "user", "content": "\udcff"}])
+
+
 def test_closed_book_needs_no_index():
     config = Config()
     rag = RAG(None, config, generator=FakeGenerator("Paris."))

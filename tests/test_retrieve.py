@@ -43,6 +43,8 @@ def test_k_defaults_and_validation(index):
         r.search("   ")
     with pytest.raises(ConfigError, match="mode"):
         r.search("x", mode="magic")  # "retrieval `mode` must be one of dense, bm25, hybrid"
+    with pytest.raises(ConfigError, match="not valid text: character 4 is '\\\\udcff'"):
+        r.search("how \udcff long")  # undecodable bytes of a command line, or half an emoji from a client
 
 
 def test_embedder_mismatch_names_both(index):
