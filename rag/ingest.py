@@ -134,13 +134,15 @@ def build_index(
             previous_for_rows = None
 
         old_files = previous_for_rows.files if previous_for_rows else {}
+        if previous is not None:
+            files = _known_names(files, previous.files)
         changed, entries = _classify(files, old_files, summary)
         seen = {sf.source for sf in files}
         kept_elsewhere = {}
         for source, entry in (previous.files if previous else {}).items():
             if source in seen:
                 continue
-            if _under(Path(source).expanduser().resolve(), roots):
+            if _under(Path(entry["path"]) if entry.get("path") else Path(source).expanduser().resolve(), roots):
                 summary.removed.append(source)
             elif source in old_files:
                 kept_elsewhere[source] = entry  # indexed from other paths: not ours to drop
@@ -231,6 +233,13 @@ def _adopt_stored_settings(config: Config, previous: store.Manifest, explicit: s
     return config.override(embed=embed, chunk=chunk)
 
 
+def _known_names(files: list[SourceFile], stored: dict[str, dict]) -> list[SourceFile]:
+    """`files` under the names the index already gives them: a file indexed before from another working
+    directory, or by its absolute path, keeps its name rather than being stored twice."""
+    named = {entry["path"]: source for source, entry in stored.items() if entry.get("path")}
+    return [SourceFile(sf.path, named.get(str(sf.path), sf.source)) for sf in files]
+
+
 def _classify(files: list[SourceFile], old_files: dict, summary: IndexSummary) -> tuple[list[SourceFile], dict]:
     """Split `files` into changed ones and unchanged ones (by size+mtime, else by content hash)."""
     changed: list[SourceFile] = []
@@ -239,8 +248,9 @@ def _classify(files: list[SourceFile], old_files: dict, summary: IndexSummary) -
         try:
             st = sf.path.stat()
             entry = old_files.get(sf.source)
+            where = str(sf.path)  # the file on disk: a name is relative to the directory rag ran in
             if entry and entry.get("size") == st.st_size and entry.get("mtime_ns") == st.st_mtime_ns:
-                entries[sf.source] = entry
+                entries[sf.source] = {**entry, "path": where}
                 summary.unchanged.append(sf.source)
                 continue
             digest = file_hash(sf.path)
@@ -248,11 +258,11 @@ def _classify(files: list[SourceFile], old_files: dict, summary: IndexSummary) -
             summary.skipped.append(Skipped(sf.source, f"cannot be read: {exc.strerror or exc}"))
             continue
         if entry and entry.get("sha256") == digest:
-            entries[sf.source] = {**entry, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+            entries[sf.source] = {**entry, "size": st.st_size, "mtime_ns": st.st_mtime_ns, "path": where}
             summary.unchanged.append(sf.source)
             continue
         changed.append(sf)
-        entries[sf.source] = {"sha256": digest, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+        entries[sf.source] = {"sha256": digest, "size": st.st_size, "mtime_ns": st.st_mtime_ns, "path": where}
     return changed, entries
 
 

@@ -282,3 +282,14 @@ def test_a_link_to_nothing_is_reported_not_fatal(in_tmp, kb):
     assert len(summary.indexed) == 3
     assert {s.source for s in summary.skipped} == {"kb/gone.md", "kb/loop.md"}
     assert all("symbolic link" in s.reason for s in summary.skipped)
+
+
+def test_a_file_indexed_from_another_directory_keeps_its_name_and_is_not_stored_twice(in_tmp, kb, monkeypatch):
+    build_index(["kb"], in_tmp / "idx", embedder=HashEmbedder(64))
+    monkeypatch.chdir("/")  # the same files, by their absolute path, from elsewhere
+    summary = build_index([kb], in_tmp / "idx", embedder=HashEmbedder(64))
+    assert summary.indexed == [] and len(summary.unchanged) == 3 and summary.removed == []
+    manifest = store.read_manifest(in_tmp / "idx")
+    assert set(manifest.files) == {"kb/router.md", "kb/shipping.txt", "kb/退货.md"}
+    (kb / "shipping.txt").unlink()  # and a file deleted is removed, whatever directory rag runs in
+    assert build_index([kb], in_tmp / "idx", embedder=HashEmbedder(64)).removed == ["kb/shipping.txt"]
