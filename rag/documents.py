@@ -119,6 +119,10 @@ def _walk(root: Path, cwd: Path, skipped: list[Skipped]) -> Iterator[Path]:
         dirnames[:] = sorted(
             d for d in dirnames if not d.startswith(".") and d not in IGNORED_DIRS and not is_index_folder(here / d)
         )
+        for d in dirnames:  # the walk does not follow them (a link may lead back up): say so
+            if (here / d).is_symlink():
+                reason = "a symbolic link to a folder, not followed; index the folder it links to by its own path"
+                skipped.append(Skipped(_printable(source_name(here / d, cwd)), reason))
         for name in sorted(filenames):
             if name.startswith((".", "~$")):
                 continue

@@ -278,9 +278,10 @@ def test_a_file_name_that_is_not_utf8_is_skipped_and_the_rest_indexed(in_tmp, kb
 def test_a_link_to_nothing_is_reported_not_fatal(in_tmp, kb):
     (kb / "gone.md").symlink_to(kb / "missing.md")
     (kb / "loop.md").symlink_to(kb / "loop.md")
+    (kb / "up").symlink_to(kb, target_is_directory=True)  # followed, it would walk forever
     summary = build_index([kb], "idx", embedder=HashEmbedder(64))
     assert len(summary.indexed) == 3
-    assert {s.source for s in summary.skipped} == {"kb/gone.md", "kb/loop.md"}
+    assert {s.source for s in summary.skipped} == {"kb/gone.md", "kb/loop.md", "kb/up"}
     assert all("symbolic link" in s.reason for s in summary.skipped)
 
 
