@@ -5,7 +5,7 @@
     GET  /v1/models             "rag" and the tuned folders under `adapters_dir`
     POST /v1/search             the chunks most relevant to a query
     POST /v1/feedback           a rating and comment for an answer id, appended to a JSONL log
-    GET  /health                liveness and what is loaded (no key needed)
+    GET  /health                liveness, what is loaded, the generation each open index serves (no key needed)
 
 Searches and answers run in worker threads, never on the event loop. Every `rag` error a request raises
 becomes a 4xx/5xx in OpenAI's shape (`rag.serve.errors`); anything unexpected a 500 without internals (the
@@ -51,10 +51,14 @@ def create_app(service: Service) -> FastAPI:
     @app.get("/health")
     @app.get("/v1/health")
     async def health():
+        await run_in_threadpool(service.refresh)  # a rebuilt index is picked up (and shown) here too
+        indexes = service.indexes()
         return {
             "status": "ok",
             "pid": os.getpid(),
             "index": serve.index,
+            "generation": next((i["generation"] for i in indexes if i["index"] == "default"), None),
+            "indexes": indexes,
             "models_loaded": service.loaded_models(),
             "waiting": service.waiting,
             "uptime_s": round(time.time() - service.started, 1),

@@ -37,6 +37,7 @@ class ServeConfig:
     max_queue: int = 32  # requests waiting for a generation slot before the server answers 503
     feedback_log: str = "feedback.jsonl"
     log_questions: bool = False  # put questions in the log (they may hold customers' personal data)
+    reload_check_s: float = 1.0  # how often (at most) a request checks whether an index was rebuilt
 
     def __post_init__(self) -> None:
         if self.no_auth and not is_loopback(self.host):
@@ -52,6 +53,8 @@ class ServeConfig:
         short = [k for k in self.api_keys if len(k) < 16]
         if short:
             raise ConfigError(f"{len(short)} API key(s) are shorter than 16 characters; use long random keys")
+        if self.reload_check_s < 0:
+            raise ConfigError(f"`reload_check_s` must be >= 0 seconds, got {self.reload_check_s}")
         if self.generation_slots < 1 or self.max_queue < 0:
             raise ConfigError(
                 f"`generation_slots` must be >= 1 and `max_queue` >= 0, "

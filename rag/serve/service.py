@@ -1,7 +1,13 @@
 """What the endpoints share: indexes and their embedders, generators per adapter, the generation queue,
 recent answers and the feedback log.
 
-Indexes are opened on first use (the default one at start-up) and kept. Each index is searched with the
+Indexes are opened on first use (the default one at start-up) and kept. A rebuilt index is picked up without a
+restart: at most every `reload_check_s` seconds a request stats the index's manifest, and when `rag index` has
+committed a new generation the request that noticed opens it while the others go on with the one they have
+(a request that started on the old generation finishes on it: its files stay readable after the indexer
+deletes them, being read into memory or memory-mapped when the index is opened). A new generation that cannot
+be opened is logged once and the old one is kept until the manifest changes again. Embedders, generators and
+the reader's models do not depend on the generation and stay loaded. Each index is searched with the
 embedder it was built with, as its manifest records it; indexes built with the same embedder (same id and
 prefixes) share one loaded model. An embedder object given to `Service` is used for the indexes it matches;
 an `embed_config` (the user named an embedder) is forced on every index, and one built otherwise is refused
@@ -62,6 +68,26 @@ def plain_name(name: str, what: str) -> str:
     return name
 
 
+@dataclasses.dataclass
+class _Served:
+    """How an open index stands against its committed manifest."""
+
+    signature: tuple | None  # the manifest file's (inode, mtime, size) when the served generation was opened
+    checked: float  # time.monotonic() of the last check
+    failed: tuple | None = None  # the manifest whose generation could not be opened (not retried)
+    error: str | None = None  # why
+
+
+def _signature(folder: Path) -> tuple | None:
+    """What changes whenever the manifest of the index in `folder` is replaced (a commit renames a new file
+    over it: a new inode), or None when it is missing."""
+    try:
+        st = os.stat(folder / store.MANIFEST)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
 class Service:
     """The state the endpoints share. Cheap to construct: indexes and models load on first use."""
 
@@ -85,9 +111,13 @@ class Service:
         self._embedder = embedder
         self._generator_factory = generator_factory
         self._embedders: dict[tuple[str, str, str], Embedder] = {}
-        self._retrievers: dict[str, Any] = {}
+        self._retrievers: dict[str, Any] = {}  # the generation served, per index folder
+        self._served: dict[str, _Served] = {}  # when each was opened and last checked against its manifest
         self._generators: dict[str | None, Any] = {}
         self._rags: dict[tuple[str | None, str | None], Any] = {}
+        # the reader's models (weights, scorer, ask model, character scorer: none depends on the index) of a
+        # replaced generation's pipelines, per index folder, for the next generation's pipelines
+        self._reader_models: dict[str, tuple] = {}
         self._lock = threading.Lock()  # guards the dicts above; never held while an index or model loads
         self._opening: dict[str, threading.Lock] = {}  # one per index folder: each opens once
         self._slots: asyncio.Semaphore | None = None
@@ -173,19 +203,100 @@ class Service:
     def retriever(self, folder: Path):
         """The open retriever of the index in `folder`, opened (files and embedder loaded) on first use, so
         that a broken index is a 503 naming the problem before any answer starts. A failed open is retried by
-        the next request (the index may have been rebuilt meanwhile)."""
+        the next request (the index may have been rebuilt meanwhile). Once open, a newer committed generation
+        replaces it (see `_refresh`)."""
         key = str(folder)
         found = self._retrievers.get(key)
         if found is not None:
-            return found
+            return self._refresh(folder, found)
         with self._lock:
             opening = self._opening.setdefault(key, threading.Lock())
         with opening:
             if key not in self._retrievers:
+                signature = _signature(folder)  # before the manifest is read: a commit after it is seen later
                 retriever = self._open(folder)
                 with self._lock:
                     self._retrievers[key] = retriever
+                    self._served[key] = _Served(signature, time.monotonic())
         return self._retrievers[key]
+
+    def _refresh(self, folder: Path, current):
+        """The generation of `folder` to answer from: `current`, or a newer committed one, opened now by the
+        request that notices it (at most one check every `reload_check_s` seconds: a stat of the manifest).
+        While one request opens it the others keep `current`; if it cannot be opened `current` stays, the
+        error is logged once, and the next commit is tried again."""
+        key = str(folder)
+        served = self._served.get(key)
+        now = time.monotonic()
+        if served is None or now - served.checked < self.serve.reload_check_s:
+            return current
+        served.checked = now
+        signature = _signature(folder)
+        if signature is None or signature in (served.signature, served.failed):
+            return current  # unchanged (a missing manifest: the index is being replaced by hand; keep serving)
+        opening = self._opening[key]
+        if not opening.acquire(blocking=False):
+            return current  # another request is opening it
+        try:
+            current = self._retrievers[key]  # what the other request may have opened meanwhile
+            if served.signature == signature:
+                return current
+            try:
+                committed = store.require_manifest(folder).generation
+                if committed == current.manifest.generation:  # rewritten, not rebuilt (`rag index`, no changes)
+                    served.signature, served.failed, served.error = signature, None, None
+                    return current
+                fresh = self._open(folder)
+            except Exception as exc:  # whatever it is, the generation being served still answers
+                served.failed = signature
+                served.error = exc.message if isinstance(exc, APIError) else f"{type(exc).__name__}: {exc}"
+                log.error(
+                    "index %s: keeping generation %s, the newly committed one cannot be opened: %s",
+                    folder,
+                    current.manifest.generation,
+                    served.error,
+                )
+                return current
+            with self._lock:
+                self._retrievers[key] = fresh
+                served.signature, served.failed, served.error = signature, None, None
+                # the old generation's pipelines go (it is freed when the requests answering from it are done),
+                # their reader's models stay for the new one's
+                for pair in [pair for pair, rag in self._rags.items() if pair[0] == key and rag.retriever is current]:
+                    r = getattr(self._rags.pop(pair), "_reader", None)
+                    if r is not None:
+                        self._reader_models[key] = (r.model, r.scorer, r.coverage, r.asks, r.chars)
+            log.info(
+                "index %s: now serving %s (was %s)", folder, fresh.manifest.generation, current.manifest.generation
+            )
+            return fresh
+        finally:
+            opening.release()
+
+    def refresh(self) -> None:
+        """Check every open index for a newer committed generation now (as a request would), e.g. for /health."""
+        for key in list(self._retrievers):
+            self.retriever(Path(key))
+
+    def indexes(self) -> list[dict]:
+        """The indexes opened so far, each with the generation it serves (for /health); `reload_error` when a
+        newer committed generation could not be opened."""
+        default = str(Path(self.serve.index))
+        found = []
+        for key, retriever in list(self._retrievers.items()):
+            manifest = retriever.manifest
+            row = {
+                "index": "default" if key == default else Path(key).name,
+                "path": key,
+                "generation": manifest.generation,
+                "updated": manifest.updated,
+                "chunks": manifest.chunks,
+            }
+            served = self._served.get(key)
+            if served is not None and served.error is not None:
+                row["reload_error"] = served.error
+            found.append(row)
+        return found
 
     def _open(self, folder: Path):
         from ..retrieve import Retriever
@@ -238,18 +349,29 @@ class Service:
         return [Path(a).name if a else DEFAULT_MODEL for a in list(self._generators)]
 
     def rag(self, index: str | None, adapter: str | None, closed_book: bool = False):
-        """The answering pipeline for an index (by request name) and a tuned folder, made once per pair (it
-        caches the index's word statistics)."""
+        """The answering pipeline for an index (by request name) and a tuned folder, made once per pair and
+        generation (it caches the index's word statistics); a new generation gets a new pipeline with the
+        previous one's generator and reader models."""
         from ..pipeline import RAG
 
         folder = None if closed_book else str(self.index_folder(index))
         key = (folder, adapter)
+        retriever = None if folder is None else self.retriever(Path(folder))
         found = self._rags.get(key)
-        if found is None:
-            retriever = None if folder is None else self.retriever(Path(folder))
+        if found is None or found.retriever is not retriever:
             found = RAG(None, self.config, retriever=retriever, generator=self.generator(adapter))
+            kept = self._reader_models.get(folder) if folder is not None else None
+            if kept is not None:  # a rebuilt index: its reader's models are loaded already
+                from ..evidence import Reader
+
+                model, scorer, coverage, asks, chars = kept
+                found._reader = Reader(model, scorer, coverage, found.idf, asks, chars)
             with self._lock:
-                found = self._rags.setdefault(key, found)
+                stored = self._rags.get(key)
+                if stored is not None and stored.retriever is retriever:
+                    found = stored  # another request made it first
+                elif folder is None or self._retrievers.get(folder) is retriever:
+                    self._rags[key] = found  # (one for a generation replaced meanwhile serves this request only)
         return found
 
     def warm_up(self) -> None:
