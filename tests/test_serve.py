@@ -262,6 +262,12 @@ def test_keys_are_required(server):
         (json.dumps({"messages": [{"role": "user", "content": "x"}] * 9}).encode(), "too many messages"),
         (json.dumps({"messages": [{"role": "user", "content": "x"}], "max_tokens": 100000}).encode(), "max_tokens"),
         (json.dumps({"messages": [{"role": "user", "content": "x"}], "mode": "creative"}).encode(), "mode"),
+        (json.dumps({"messages": [{"role": "user", "content": "x"}], "n": 3}).encode(), "n: Input should be less"),
+        (json.dumps({"messages": [{"role": "user", "content": "x"}], "temperature": 5}).encode(), "temperature"),
+        (json.dumps({"messages": [{"role": "user", "content": "x"}], "top_p": -1}).encode(), "top_p"),
+        # half a surrogate pair (a broken emoji) was a 500, or an error event in the middle of a stream
+        (b'{"messages": [{"role": "user", "content": "warranty \\ud800?"}], "stream": true}', "not valid text"),
+        (b'{"messages": [{"role": "user", "content": [{"type": "text", "text": "\\udcff"}]}]}', "not valid text"),
     ],
 )
 def test_malformed_requests_get_400(server, body, message):

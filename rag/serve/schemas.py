@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .config import DEFAULT_MODEL
 
@@ -30,6 +30,21 @@ class Message(BaseModel):
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[TextPart] | None = None
 
+    @field_validator("content")
+    @classmethod
+    def _encodable(cls, content):
+        # half of a surrogate pair (a client's broken emoji) cannot be read as text: a 400 before any answer
+        # starts, rather than an error in the middle of a stream
+        for text in [content] if isinstance(content, str) else [p.text for p in content or [] if p.text]:
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise ValueError(
+                    f"content is not valid text: character {exc.start} is {ascii(text[exc.start])} (half of a "
+                    "surrogate pair); send UTF-8 text"
+                ) from None
+        return content
+
     def text(self) -> str:
         """The message's text, its text parts joined."""
         if isinstance(self.content, list):
@@ -44,6 +59,11 @@ class ChatRequest(BaseModel):
     stream: bool = False
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
+    # sampling settings are the server's (the reader's answers are greedy), but out of OpenAI's ranges they are
+    # a client's mistake, answered as OpenAI answers it; one choice is made per request
+    n: int = Field(default=1, ge=1, le=1, description="only 1: one answer per request")
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, ge=0, le=1)
     # extensions
     index: str | None = None
     k: int | None = Field(default=None, ge=1)
