@@ -43,6 +43,15 @@ class Embedder(Protocol):
     def describe(self) -> dict: ...
 
 
+def embedder_id(model: str) -> str:
+    """The id an index records for the embedder `model` names ("hash" is "hash:256").
+
+    >>> embedder_id("hash"), embedder_id("hash:64"), embedder_id("BAAI/bge-small-en-v1.5")
+    ('hash:256', 'hash:64', 'BAAI/bge-small-en-v1.5')
+    """
+    return "hash:256" if model == "hash" else model
+
+
 def load_embedder(config: EmbedConfig) -> Embedder:
     """The embedder that `config` names. Models load lazily, on first use."""
     if config.model == "hash" or config.model.startswith("hash:"):

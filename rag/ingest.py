@@ -25,7 +25,7 @@ from .atomic import write_json
 from .chunks import Chunker
 from .config import Config
 from .documents import Skipped, SourceFile, discover, load_file
-from .embeddings import Embedder, load_embedder
+from .embeddings import Embedder, embedder_id, load_embedder
 from .errors import ConfigError, LoadError, NothingIndexedError
 from .keywords import TOKENIZER
 from .types import Chunk
@@ -118,7 +118,7 @@ def build_index(
         previous = None if rebuild else store.read_manifest(folder)
         if previous is not None:
             config = _adopt_stored_settings(config, previous, explicit)
-            wanted = embedder.id if embedder is not None else config.embed.model
+            wanted = embedder.id if embedder is not None else embedder_id(config.embed.model)
             if wanted != previous.embedder.get("id"):
                 raise ConfigError(
                     f"index {folder} was built with embedder '{previous.embedder.get('id')}', not '{wanted}'; "

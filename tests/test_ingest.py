@@ -294,3 +294,9 @@ def test_a_file_indexed_from_another_directory_keeps_its_name_and_is_not_stored_
     assert set(manifest.files) == {"kb/router.md", "kb/shipping.txt", "kb/退货.md"}
     (kb / "shipping.txt").unlink()  # and a file deleted is removed, whatever directory rag runs in
     assert build_index([kb], in_tmp / "idx", embedder=HashEmbedder(64)).removed == ["kb/shipping.txt"]
+
+
+def test_an_index_built_with_the_hash_alias_is_reindexed_with_it(in_tmp, kb):
+    config = Config().override(embed={"model": "hash"})  # recorded as hash:256
+    build_index([kb], "idx", config=config, explicit={"embed"})
+    assert build_index([kb], "idx", config=config, explicit={"embed"}).indexed == []  # was "not 'hash'"

@@ -40,7 +40,7 @@ from typing import Any
 from .. import store
 from ..adapters import is_adapter_folder, list_adapters
 from ..config import Config, EmbedConfig
-from ..embeddings import Embedder, check_compatible, load_embedder
+from ..embeddings import Embedder, check_compatible, embedder_id, load_embedder
 from ..errors import ConfigError, EmbedderMismatchError, IndexFormatError, IndexLockedError, RagError
 from .config import DEFAULT_MODEL, ServeConfig
 from .errors import APIError
@@ -186,7 +186,7 @@ class Service:
             if config.model != stored.get("id"):
                 check_compatible(stored, {**stored, "id": config.model})  # raises, naming both
         else:
-            same = self.config.embed.model == stored.get("id")
+            same = embedder_id(self.config.embed.model) == stored.get("id")
             config = dataclasses.replace(
                 self.config.embed,  # keeps the runtime settings (device, batch sizes)
                 model=stored["id"],
