@@ -57,6 +57,10 @@ class RAG:
         `generator` replace the ones the config names (a shared `Retriever`, a fake in tests)."""
         from .retrieve import Retriever
 
+        if index is not None and not isinstance(index, (str, os.PathLike)):
+            raise ConfigError(f"`index` must be an index name or folder (str or path), got {type(index).__name__}")
+        if config is not None and not isinstance(config, Config):
+            raise ConfigError(f"`config` must be a rag.Config (Config.load('rag.toml')), got {type(config).__name__}")
         self.config = config or Config()
         if retriever is None and index is not None:
             retriever = Retriever(index, self.config.retrieve, runtime=self.config.embed)

@@ -162,6 +162,10 @@ def test_a_question_that_is_not_usable_text_is_an_error_that_says_why(hash_index
     ):
         with pytest.raises(ConfigError, match=why):
             rag.ask(question)
+    with pytest.raises(ConfigError, match="`index` must be an index name or folder"):
+        RAG(5)
+    with pytest.raises(ConfigError, match="`config` must be a rag.Config"):
+        RAG(hash_index, {"answer": {"k": 3}})
     with pytest.raises(ConfigError, match="history\\[0\\]'s content is not valid text"):
         rag.ask("And the warranty?", history=[{"role": "user", "content": "\udcff"}])
 
