@@ -183,7 +183,10 @@ class RAG:
         near, near_hits = reading.keep_hits(hits, reading.near_best(config.answer.show_floor))
         shown = near.focus(near_hits, config.answer.focus)
         if config.answer.mode == "generative":
-            return self._generate(call, shown)
+            answer = self._generate(call, shown)
+            if not answer.refused:  # what auto mode would reject is told, not hidden (the text has streamed)
+                answer.warnings = self.check(question, answer)
+            return answer
         # auto: the evidence check passed, so a reply that claims there is no answer is not trusted either
         try:
             answer = self._generate(call, shown, stream=False)

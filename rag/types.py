@@ -106,6 +106,9 @@ class Answer:
     timings: dict[str, float] = field(default_factory=dict)
     prompt: str | None = None
     notes: list[str] = field(default_factory=list)
+    # why a generated answer may not be trusted (it cites nothing, states a number its passages lack): generative
+    # mode checks its answer and says so here; auto mode answers with the extract instead
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -128,4 +131,5 @@ class Answer:
             "mode": self.mode,
             "timings": {k: (round(v, 4) if isinstance(v, float) else v) for k, v in self.timings.items()},
             "notes": self.notes,
+            "warnings": self.warnings,
         }

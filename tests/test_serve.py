@@ -137,6 +137,8 @@ def test_chat_completion_with_the_openai_client(server):
     rag = reply.model_extra["rag"]
     assert rag["refused"] is False and rag["citations"] == [1] and rag["answer_id"] == reply.id
     assert rag["sources"][0]["source"].endswith("router.md")
+    # the fake generator's words w0..w6 look like codes (a model number) its cited passage lacks
+    assert rag["warnings"] == ["facts not in the cited passages: w0, w1, w2, w3, w4"]
     assert list(generators) == [None]  # the base model
 
 

@@ -217,6 +217,8 @@ def print_answer(answer, streamed: bool) -> None:
         print(f"  (no passage answers it; the closest read: {', '.join(closest)})")
     elif answer.refused:
         print("  (no supporting passage found)")
+    for warning in getattr(answer, "warnings", ()):
+        print(f"  (warning: {warning})")
 
 
 def read_lines(value: str) -> list[str]:

@@ -26,6 +26,7 @@ def rag_extension(answer: Answer, answer_id: str) -> dict:
         "mode": answer.mode,
         "adapter": Path(answer.adapter).name if answer.adapter else None,
         "timings": data["timings"],
+        "warnings": answer.warnings,
     }
 
 
