@@ -85,6 +85,10 @@ def _quiet_libraries(verbose: bool) -> None:
     # pypdf: what it recovers from, or the damage a skipped file's message already names
     for name in ("sentence_transformers", "transformers", "jieba", "faiss", "pypdf"):
         logging.getLogger(name).setLevel(logging.INFO if verbose else logging.ERROR)
+    if not verbose:  # deprecations inside the libraries (peft reading transformers' renamed attributes)
+        import warnings
+
+        warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|peft|torch)\b")
 
 
 if __name__ == "__main__":
