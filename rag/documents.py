@@ -84,6 +84,10 @@ def discover(paths: Iterable[str | os.PathLike]) -> tuple[list[SourceFile], list
     for raw in paths:
         root = Path(raw).expanduser()
         if not root.exists():
+            if root.is_symlink():
+                raise LoadError(
+                    f"path {raw} is a symbolic link to nothing (its target is missing, or it links back to itself)"
+                )
             raise LoadError(f"path {raw} does not exist; give a file or a folder of documents")
         root = root.resolve()
         if root.is_file():

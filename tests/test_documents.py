@@ -352,6 +352,12 @@ def test_discover_skips_hidden_and_reports_unsupported(tmp_path, write):
     assert len(skipped) == 1 and skipped[0].source.endswith("img.png") and "unsupported" in skipped[0].reason
 
 
+def test_discover_a_link_to_nothing(tmp_path):
+    (tmp_path / "loop.md").symlink_to(tmp_path / "loop.md")
+    with pytest.raises(LoadError, match="symbolic link to nothing"):
+        discover([tmp_path / "loop.md"])
+
+
 def test_discover_missing_path(tmp_path):
     with pytest.raises(LoadError, match="does not exist"):
         discover([tmp_path / "nope"])
