@@ -193,13 +193,22 @@ def answer_settings(args: argparse.Namespace, closed_book: bool = False):
     return config
 
 
+def shown_name(name: str) -> str:
+    r"""A file name as one line of output: control characters (a newline in a name) written as escapes.
+
+    >>> shown_name("kb/odd\nname.md"), shown_name("kb/退货.md")
+    ('kb/odd\\nname.md', 'kb/退货.md')
+    """
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in name)
+
+
 def print_hits(query: str, hits, multiple: bool) -> None:
     if multiple:
         print(f"== {query}")
     if not hits:
         print("no matching passages")
     for hit in hits:
-        where = hit.chunk.source + (f" p.{hit.chunk.page}" if hit.chunk.page else "")
+        where = shown_name(hit.chunk.source) + (f" p.{hit.chunk.page}" if hit.chunk.page else "")
         print(f"[{hit.rank}] {hit.score:.3f}  {where}" + (f"  ({hit.chunk.context})" if hit.chunk.context else ""))
         text = " ".join(hit.chunk.text.split())
         print(textwrap.indent(textwrap.shorten(text, 320, placeholder=" ..."), "    "))
@@ -211,9 +220,9 @@ def print_answer(answer, streamed: bool) -> None:
         for n in answer.citations:
             hit = answer.sources[n - 1]
             page = f", page {hit.chunk.page}" if hit.chunk.page else ""
-            print(f"  [{n}] {hit.chunk.source}{page}")
+            print(f"  [{n}] {shown_name(hit.chunk.source)}{page}")
     elif answer.refused and answer.sources:  # where to look by hand: what was read and judged not to answer
-        closest = list(dict.fromkeys(hit.chunk.source for hit in answer.sources))[:3]
+        closest = list(dict.fromkeys(shown_name(hit.chunk.source) for hit in answer.sources))[:3]
         print(f"  (no passage answers it; the closest read: {', '.join(closest)})")
     elif answer.refused:
         print("  (no supporting passage found)")

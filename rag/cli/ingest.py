@@ -6,7 +6,7 @@ import json
 import sys
 
 from ..config import EMBED_BACKENDS, EMBED_QUANTIZE, ChunkConfig, EmbedConfig, IndexConfig, RetrieveConfig
-from .common import INDEX_HELP, add_embed_args, index_path, print_hits, read_lines, settings
+from .common import INDEX_HELP, add_embed_args, index_path, print_hits, read_lines, settings, shown_name
 
 # settings that change what an index holds: naming one of them on the command line overrides the index's own
 _IDENTITY = {
@@ -137,7 +137,7 @@ def cmd_index(args) -> int:
         print(json.dumps(summary.to_dict(), ensure_ascii=False))
         return 0
     for s in summary.skipped:
-        print(f"skipped {s.source}: {s.reason}", file=sys.stderr)
+        print(f"skipped {shown_name(s.source)}: {s.reason}", file=sys.stderr)
     print(
         f"{folder}: {len(summary.indexed)} indexed, {len(summary.unchanged)} unchanged, "
         f"{len(summary.removed)} removed, {len(summary.skipped)} skipped; "
