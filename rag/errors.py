@@ -23,6 +23,15 @@ class LoadError(RagError):
     """One file could not be read as a document. Ingestion reports it and skips the file."""
 
 
+class PartlyLoaded(LoadError):
+    """Some records of a file could not be read: `documents` are the rest. Ingestion indexes them and reports
+    the message; a caller that only knows `LoadError` skips the file as before."""
+
+    def __init__(self, message: str, documents: list):
+        super().__init__(message)
+        self.documents = documents
+
+
 class NothingIndexedError(RagError):
     """No file under the given paths could be indexed."""
 

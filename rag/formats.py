@@ -19,7 +19,7 @@ import re
 from dataclasses import replace
 from pathlib import PurePosixPath
 
-from .errors import LoadError
+from .errors import LoadError, PartlyLoaded
 from .text import control_ratio
 from .types import Document
 
@@ -431,19 +431,31 @@ def load_records(text: str, source: str, suffix: str) -> list[Document]:
                 'JSON nested too deeply to be read; expected a list of records like {"question": "...", "answer": "..."}'
             ) from exc
         records = _json_records(payload)
-    docs = []
+    docs, bad = [], []
     table = table_name(source)
     for number, record in enumerate(records, start=1):
         doc_text, row = _record_text(record)
         if doc_text is None:
-            raise LoadError(
-                f"record {number} has no question/answer (or title/text) fields; FAQ records look like "
-                '{"question": "...", "answer": "..."}'
-            )
+            bad.append(number)
+            continue
         # a table row is about what its file lists: the file name is the table's title ("service points" for
         # the Rotterdam row of service-points.csv), as a heading is a Markdown section's
         headings = (table,) if row and table else ()
         docs.append(Document(text=doc_text, source=source, headings=headings, meta={"record": number}))
+    if bad:
+        which = (
+            f"record {bad[0]}"
+            if len(bad) == 1
+            else f"records {', '.join(map(str, bad[:5]))}" + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        )
+        message = (
+            f"{which} {'has' if len(bad) == 1 else 'have'} no question/answer (or title/text) fields; FAQ records "
+            'look like {"question": "...", "answer": "..."}'
+        )
+        if not docs:
+            raise LoadError(message)
+        # one broken record does not cost the file its good ones
+        raise PartlyLoaded(f"{message}; the other {len(docs)} records are indexed", docs)
     return docs
 
 

@@ -26,7 +26,7 @@ from .chunks import Chunker
 from .config import Config
 from .documents import Skipped, SourceFile, discover, load_file
 from .embeddings import Embedder, embedder_id, load_embedder
-from .errors import ConfigError, LoadError, NothingIndexedError
+from .errors import ConfigError, LoadError, NothingIndexedError, PartlyLoaded
 from .keywords import TOKENIZER
 from .types import Chunk
 
@@ -266,9 +266,19 @@ def _classify(files: list[SourceFile], old_files: dict, summary: IndexSummary) -
     return changed, entries
 
 
-def _chunk_file(sf: SourceFile, chunker: Chunker) -> list[Chunk] | Exception:
+@dataclass
+class _Partly:
+    """The chunks of the records of a file that could be read, and what was wrong with the others."""
+
+    chunks: list[Chunk]
+    reason: str
+
+
+def _chunk_file(sf: SourceFile, chunker: Chunker) -> list[Chunk] | _Partly | Exception:
     try:
         return chunker.split(load_file(sf.path, sf.source))
+    except PartlyLoaded as exc:
+        return _Partly(chunker.split(exc.documents), str(exc))
     except Exception as exc:  # LoadError, or a parser bug on one hostile file: never abort the run
         if not isinstance(exc, LoadError):
             log.debug("unexpected error reading %s", sf.source, exc_info=True)
@@ -279,6 +289,9 @@ def _collect(changed, outcomes, entries, old_files, summary) -> dict[str, list[C
     """Chunks per source from each file's outcome (its chunks or the exception that stopped it)."""
     new_chunks: dict[str, list[Chunk]] = {}
     for sf, outcome in zip(changed, outcomes):
+        if isinstance(outcome, _Partly):  # indexed without its broken records, which are reported
+            summary.skipped.append(Skipped(sf.source, outcome.reason))
+            outcome = outcome.chunks
         if isinstance(outcome, list) and not outcome:
             outcome = LoadError("no text found in the file")
         if isinstance(outcome, Exception):

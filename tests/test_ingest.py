@@ -300,3 +300,21 @@ def test_an_index_built_with_the_hash_alias_is_reindexed_with_it(in_tmp, kb):
     config = Config().override(embed={"model": "hash"})  # recorded as hash:256
     build_index([kb], "idx", config=config, explicit={"embed"})
     assert build_index([kb], "idx", config=config, explicit={"embed"}).indexed == []  # was "not 'hash'"
+
+
+def test_a_broken_record_costs_its_file_only_itself(in_tmp, kb):
+    records = [
+        {"question": "Do you ship to Norway?", "answer": "Yes, in 5 days."},
+        {"question": "Do you ship to Iceland?"},  # its answer missing
+        {"question": "Do you ship to Malta?", "answer": "Yes, in 7 days."},
+    ]
+    (kb / "faq.json").write_text(json.dumps(records), "utf-8")
+    summary = build_index([kb], "idx", embedder=HashEmbedder(64))
+    assert "kb/faq.json" in summary.indexed
+    reason = {s.source: s.reason for s in summary.skipped}["kb/faq.json"]
+    assert reason.startswith("record 2 has no question/answer") and "the other 2 records are indexed" in reason
+    chunks = store.read_chunks(in_tmp / "idx" / store.read_manifest(in_tmp / "idx").generation / store.CHUNKS)
+    assert [c.text for c in chunks if c.source == "kb/faq.json"] == [
+        "Q: Do you ship to Norway?\nA: Yes, in 5 days.",
+        "Q: Do you ship to Malta?\nA: Yes, in 7 days.",
+    ]
