@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .errors import LoadError
 from .formats import aligned_tables, html_to_markdown, load_docx, load_pdf, load_records, markdown_sections
-from .text import CJK_WIDE_CHAR, control_ratio
+from .text import CJK_WIDE_CHAR, control_ratio, unencodable
 from .types import Document
 
 # Bumped whenever loading or chunking changes what a file turns into: indexes built by an older version are
@@ -98,9 +98,7 @@ def discover(paths: Iterable[str | os.PathLike]) -> tuple[list[SourceFile], list
             if path in found:
                 continue
             src = source_name(path, cwd)
-            try:
-                src.encode("utf-8")
-            except UnicodeEncodeError:  # bytes the file system holds that no text can name: the index is JSON
+            if unencodable(src):  # bytes the file system holds that no text can name: the index is JSON
                 skipped.append(Skipped(_printable(src), "the file name is not valid UTF-8; rename the file"))
                 continue
             suffix = path.suffix.lower()

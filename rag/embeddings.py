@@ -55,7 +55,7 @@ def embedder_id(model: str) -> str:
 def load_embedder(config: EmbedConfig) -> Embedder:
     """The embedder that `config` names. Models load lazily, on first use."""
     if config.model == "hash" or config.model.startswith("hash:"):
-        dim = config.model.partition(":")[2] or "256"
+        dim = embedder_id(config.model).partition(":")[2]
         if not dim.isdigit() or int(dim) < 8:
             raise ConfigError(f"embedder `model` 'hash:DIM' needs an integer DIM of at least 8, got {config.model!r}")
         return HashEmbedder(int(dim), config.query_prefix, config.document_prefix)

@@ -33,7 +33,7 @@ from .answer import CitationFixer, compose, is_looping, looks_like_refusal, repe
 from .config import DEFAULT_INDEX, Config
 from .errors import ConfigError, PromptTooLongError
 from .prompt import REFUSAL, build_messages, fit_budget
-from .text import language, parse_citations, unusable_text
+from .text import language, parse_citations, unencodable, unusable_text
 from .types import Answer, Hit
 
 _FOLLOW_UP = re.compile(
@@ -408,9 +408,9 @@ def _check_question(question, history) -> None:
             or not isinstance(turn.get("content"), str)
         ):
             raise ConfigError(f"history[{i}] must be {{'role': 'user' or 'assistant', 'content': text}}, got {turn!r}")
-        problem = unusable_text(turn["content"] or " ", f"history[{i}]'s content")
-        if problem:
-            raise ConfigError(problem)
+        where = unencodable(turn["content"])
+        if where:
+            raise ConfigError(f"history[{i}]'s content is not valid text: {where}; check the input's encoding")
 
 
 def standalone_query(question: str, history: list[dict]) -> str:

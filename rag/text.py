@@ -46,6 +46,17 @@ def language(text: str) -> str:
 _CONTROL = re.compile("[\x00-\x08\x0e-\x1f\x7f-\x9f\ufffd]")
 
 
+def unencodable(text: str) -> str | None:
+    """Where `text` holds a character no text may hold (a lone surrogate: how undecodable bytes of a command
+    line or file name, or half an emoji from a client, arrive), said as "character N is '\\udcff'"; None if
+    it holds none."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"character {exc.start} is {ascii(text[exc.start])}"
+    return None
+
+
 def unusable_text(text, what: str) -> str | None:
     """Why `text` cannot be a question or query (not text, empty, or holding a character no text may hold: a
     lone surrogate, which is how undecodable bytes or half an emoji arrive), as an error message; None if
@@ -58,12 +69,11 @@ def unusable_text(text, what: str) -> str | None:
         return f"{what} must be text (str), got {type(text).__name__}"
     if not text.strip():
         return f"{what} is empty; ask something with words in it"
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
+    where = unencodable(text)
+    if where:
         return (
-            f"{what} is not valid text: character {exc.start} is {ascii(text[exc.start])} (bytes that are not "
-            "UTF-8, or half of a surrogate pair); check the input's encoding"
+            f"{what} is not valid text: {where} (bytes that are not UTF-8, or half of a surrogate pair); check "
+            "the input's encoding"
         )
     return None
 

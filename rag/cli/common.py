@@ -226,7 +226,7 @@ def print_answer(answer, streamed: bool) -> None:
         print(f"  (no passage answers it; the closest read: {', '.join(closest)})")
     elif answer.refused:
         print("  (no supporting passage found)")
-    for warning in getattr(answer, "warnings", ()):
+    for warning in answer.warnings:
         print(f"  (warning: {warning})")
 
 

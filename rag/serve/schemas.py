@@ -14,6 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from ..text import unencodable
 from .config import DEFAULT_MODEL
 
 
@@ -36,13 +37,9 @@ class Message(BaseModel):
         # half of a surrogate pair (a client's broken emoji) cannot be read as text: a 400 before any answer
         # starts, rather than an error in the middle of a stream
         for text in [content] if isinstance(content, str) else [p.text for p in content or [] if p.text]:
-            try:
-                text.encode("utf-8")
-            except UnicodeEncodeError as exc:
-                raise ValueError(
-                    f"content is not valid text: character {exc.start} is {ascii(text[exc.start])} (half of a "
-                    "surrogate pair); send UTF-8 text"
-                ) from None
+            where = unencodable(text)
+            if where:
+                raise ValueError(f"content is not valid text: {where} (half of a surrogate pair); send UTF-8 text")
         return content
 
     def text(self) -> str:
