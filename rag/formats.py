@@ -415,12 +415,11 @@ def _columns(line: str) -> list[str] | None:
 def load_records(text: str, source: str, suffix: str) -> list[Document]:
     """FAQ records (.json, .jsonl, .csv) as one document each: "Q: ...\nA: ..." for question/answer pairs,
     the text for title/text records, every named column for other table rows."""
+    unreadable: list[str] = []  # a JSON Lines line that is not a record costs only itself
     if suffix == ".csv":
         records = _csv_records(text)
     elif suffix == ".jsonl":
-        from .records import parse_jsonl
-
-        records = parse_jsonl(text, "file", error=LoadError)
+        records, unreadable = _jsonl_records(text)
     else:
         try:
             payload = json.loads(text)
@@ -442,21 +441,40 @@ def load_records(text: str, source: str, suffix: str) -> list[Document]:
         # the Rotterdam row of service-points.csv), as a heading is a Markdown section's
         headings = (table,) if row and table else ()
         docs.append(Document(text=doc_text, source=source, headings=headings, meta={"record": number}))
+    problems = unreadable[:]
     if bad:
         which = (
             f"record {bad[0]}"
             if len(bad) == 1
             else f"records {', '.join(map(str, bad[:5]))}" + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
         )
-        message = (
+        problems.append(
             f"{which} {'has' if len(bad) == 1 else 'have'} no question/answer (or title/text) fields; FAQ records "
             'look like {"question": "...", "answer": "..."}'
         )
+    if problems:
+        message = "; ".join(problems)
         if not docs:
             raise LoadError(message)
         # one broken record does not cost the file its good ones
         raise PartlyLoaded(f"{message}; the other {len(docs)} records are indexed", docs)
     return docs
+
+
+def _jsonl_records(text: str) -> tuple[list, list[str]]:
+    """The records of a JSON Lines file, and what is wrong with the lines that are none (three named, then a
+    count): a line cut short by an editor or a crash costs its own record, not the file's others."""
+    from .records import jsonl_lines
+
+    records, wrong = [], []
+    for number, record, problem in jsonl_lines(text):
+        if problem:
+            wrong.append(f"line {number} {problem}")
+        else:
+            records.append(record)
+    if len(wrong) > 3:
+        wrong = wrong[:3] + [f"{len(wrong) - 3} more lines cannot be read"]
+    return records, wrong
 
 
 def table_name(source: str) -> str:

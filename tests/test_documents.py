@@ -5,7 +5,7 @@ import json
 import pytest
 
 from rag.documents import decode_text, discover, load_file
-from rag.errors import LoadError
+from rag.errors import LoadError, PartlyLoaded
 from rag.formats import html_to_markdown
 
 
@@ -224,9 +224,14 @@ def test_a_table_row_is_headed_by_what_its_file_lists(write):
     assert load_file(write("kb/2024.csv", "city,address\nRotterdam,Westblaak 45\n"))[0].headings == ()
 
 
-def test_malformed_jsonl_names_the_line(write):
-    with pytest.raises(LoadError, match="line 2"):
-        load_file(write("bad.jsonl", '{"question": "a", "answer": "b"}\n{oops\n'))
+def test_malformed_jsonl_names_the_line_and_costs_only_itself(write):
+    # a line cut short (an editor, a crash mid-append) skipped the whole FAQ file: its good records are kept
+    with pytest.raises(PartlyLoaded, match="line 2 is not valid JSON") as caught:
+        load_file(write("bad.jsonl", '{"question": "a", "answer": "b"}\n{oops\n{"q": "c", "a": "d"}\n'))
+    assert [d.text for d in caught.value.documents] == ["Q: a\nA: b", "Q: c\nA: d"]
+    with pytest.raises(LoadError, match="line 1 is not valid JSON") as caught:
+        load_file(write("worse.jsonl", "{oops\n"))
+    assert not isinstance(caught.value, PartlyLoaded)
 
 
 def test_json_nested_too_deeply_says_so(write):
