@@ -82,13 +82,15 @@ class _ChunkFiles:
 
     def __call__(self, batch: dict) -> dict:
         from .documents import load_file
-        from .errors import LoadError
+        from .errors import LoadError, PartlyLoaded
 
-        out = {"i": [], "chunks": [], "error": [], "expected": []}
+        out = {"i": [], "chunks": [], "error": [], "expected": [], "partly": []}
         for i, path, source in zip(batch["i"], batch["path"], batch["source"]):
-            chunks, error, expected = [], "", True
+            chunks, error, expected, partly = [], "", True, False
             try:
                 chunks = self.chunker.split(load_file(_path(path), str(source)))
+            except PartlyLoaded as exc:  # its readable records are indexed, the broken ones reported
+                chunks, error, partly = self.chunker.split(exc.documents), str(exc), True
             except Exception as exc:  # as the local engine: one hostile file never stops the run
                 expected = isinstance(exc, LoadError)
                 error = str(exc) if expected else f"cannot be read ({type(exc).__name__}: {exc})"
@@ -96,6 +98,7 @@ class _ChunkFiles:
             out["chunks"].append(json.dumps([c.to_dict() for c in chunks], ensure_ascii=False))
             out["error"].append(error)
             out["expected"].append(expected)
+            out["partly"].append(partly)
         return {k: np.asarray(v, dtype=object if k in ("chunks", "error") else None) for k, v in out.items()}
 
 
@@ -119,8 +122,9 @@ def _path(value):
 
 
 def load_and_chunk(files: list, chunk: ChunkConfig, embed: EmbedConfig, address: str | None = None) -> list:
-    """For each SourceFile, in order: its chunks, or the exception that stopped it (LoadError when expected)."""
-    from .errors import LoadError
+    """For each SourceFile, in order: its chunks, or the exception that stopped it (LoadError when expected;
+    PartlyLoaded, whose `documents` are the chunks of the records that could be read)."""
+    from .errors import LoadError, PartlyLoaded
 
     if not files:
         return []
@@ -137,10 +141,13 @@ def load_and_chunk(files: list, chunk: ChunkConfig, embed: EmbedConfig, address:
     rows = sorted(ds.take_all(), key=lambda r: int(r["i"]))
     results = []
     for row in rows:
-        if row["error"]:
+        chunks = [Chunk.from_dict(c) for c in json.loads(row["chunks"])]
+        if row["partly"]:
+            results.append(PartlyLoaded(row["error"], chunks))
+        elif row["error"]:
             results.append(LoadError(row["error"]) if row["expected"] else RuntimeError(row["error"]))
         else:
-            results.append([Chunk.from_dict(c) for c in json.loads(row["chunks"])])
+            results.append(chunks)
     return results
 
 

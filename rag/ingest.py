@@ -165,7 +165,10 @@ def build_index(
         if engine == "ray":
             from . import distributed
 
-            outcomes = distributed.load_and_chunk(changed, config.chunk, _embed_config(embedder), address)
+            outcomes = [
+                _Partly(o.documents, str(o)) if isinstance(o, PartlyLoaded) else o
+                for o in distributed.load_and_chunk(changed, config.chunk, _embed_config(embedder), address)
+            ]
         else:
             outcomes = (
                 _chunk_file(sf, chunker) for sf in _progress(changed, progress and len(changed) > 20, "reading")

@@ -44,10 +44,14 @@ def test_ray_engine_builds_the_same_index_incrementally(in_tmp, kb, hash_embedde
     from rag.ingest import build_index
 
     (kb / "broken.pdf").write_bytes(b"%PDF-1.7 truncated")
+    # an FAQ file with one broken record: the others are indexed by either engine, the broken one reported
+    (kb / "faq.jsonl").write_text('{"question": "Do you ship abroad?", "answer": "Yes."}\n{cut sh\n', encoding="utf-8")
     local = build_index([kb], "local", embedder=hash_embedder, progress=False)
     distributed = build_index([kb], "ray", embedder=hash_embedder, progress=False, engine="ray")
     assert distributed.to_dict()["files"] == local.to_dict()["files"]
-    assert [s.source for s in distributed.skipped] == ["kb/broken.pdf"]
+    assert [(s.source, s.reason) for s in distributed.skipped] == [(s.source, s.reason) for s in local.skipped]
+    assert sorted(s.source for s in distributed.skipped) == ["kb/broken.pdf", "kb/faq.jsonl"]
+    assert "kb/faq.jsonl" in distributed.indexed
     _same(in_tmp / "local", in_tmp / "ray")
 
     (kb / "shipping.txt").write_text("Express shipping now costs 19.90 euros.\n", encoding="utf-8")
