@@ -201,7 +201,7 @@ class AnswerConfig:
     candidates: int = 3  # passages read and reranked by the scorer before the best `k` are kept (>= k)
     # which sentence answers is read on each retrieved chunk with up to N chunks of its own section on either
     # side, hits whose spans touch merged (small-to-big: search on chunks the embedder sees whole, read them in
-    # context; refusal stays on the chunks); 0: the chunk alone. README > Answers > Measured: CMRC dev 84.9 -> 86.2
+    # context; refusal stays on the chunks); 0: the chunk alone. eval/reports/reading/README.md: CMRC dev 84.9 -> 86.2
     window: int = 1
     scorer: str = "bundled"  # the evidence scorer: "bundled", a folder (`rag tune --task scorer`) or hub id, "none"
     reader: str = "bundled"  # how evidence is weighed (reader.json): "bundled" or a file from `rag calibrate --fit`

@@ -15,7 +15,7 @@ number or content word that a question shares with its answer sentence for anoth
 the same paragraph (or reverses a comparison word: first/last, largest/smallest), and pairs the changed
 question with the original answer sentence as a negative, next to the unchanged question as its positive.
 (Measured as a second training stage of the shipped scorer: the scorer learns them, yet SQuAD 2.0 dev's real
-unanswerable questions are refused no more often; README > Measured.)
+unanswerable questions are refused no more often; eval/reports/reading/README.md.)
 
 What this module does not do: train (`rag.tune`) or score (`rag.scorer`). Pure Python, no model.
 """
@@ -234,7 +234,7 @@ def adversarial_pairs(
 
 def worded_apart(pairs: Sequence[dict], share: float = 0.25, seed: int = 3) -> list[dict]:
     r"""A second training stage for the scorer, against reading words instead of meaning (measured, not
-    shipped: README > Measured): every pair of the `share` of questions whose best answer sentence shares the
+    shipped: eval/reports/reading/README.md): every pair of the `share` of questions whose best answer sentence shares the
     fewest of their keywords (`rag.keywords` tokens, so stems match; the sentence without its title line),
     mixed with as many pairs drawn from the other questions, so that what the first stage learned stays.
     SQuAD's questions mostly reuse their sentence's words, which teaches a scorer to count them; these are its

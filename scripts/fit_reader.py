@@ -64,7 +64,7 @@ def main() -> None:
         default=0,
         help="unanswerable questions per language made by changing a name, number or word of an answerable one "
         "(SQuAD 2.0's kind: the knowledge base holds the original's paragraph; English only). The shipped reader "
-        "uses none: 300 of them left SQuAD 2.0 dev unchanged (43.2 vs 43.4 accuracy, README > Measured)",
+        "uses none: 300 of them left SQuAD 2.0 dev unchanged (43.2 vs 43.4 accuracy, eval/reports/reading/README.md)",
     )
     parser.add_argument(
         "--foreign",
@@ -73,7 +73,7 @@ def main() -> None:
         help="unanswerable Chinese questions made by swapping a name an answerable question shares with its "
         "paragraph for one the knowledge base never mentions (a customer asking about a city, company or person the "
         "documents do not cover); they train refusal only. Not for English: there they lowered SQuAD 2.0 dev and "
-        "WikiQA (README > Measured)",
+        "WikiQA (eval/reports/reading/README.md)",
     )
     parser.add_argument("--false-refusal", type=float, default=0.05)
     parser.add_argument("--out", help="default: rag/weights/reader.json, or reader-lexical.json with --scorer none")

@@ -9,7 +9,7 @@
     python scripts/reader_data.py [--data ../shared/data] [--out work/reader]
 
 writes into --out scorer-pairs.jsonl (question/text/label), what the shipped scorer trains on, and two
-second stages that were measured and not shipped (README > Measured): scorer-pairs-apart.jsonl
+second stages that were measured and not shipped (eval/reports/reading/README.md): scorer-pairs-apart.jsonl
 (`rag.readerdata.worded_apart`: the quarter of those questions that share fewest words with their answer, and
 as many other pairs), and scorer-pairs-adversarial.jsonl: every answerable question of those articles that
 `rag.readerdata.adversarial_pairs` can perturb, with and without the change, mixed half and half with
