@@ -26,6 +26,7 @@ import json
 import random
 import re
 from dataclasses import asdict, dataclass, field
+from difflib import get_close_matches
 from pathlib import Path
 
 from ..config import Config, build_section
@@ -37,6 +38,8 @@ from .systems import DEFAULT, parse_systems
 
 ANSWER_MODES = ("generative", "auto", "extractive")
 FT_DATA = ("both", "documents", "questions")
+# the keys of a question record ({"id", "question", "answers", "sources", "answerable", "split"}, `lang` optional)
+QUESTION_KEYS = ("id", "question", "answers", "sources", "answerable", "split", "lang")
 _KEYS = {
     "name",
     "description",
@@ -260,9 +263,20 @@ def read_questions(path: str | Path) -> list[dict]:
 
 
 def check_question(record: dict, where: str) -> dict:
-    """One question record, validated and normalised; a `ConfigError` naming `where` and the key otherwise."""
+    """One question record, validated and normalised; a `ConfigError` naming `where` and the key otherwise.
+    An answerable question needs gold answers: without them it would count in false refusals but not in
+    accuracy, and a misspelt key ("answer") would pass unseen, so unknown keys are errors as in the suite."""
     if not isinstance(record, dict):
         raise ConfigError(f"{where}: expected an object with id, question, answers, sources, answerable, split")
+    unknown = sorted(set(record) - set(QUESTION_KEYS))
+    if unknown:
+        hints = [f"{c[0]!r} for {k!r}" for k in unknown if (c := get_close_matches(k, QUESTION_KEYS, 1, 0.7))]
+        named = f" (question {str(record['id'])!r})" if "id" in record else ""
+        raise ConfigError(
+            f"{where}{named}: unknown key(s) {unknown}; "
+            + (f"did you mean {', '.join(hints)}? " if hints else "")
+            + f"a question record's keys are {list(QUESTION_KEYS)}"
+        )
     missing = [k for k in ("id", "question", "answerable", "split") if k not in record]
     if missing:
         raise ConfigError(f"{where}: missing key(s) {missing}")
@@ -277,6 +291,11 @@ def check_question(record: dict, where: str) -> dict:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ConfigError(f"{where}: `{key}` must be a list of strings, got {value!r}")
     answers = [a for a in record.get("answers", []) if a.strip()]
+    if record["answerable"] and not answers:
+        raise ConfigError(
+            f"{where}: question {str(record['id'])!r} is answerable but has no gold answers; give them as "
+            '"answers": ["..."] (text a correct answer contains), or mark it "answerable": false'
+        )
     return {
         "id": str(record["id"]),
         "question": record["question"].strip(),
