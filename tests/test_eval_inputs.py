@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from test_eval import QUESTIONS, _questions
 
@@ -68,3 +70,89 @@ def test_the_bundled_question_files_are_valid(tmp_path):
     assert len(files) >= 4
     for path in files:
         assert read_questions(path)
+
+
+# ----------------------------------------------------------------------------------------------- thresholds
+
+
+def _summary(**means) -> dict:
+    metrics = {name: {"mean": value} for name, value in means.items() if not name.startswith("latency_p")}
+    latency = {name: value for name, value in means.items() if name.startswith("latency_p")}
+    return {"systems": {"extractive": {"metrics": metrics, **latency}}}
+
+
+def test_a_bare_threshold_is_a_maximum_where_lower_is_better(tmp_path):
+    """{"false_refusal": 0.01} passed at 7.1% false refusals: a bare number was a minimum for every metric."""
+    from rag.eval.report import check_thresholds, read_thresholds
+
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps({"extractive": {"false_refusal": 0.01, "latency_p50_s": 1.0, "accuracy": 0.5}}))
+    limits = read_thresholds(path)
+    failures = check_thresholds(_summary(false_refusal=0.071, latency_p50_s=2.5, accuracy=0.9), limits)
+    assert failures == [
+        "extractive false_refusal = 0.071, above the threshold 0.01",
+        "extractive latency_p50_s = 2.500, above the threshold 1.0",
+    ]
+    assert check_thresholds(_summary(false_refusal=0.0, latency_p50_s=0.1, accuracy=0.9), limits) == []
+    assert check_thresholds(_summary(false_refusal=0.0, latency_p50_s=0.1, accuracy=0.4), limits) == [
+        "extractive accuracy = 0.400, below the threshold 0.5"
+    ]
+    # the explicit forms keep their meaning
+    explicit = {"extractive": {"false_refusal": {"min": 0.01}, "ungrounded": {"max": 0.1}}}
+    assert check_thresholds(_summary(false_refusal=0.0, ungrounded=0.2), explicit) == [
+        "extractive false_refusal = 0.000, below the threshold 0.01",
+        "extractive ungrounded = 0.200, above the threshold 0.1",
+    ]
+    path.write_text(json.dumps({"extractive": {"false_refusal": "low"}}))
+    with pytest.raises(ConfigError, match=r"a limit is a number \(the maximum: lower is better\)"):
+        read_thresholds(path)
+
+
+def test_the_shipped_ci_thresholds_mean_what_they_meant():
+    """Every CI file writes limits of lower-is-better metrics as {"max": x}: reading a bare number as a maximum
+    there changes none of them."""
+    from pathlib import Path
+
+    from rag.eval.metrics import LOWER_IS_BETTER
+    from rag.eval.report import as_bounds, read_thresholds
+
+    for path in sorted((Path(__file__).parents[1] / "eval" / "thresholds").glob("ci-*.json")):
+        for system, limits in read_thresholds(path).items():
+            if system.startswith("_"):
+                continue
+            for metric, limit in limits.items():
+                assert as_bounds(metric, limit) == (limit if isinstance(limit, dict) else {"min": limit})
+                assert metric not in LOWER_IS_BETTER or isinstance(limit, dict)
+
+
+def test_an_unknown_metric_in_thresholds_is_a_bad_file(tmp_path):
+    from rag.eval.report import read_thresholds
+
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps({"extractive": {"accuracyy": 0.95, "recall@5": 0.9}}))
+    with pytest.raises(ConfigError) as err:
+        read_thresholds(path)
+    assert "extractive: unknown metric 'accuracyy' (did you mean 'accuracy'?)" in str(err.value)
+    assert str(path) in str(err.value)
+    path.write_text(json.dumps({"extractive": {"recall@5": 0.9, "ndcg@10": 0.9, "latency_p95_s": {"max": 3}}}))
+    assert read_thresholds(path)
+
+
+def _suite(tmp_path):
+    _questions(tmp_path / "q.jsonl", QUESTIONS)
+    (tmp_path / "suite.yaml").write_text(
+        "name: t\ncorpus: kb\nquestions: q.jsonl\nsystems: [extractive]\n"
+        "config:\n  embed: {model: 'hash:64'}\n  answer: {scorer: none}\n",
+        encoding="utf-8",
+    )
+
+
+def test_thresholds_for_systems_the_run_leaves_out_are_refused_before_it_runs(tmp_path, kb):
+    from conftest import run_cli
+
+    _suite(tmp_path)
+    (tmp_path / "t.json").write_text(json.dumps({"rag": {"accuracy": 0.5}, "extractive": {"accuracy": 0.5}}))
+    done = run_cli("eval", "suite.yaml", "--check", "t.json", "--out", "r", cwd=tmp_path)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "t.json sets limits for rag, which this run does not include (systems: extractive)" in done.stderr
+    assert not (tmp_path / "r").exists() and not (tmp_path / "eval").exists()  # nothing ran

@@ -78,7 +78,7 @@ def cmd_eval(args) -> int:
 
     from ..errors import ConfigError
     from ..eval.harness import run_eval
-    from ..eval.report import check_thresholds, read_thresholds, write_report
+    from ..eval.report import check_thresholds, read_thresholds, threshold_systems, write_report
     from ..eval.suite import load_suite
     from ..eval.systems import parse_systems
 
@@ -103,6 +103,14 @@ def cmd_eval(args) -> int:
     systems = parse_systems(args.systems) if args.systems else None
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit must be at least 1, got {args.limit}")
+    if thresholds is not None:  # told now, not as a regression after an hour's run
+        running = systems or suite.systems
+        absent = [s for s in threshold_systems(thresholds) if s not in running]
+        if absent:
+            raise ConfigError(
+                f"{args.check} sets limits for {', '.join(absent)}, which this run does not include (systems: "
+                f"{', '.join(running)}); add them with --systems or use a thresholds file for these systems"
+            )
     out = Path(args.out or Path("eval/reports") / f"{suite.name}-{time.strftime('%Y%m%d-%H%M%S')}")
     run = run_eval(suite, systems=systems, limit=args.limit, work=args.work)
     summary = write_report(run, out)

@@ -5,7 +5,8 @@ grades <= 0 count as not relevant. nDCG uses linear gains (gain = grade), like t
 therefore MTEB and BEIR.
 Answers: exact match, token F1, ROUGE-L and contains-gold, without an LLM judge.
 Uncertainty: bootstrap confidence intervals and a paired randomisation test between two systems.
-Names: `ANSWER_METRICS` (the per-question answer scores, in report order) and their `LABELS`.
+Names: `ANSWER_METRICS` (the per-question answer scores, in report order), their `LABELS`, and which metrics
+are better low (`LOWER_IS_BETTER`).
 
 What this module does not do: decide which score applies to which question (`rag.eval.harness.score_row`) or
 aggregate a run (`rag.eval.report`).
@@ -34,6 +35,8 @@ ANSWER_METRICS = (
     "citation_precision",
     "ungrounded",
 )
+# metrics where a lower value is better: a bare number in a thresholds file is their maximum, not a minimum
+LOWER_IS_BETTER = frozenset({"false_refusal", "ungrounded", "latency_s", "latency_p50_s", "latency_p95_s"})
 LABELS = {
     "accuracy": "Accuracy",
     "contains": "Contains gold",

@@ -10,7 +10,8 @@ expects. `write_report(run, out)` writes, atomically (a crash leaves the previou
     answers.png, latency.png  charts
     config.json        the suite, rag's configuration, package versions and the git commit
 
-`check_thresholds` compares a summary with CI's minimums and maximums (`read_thresholds`). The tables of
+`check_thresholds` compares a summary with CI's minimums and maximums (`read_thresholds`; a bare number is a
+minimum, or a maximum for a metric where lower is better). The tables of
 report.md are drawn by `rag.eval.markdown`, the charts by `rag.eval.charts`. What this module does not do:
 score single answers (`rag.eval.harness.score_row`, `rag.eval.metrics`).
 """
@@ -21,8 +22,10 @@ import json
 import math
 import os
 import platform
+import re
 import subprocess
 from dataclasses import asdict
+from difflib import get_close_matches
 from itertools import combinations
 from pathlib import Path
 
@@ -30,7 +33,7 @@ from ..atomic import atomic_dir
 from ..errors import ConfigError
 from .charts import draw_charts
 from .markdown import report_markdown
-from .metrics import ANSWER_METRICS, bootstrap_ci, paired_test
+from .metrics import ANSWER_METRICS, LOWER_IS_BETTER, bootstrap_ci, paired_test
 from .systems import BY_NAME
 
 # What published work leads one to expect, as (better system, worse system, claim, reference).
@@ -154,9 +157,26 @@ def expectations(paired: list[dict], alpha: float = 0.05) -> list[dict]:
 # ------------------------------------------------------------------------------------------------ checks
 
 
+# what a thresholds file may name besides the answer metrics: retrieval at any k and latency percentiles
+_THRESHOLD_METRICS = (*ANSWER_METRICS, "mrr@10", "ndcg@10", "latency_s", "latency_p50_s", "latency_p95_s")
+
+
+def as_bounds(metric: str, limit) -> dict:
+    """A threshold as {"min": x} and/or {"max": x}: a bare number is the worst value allowed, so the minimum of a
+    metric where higher is better and the maximum of one where lower is better (false refusals, latency).
+
+    >>> as_bounds("accuracy", 0.7), as_bounds("false_refusal", 0.05), as_bounds("latency_p50_s", {"max": 2.0})
+    ({'min': 0.7}, {'max': 0.05}, {'max': 2.0})
+    """
+    if isinstance(limit, dict):
+        return limit
+    return {"max": limit} if metric in LOWER_IS_BETTER else {"min": limit}
+
+
 def check_thresholds(metrics: dict, thresholds: dict) -> list[str]:
-    """Regressions of `metrics` (a summary) against `thresholds` {system: {metric: minimum | {"min"|"max": x}}}.
-    Metrics: any per-system metric name, plus latency_p50_s / latency_p95_s. Returns readable failures."""
+    """Regressions of `metrics` (a summary) against `thresholds` {system: {metric: limit | {"min"|"max": x}}}, a
+    bare limit being a minimum, or a maximum where lower is better (`as_bounds`). Metrics: any per-system metric
+    name, plus latency_p50_s / latency_p95_s. Returns readable failures."""
     failures = []
     for system, limits in thresholds.items():
         if system.startswith("_"):
@@ -166,7 +186,7 @@ def check_thresholds(metrics: dict, thresholds: dict) -> list[str]:
             failures.append(f"{system}: not in this run (run it, or remove it from the thresholds)")
             continue
         for metric, limit in limits.items():
-            bound = limit if isinstance(limit, dict) else {"min": limit}
+            bounds = as_bounds(metric, limit)
             value = (
                 stats.get(metric)
                 if metric.startswith("latency_p")
@@ -175,17 +195,23 @@ def check_thresholds(metrics: dict, thresholds: dict) -> list[str]:
             if value is None:
                 failures.append(f"{system} {metric}: not measured in this run")
                 continue
-            if "min" in bound and value < bound["min"]:
-                failures.append(f"{system} {metric} = {value:.3f}, below the threshold {bound['min']}")
-            if "max" in bound and value > bound["max"]:
-                failures.append(f"{system} {metric} = {value:.3f}, above the threshold {bound['max']}")
+            if "min" in bounds and value < bounds["min"]:
+                failures.append(f"{system} {metric} = {value:.3f}, below the threshold {bounds['min']}")
+            if "max" in bounds and value > bounds["max"]:
+                failures.append(f"{system} {metric} = {value:.3f}, above the threshold {bounds['max']}")
     return failures
 
 
+def threshold_systems(thresholds: dict) -> list[str]:
+    """The systems a thresholds file sets limits for (comments aside)."""
+    return [s for s in thresholds if not s.startswith("_")]
+
+
 def read_thresholds(path: str | Path) -> dict:
-    """CI thresholds from a JSON file: {system: {metric: minimum | {"min": x} | {"max": x}}}; keys starting
-    with "_" are comments. A missing file, bad JSON, an unknown system or a limit that is not a number is a
-    `ConfigError` naming the file and the entry."""
+    """CI thresholds from a JSON file: {system: {metric: limit | {"min": x} | {"max": x}}}, a bare limit being
+    the minimum, or the maximum of a metric where lower is better (`as_bounds`); keys starting with "_" are
+    comments. A missing file, bad JSON, an unknown system or metric, or a limit that is not a number is a
+    `ConfigError` naming the file and the entry, raised before anything runs."""
     shape = '{"rag": {"accuracy": 0.5, "false_refusal": {"max": 0.1}}}'
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -201,10 +227,18 @@ def read_thresholds(path: str | Path) -> dict:
         if system not in BY_NAME:
             raise ConfigError(f"{path}: unknown system {system!r}; systems are {', '.join(BY_NAME)}")
         for metric, limit in limits.items():
-            bound = limit if isinstance(limit, dict) else {"min": limit}
-            if not bound or set(bound) - {"min", "max"} or not all(_is_number(v) for v in bound.values()):
+            if metric not in _THRESHOLD_METRICS and not re.fullmatch(r"recall@\d+", metric):
+                close = get_close_matches(metric, _THRESHOLD_METRICS, 1, 0.7)
                 raise ConfigError(
-                    f"{path}: {system} {metric}: a limit is a number (the minimum), "
+                    f"{path}: {system}: unknown metric {metric!r}"
+                    + (f" (did you mean {close[0]!r}?)" if close else "")
+                    + f"; metrics are {', '.join(_THRESHOLD_METRICS)} and recall@K"
+                )
+            bounds = as_bounds(metric, limit)
+            if not bounds or set(bounds) - {"min", "max"} or not all(_is_number(v) for v in bounds.values()):
+                which = "the maximum: lower is better" if metric in LOWER_IS_BETTER else "the minimum"
+                raise ConfigError(
+                    f"{path}: {system} {metric}: a limit is a number ({which}), "
                     f'{{"min": x}} or {{"max": x}}, got {limit!r}'
                 )
     return data
