@@ -156,3 +156,32 @@ def test_thresholds_for_systems_the_run_leaves_out_are_refused_before_it_runs(tm
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert "t.json sets limits for rag, which this run does not include (systems: extractive)" in done.stderr
     assert not (tmp_path / "r").exists() and not (tmp_path / "eval").exists()  # nothing ran
+
+
+# --------------------------------------------------------------------------------------- settings not read
+
+
+def test_rag_eval_says_it_does_not_read_the_rag_toml_in_the_working_folder(tmp_path, kb, monkeypatch):
+    """`rag calibrate` tells its user to put the reader in rag.toml; `rag eval` then measured the bundled one
+    without a word (it spoke only of --config)."""
+    from conftest import run_cli
+
+    from rag.cli.evaluate import unread_config_notice
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("RAG_CONFIG", raising=False)
+    assert unread_config_notice(None) is None
+    (tmp_path / "rag.toml").write_text('[answer]\nreader = "my-reader.json"\nk = 5\n', encoding="utf-8")
+    notice = unread_config_notice(None)
+    assert notice.startswith("rag eval: rag.toml is not read: a suite carries its own settings")
+    assert "add --reader my-reader.json" in notice
+    (tmp_path / "other.toml").write_text("[answer]\nk = 5\n", encoding="utf-8")
+    assert "other.toml is not read" in unread_config_notice("other.toml")
+    assert "--reader FILE" in unread_config_notice("other.toml")
+    monkeypatch.setenv("RAG_CONFIG", "other.toml")
+    assert "other.toml is not read" in unread_config_notice(None)
+
+    _suite(tmp_path)
+    (tmp_path / "t.json").write_text(json.dumps({"rag": {"accuracy": 0.5}}))  # stops it before it runs
+    done = run_cli("eval", "suite.yaml", "--check", "t.json", cwd=tmp_path, env={"RAG_CONFIG": ""})
+    assert "rag.toml is not read" in done.stderr and "add --reader my-reader.json" in done.stderr

@@ -83,12 +83,9 @@ def cmd_eval(args) -> int:
     from ..eval.systems import parse_systems
 
     suite = load_suite(args.suite, data=args.data)
-    if args.config:
-        print(
-            f"rag eval: {args.config} is not read: a suite carries its own settings (its `config:`), so that its "
-            "report can be reproduced; --scorer, --reader, --asks and --char-scorer override them",
-            file=sys.stderr,
-        )
+    notice = unread_config_notice(args.config)
+    if notice:
+        print(notice, file=sys.stderr)
     suite.config = suite.config.override(**flagged(args))  # --scorer, --reader, --asks, --char-scorer
     thresholds = read_thresholds(args.check) if args.check else None
     if args.answer_mode:
@@ -135,6 +132,34 @@ def cmd_eval(args) -> int:
             return 3
         print(f"thresholds {args.check}: all met")
     return 0
+
+
+def unread_config_notice(config_arg: str | None) -> str | None:
+    """The line that tells `rag eval`'s user which settings file it does not read (--config, $RAG_CONFIG or
+    ./rag.toml, the one every other command would read), and how to pass the reading models it may set; None
+    when there is none. A reader from `rag calibrate` kept in rag.toml is otherwise silently not measured."""
+    import os
+
+    path = config_arg or os.environ.get("RAG_CONFIG") or ("rag.toml" if Path("rag.toml").is_file() else None)
+    if not path:
+        return None
+    flags = {"scorer": "--scorer", "reader": "--reader", "asks": "--asks", "char_scorer": "--char-scorer"}
+    try:
+        import tomllib
+
+        answer = tomllib.loads(Path(path).read_text(encoding="utf-8")).get("answer") or {}
+    except (OSError, ValueError):
+        answer = {}
+    given = [f"{flag} {answer[key]}" for key, flag in flags.items() if isinstance(answer, dict) and key in answer]
+    how = (
+        f"to measure the reading models it names, add {' '.join(given)}"
+        if given
+        else "pass a retrained scorer or refitted reader with --scorer DIR, --reader FILE, --asks DIR or --char-scorer DIR"
+    )
+    return (
+        f"rag eval: {path} is not read: a suite carries its own settings (its `config:`), so that its report can be "
+        f"reproduced; {how}"
+    )
 
 
 def cmd_eval_retrieval(args) -> int:
