@@ -100,14 +100,53 @@ def same_base(recorded: str | None, model_id: str) -> bool:
     )
 
 
+WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")  # PEFT's weight files
+
+
+def check_adapter(adapter_dir: str | Path) -> Path:
+    """`adapter_dir` as a folder, if it holds an adapter that can be loaded: its config and its weights, whose
+    header is read (a copy cut short is caught here, not at a bot's first answer). ConfigError saying what is
+    missing or damaged otherwise. Bottleneck adapters (`rag.bottleneck`) pass on their own files."""
+    folder = Path(adapter_dir).expanduser()
+    if not folder.exists():
+        raise ConfigError(f"adapter folder {folder} does not exist; give the folder `rag tune` wrote")
+    adapter_base(folder)  # the config is there and is JSON
+    from .bottleneck import is_bottleneck
+
+    if is_bottleneck(folder):
+        return folder
+    config = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
+    if not isinstance(config, dict) or not config.get("peft_type"):
+        raise ConfigError(f"{folder}/adapter_config.json is not a PEFT adapter config (no peft_type)")
+    weights = next((folder / name for name in WEIGHTS if (folder / name).is_file()), None)
+    if weights is None:
+        raise ConfigError(
+            f"adapter {folder} has a config but no weights ({' or '.join(WEIGHTS)}): copy the whole folder "
+            "`rag tune` wrote, or retrain it"
+        )
+    if weights.suffix == ".safetensors":
+        try:
+            from safetensors import safe_open
+
+            with safe_open(str(weights), framework="np") as f:
+                names = list(f.keys())
+        except Exception as exc:  # safetensors raises its own error types for a damaged header
+            raise ConfigError(f"{weights} is damaged ({exc}); copy it again or retrain the adapter") from exc
+        if not names:
+            raise ConfigError(f"{weights} holds no tensors; copy it again or retrain the adapter")
+    return folder
+
+
 def load_adapter(model, adapter_dir: str | Path, model_id: str):
-    """`model` with the PEFT adapter in `adapter_dir` applied; ConfigError if it belongs to another base."""
+    """`model` with the PEFT adapter in `adapter_dir` applied; ConfigError if it belongs to another base or
+    cannot be loaded (`check_adapter`)."""
     recorded = adapter_base(adapter_dir)
     if not same_base(recorded, model_id):
         raise ConfigError(
             f"adapter {adapter_dir} was trained for base model '{recorded}', not '{model_id}'; "
             f"load it with --model {recorded}"
         )
+    check_adapter(adapter_dir)
     from .bottleneck import is_bottleneck, load_bottleneck
 
     if is_bottleneck(adapter_dir):
@@ -115,7 +154,10 @@ def load_adapter(model, adapter_dir: str | Path, model_id: str):
     require("peft", "peft", "loading adapters")
     from peft import PeftModel
 
-    return PeftModel.from_pretrained(model, str(Path(adapter_dir).expanduser()))
+    try:
+        return PeftModel.from_pretrained(model, str(Path(adapter_dir).expanduser()))
+    except (RuntimeError, ValueError, KeyError) as exc:  # weights of another shape or method than the config says
+        raise ConfigError(f"adapter {adapter_dir} cannot be applied to '{model_id}': {exc}") from exc
 
 
 def merge_adapter(adapter_dir: str | Path, out: str | Path) -> str:

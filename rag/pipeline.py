@@ -65,6 +65,12 @@ class RAG:
         if retriever is None and index is not None:
             retriever = Retriever(index, self.config.retrieve, runtime=self.config.embed)
         self.retriever = retriever
+        gen = self.config.generate
+        if generator is None and gen.base_url is None and gen.backend != "openai":
+            if gen.adapter not in (None, "", "none", "bundled"):  # a bot should not find out at its first answer
+                from .adapters import check_adapter
+
+                check_adapter(gen.adapter)
         self._generator = generator
         self._idf: dict[str, float] | None = None
         self._reader = None

@@ -65,3 +65,27 @@ def test_missing_model_folder_has_a_clear_error(tmp_path):
 
 def test_repetition_is_trimmed():
     assert _trim_repetition("Hold it. return return return return") == "Hold it. return"
+
+
+def test_an_adapter_without_its_weights_or_with_damaged_ones_is_refused_when_the_bot_starts(tiny, tmp_path):
+    # a config without weights crashed in the hub client, a truncated copy in safetensors, and only at the
+    # first question that reached the generator: a bot ran fine until then
+    from rag import RAG
+    from rag.config import Config
+
+    folder = tmp_path / "ad"
+    folder.mkdir()
+    (folder / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(tiny), "peft_type": "LORA"}))
+    config = Config().override(generate={"model": str(tiny), "adapter": str(folder)})
+    with pytest.raises(ConfigError, match="has a config but no weights"):
+        RAG(config=config)
+    (folder / "adapter_model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{")
+    with pytest.raises(ConfigError, match="adapter_model.safetensors is damaged"):
+        RAG(config=config)
+    with pytest.raises(ConfigError, match="is damaged"):
+        Generator(GenerateConfig(model=str(tiny), adapter=str(folder))).load()
+    with pytest.raises(ConfigError, match="does not exist"):
+        RAG(config=Config().override(generate={"adapter": str(tmp_path / "nowhere")}))
+    RAG(
+        config=Config().override(generate={"adapter": "nowhere", "base_url": "http://127.0.0.1:9/v1"})
+    )  # a server's name
