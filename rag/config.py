@@ -204,7 +204,9 @@ class AnswerConfig:
     # context; refusal stays on the chunks); 0: the chunk alone. eval/reports/reading/README.md: CMRC dev 84.9 -> 86.2
     window: int = 1
     scorer: str = "bundled"  # the evidence scorer: "bundled", a folder (`rag tune --task scorer`) or hub id, "none"
-    reader: str = "bundled"  # how evidence is weighed (reader.json): "bundled" or a file from `rag calibrate --fit`
+    reader: str = (
+        "bundled"  # how evidence is weighed (reader.json): "bundled" or a file from `rag calibrate --questions Q.jsonl`
+    )
     # what a question asks against what a sentence offers, for text the scorer cannot read (rag.asks):
     # "bundled", a folder (scripts/asks.py), or "none"
     asks: str = "bundled"

@@ -14,7 +14,7 @@ second logistic model over question-level features (the best sentence's probabil
 passages' relevance, question words and names the knowledge base never uses), compared with a threshold
 chosen on held-out questions for a stated false-refusal rate. The weights live in a reader file fitted
 for its scorer (`rag/weights/reader.json` for the bundled one, `reader-lexical.json` for reading without a
-scorer; `rag calibrate --fit` refits them on your own questions, see `rag.calibrate`).
+scorer; `rag calibrate --questions Q.jsonl` refits them on your own questions, see `rag.calibrate`).
 
 What this module does not do: retrieve (`rag.retrieve`), run the cross-encoder (`rag.scorer`), or word the
 answer (`rag.answer`).
@@ -279,10 +279,14 @@ class ReaderModel:
             data = json.loads(path.read_text(encoding="utf-8"))
             model = cls(sentence=data["sentence"], refusal=data["refusal"], info=data.get("info", {}))
         except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise ConfigError(f"{path} is not a reader model ({exc}); refit it with `rag calibrate --fit`") from exc
+            raise ConfigError(
+                f"{path} is not a reader model ({exc}); refit it with `rag calibrate --questions Q.jsonl`"
+            ) from exc
         for group in ("read", "unread"):
             if group not in model.sentence or group not in model.refusal:
-                raise ConfigError(f"{path} lacks the {group!r} group; refit it with `rag calibrate --fit`")
+                raise ConfigError(
+                    f"{path} lacks the {group!r} group; refit it with `rag calibrate --questions Q.jsonl`"
+                )
         return model
 
     def to_dict(self) -> dict:

@@ -307,6 +307,43 @@ def feedback_pairs(records: Sequence[dict], chunks: dict) -> tuple[list[dict], i
     return pairs, unused
 
 
+def qa_pairs(records: Sequence[dict], search) -> tuple[list[dict], int]:
+    """Scorer pairs from a team's question/answer records ({"question", "answers" or "answer", "answerable"})
+    over its own knowledge base: `search(question)` gives the passages (chunks) the answer path would read;
+    their sentences that hold an answer are positives, the others negatives, as `scorer_pairs` labels public
+    data. An unanswerable question's retrieved sentences are all negatives. Returns the pairs and how many
+    answerable questions were left out because no retrieved sentence holds their answer (the answer is worded
+    otherwise than the documents, or retrieval misses its passage: those cannot be labelled).
+
+    >>> from types import SimpleNamespace as C
+    >>> kb = [C(text="Deposits are 300 euros. Bikes are red.", context="Deposit")]
+    >>> pairs, unused = qa_pairs([{"question": "How big is the deposit?", "answer": "300 euros"},
+    ...                          {"question": "Do you rent boats?", "answerable": False}], lambda q: kb)
+    >>> [(p["text"], p["label"]) for p in pairs], unused
+    ([('Deposit\\nDeposits are 300 euros.', 1.0), ('Deposit\\nBikes are red.', 0.0), ('Deposit\\nDeposits are 300 euros.', 0.0), ('Deposit\\nBikes are red.', 0.0)], 0)
+    """
+    from .text import mentions
+
+    pairs, unused = [], 0
+    for r in records:
+        question = r.get("question")
+        answers = r.get("answers") if r.get("answers") is not None else [r.get("answer")]
+        answers = [a for a in (answers if isinstance(answers, list) else [answers]) if isinstance(a, str) and a.strip()]
+        answerable = bool(r.get("answerable", True)) and bool(answers)
+        if not isinstance(question, str) or not question.strip():
+            continue
+        labelled = [
+            (scorer_text(chunk.context, sentence), 1.0 if answerable and mentions(sentence, answers) else 0.0)
+            for chunk in search(question)
+            for sentence in split_sentences(chunk.text)
+        ]
+        if answerable and not any(label for _, label in labelled):
+            unused += 1
+            continue
+        pairs += [{"question": question, "text": text, "label": label} for text, label in labelled]
+    return pairs, unused
+
+
 def _quoted(sentence: str, answer: str) -> bool:
     """Whether an answer quotes `sentence`: it contains it, or shares at least 60% of its words."""
     low = sentence.lower().strip()

@@ -27,7 +27,7 @@ from .config import DEFAULT_EMBEDDER, DEFAULT_GENERATOR
 from .errors import ConfigError
 from .methods import DEFAULT_LR, METHODS, SCORER_METHODS, TASKS, load_base, wrap
 from .prompt import render
-from .tunedata import Example, data_hash, read_records, to_examples
+from .tunedata import Example, data_hash, read_records, to_examples, train_records
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,12 @@ class TuneOptions:
             raise ConfigError(f"tune `task` must be one of {', '.join(TASKS)}, got task={self.task!r}")
         if self.epochs <= 0:
             raise ConfigError("`epochs` must be positive")
+        if self.lr is not None and not 0 < self.lr < 1:
+            raise ConfigError(f"`lr` must be a positive learning rate below 1 (LoRA's default: 2e-4), got lr={self.lr}")
+        if self.max_minutes is not None and self.max_minutes <= 0:
+            raise ConfigError(f"`max_minutes` must be positive, got max_minutes={self.max_minutes}")
+        if not 0 <= self.eval_share < 1:
+            raise ConfigError(f"`eval_share` must be in [0, 1), got eval_share={self.eval_share}")
         if self.task in ("asks", "char-scorer"):
             return
         if self.method not in (METHODS if self.task == "generator" else SCORER_METHODS):
@@ -101,6 +107,7 @@ class TuneResult:
     examples: int
     dropped_too_long: int
     lineage: list[dict] = field(default_factory=list)
+    left_out: dict[str, int] = field(default_factory=dict)  # records of other splits than train, per split
     model: object = field(default=None, repr=False, compare=False)  # the trained model, for callers in-process
 
     def to_dict(self) -> dict:
@@ -175,9 +182,16 @@ def _lineage_of(options: TuneOptions) -> list[dict]:
 
 
 def tune(
-    data: str | Path | list[Example], out: str | Path, options: TuneOptions | None = None, progress: bool | None = None
+    data: str | Path | list[Example],
+    out: str | Path,
+    options: TuneOptions | None = None,
+    progress: bool | None = None,
+    source: dict | None = None,
 ) -> TuneResult:
-    """Train `options.method` on `data` (a file, a folder, or ready examples) and write the result to `out`."""
+    """Train `options.method` on `data` (a file, a folder, or ready examples) and write the result to `out`.
+    Records of a file marked with another split than "train" (an eval question set's dev and test questions)
+    are left out (`TuneResult.left_out` counts them). `source` describes where ready examples came from
+    (`{"path": ..., "format": ...}`), for the adapter's `rag_tune.json`."""
     import random
 
     import torch
@@ -186,10 +200,18 @@ def tune(
     options = options or TuneOptions()
     started = time.perf_counter()
     out = Path(out)
+    left_out: dict[str, int] = {}
     if isinstance(data, (str, Path)):
-        records = read_records(data)
+        records, left_out = train_records(read_records(data))
+        if not records:
+            raise ConfigError(
+                f"tuning data {data}: every record is of the {' or '.join(left_out)} split; tuning "
+                'learns from records marked "split": "train" (or with no split)'
+            )
         fmt, examples = to_examples(records, options.format)
         data_info = {"path": str(data), "format": fmt, "hash": data_hash(records), "records": len(records)}
+        if left_out:
+            data_info["left_out"] = left_out
     else:
         examples = list(data)
         data_info = {
@@ -197,6 +219,7 @@ def tune(
             "format": "examples",
             "hash": data_hash([asdict(e) for e in examples]),
             "records": len(examples),
+            **(source or {}),
         }
     if not examples:
         raise ConfigError("the tuning data holds no examples")
@@ -221,6 +244,10 @@ def tune(
     partial = out.with_name(out.name + ".partial")
     main = _is_main_process()  # under `accelerate launch`, only rank 0 touches the output folders
     if main and partial.exists() and not options.resume:
+        if any(partial.glob("checkpoint-*")):
+            _note(
+                f"starting afresh: the checkpoints of an interrupted run in {partial} are discarded (--resume goes on from them)"
+            )
         shutil.rmtree(partial)
     cuda = torch.cuda.is_available()
     args = TrainingArguments(
@@ -260,6 +287,8 @@ def tune(
     if options.max_minutes is not None:
         trainer.add_callback(_time_limit(options.max_minutes * 60))
     resume = options.resume and any(partial.glob("checkpoint-*"))
+    if options.resume and not resume and main:
+        _note(f"--resume: no checkpoint in {partial} (none was saved yet, or OUT differs); training from the start")
     train_output = trainer.train(resume_from_checkpoint=True if resume else None)
     eval_loss = trainer.evaluate()["eval_loss"] if eval_set else None
 
@@ -274,6 +303,7 @@ def tune(
         seconds=round(time.perf_counter() - started, 2),
         examples=len(encoded),
         dropped_too_long=dropped,
+        left_out=left_out,
     )
     stage = {"method": options.method, "out": str(out), "data_hash": data_info["hash"], "base": options.base}
     result.lineage = lineage + [stage]
@@ -303,6 +333,12 @@ def _time_limit(seconds: float):
             return control
 
     return TimeLimit()
+
+
+def _note(message: str) -> None:
+    import sys
+
+    print(f"rag: {message}", file=sys.stderr, flush=True)
 
 
 def _save(model, tokenizer, out: Path, options, result: TuneResult, data_info: dict, history: list[dict]) -> None:

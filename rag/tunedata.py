@@ -153,6 +153,39 @@ def to_examples(records: Sequence[dict], fmt: str | None = None) -> tuple[str, l
     return fmt, examples
 
 
+def train_records(records: Sequence[dict]) -> tuple[list[dict], dict[str, int]]:
+    """The records tuning may learn from, and how many of each other split were left out: a question set
+    written for `rag eval` marks its records "split": "train" / "dev" / "test", and a model must never learn
+    the questions it is judged on. Records without a split are training data.
+
+    >>> train_records([{"q": 1}, {"q": 2, "split": "train"}, {"q": 3, "split": "test"}, {"q": 4, "split": "test"}])
+    ([{'q': 1}, {'q': 2, 'split': 'train'}], {'test': 2})
+    """
+    kept, left = [], {}
+    for r in records:
+        split = r.get("split", "train") if isinstance(r, dict) else "train"
+        if split == "train":
+            kept.append(r)
+        else:
+            left[str(split)] = left.get(str(split), 0) + 1
+    return kept, left
+
+
+def left_out_note(left: dict[str, int]) -> str:
+    """What `train_records` left out, for the user ("" when nothing).
+
+    >>> left_out_note({"test": 2, "dev": 1})
+    'left out 3 records of the dev and test splits (a model never learns the questions it is judged on)'
+    """
+    if not left:
+        return ""
+    n = sum(left.values())
+    return (
+        f"left out {n} record{'s' if n != 1 else ''} of the {' and '.join(sorted(left))} split"
+        f"{'s' if len(left) > 1 else ''} (a model never learns the questions it is judged on)"
+    )
+
+
 def is_feedback(records: Sequence[dict]) -> bool:
     """Records from `rag serve`'s feedback log (POST /v1/feedback)."""
     return bool(records) and isinstance(records[0], dict) and {"answer_id", "rating"} <= set(records[0])
@@ -198,8 +231,9 @@ def raft_examples(
 ) -> list[Example]:
     """Retrieval-augmented fine-tuning examples (Zhang et al. 2024) in the exact prompt `rag ask` serves.
 
-    For each question/answer record with gold `sources`: the gold chunk (the retrieved chunk from a gold
-    source that contains the answer, else the best one from a gold source) among distractors retrieved for the
+    For each question/answer record: the gold chunk (the retrieved chunk from a gold `source` that contains
+    the answer, else the best one from a gold source; without `sources`, the retrieved chunk that contains the
+    answer) among distractors retrieved for the
     question, in shuffled order; the target is the answer followed by the gold passage's citation. A share
     `without_gold` of the examples, and every unanswerable record, have no gold chunk and the refusal as
     target, which teaches the model to refuse.
@@ -238,11 +272,12 @@ def raft_examples(
 
 
 def _gold_chunk(hits: list[Hit], sources: Sequence[str], answers: Sequence[str]) -> Hit | None:
-    from_gold = [h for h in hits if any(h.chunk.source.endswith(s) for s in sources)]
+    """The retrieved chunk that holds an answer, from a gold source when the record names its sources."""
+    from_gold = [h for h in hits if not sources or any(h.chunk.source.endswith(s) for s in sources)]
     for h in from_gold:
         if mentions(h.chunk.text, answers):
             return h
-    return from_gold[0] if from_gold else None
+    return from_gold[0] if from_gold and sources else None
 
 
 def answer_sentence(text: str, answers: Sequence[str]) -> str:

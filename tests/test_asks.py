@@ -174,5 +174,5 @@ def test_rag_tune_asks_says_what_is_wrong_with_its_data(tmp_path):
     positives = tmp_path / "positives.jsonl"
     positives.write_text('{"question": "在哪儿？", "text": "位于深圳。", "label": 1}\n', encoding="utf-8")
     res = run_cli("tune", str(positives), "--task", "asks", "--out", str(tmp_path / "b"), "--init-adapter", "bundled")
-    assert res.returncode != 0 and "no question has both" in res.stderr
+    assert res.returncode != 0 and "texts that do not (label 0)" in res.stderr
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

@@ -88,3 +88,36 @@ def test_rag_tune_trains_the_scorer_on_a_feedback_log(tmp_path, kb):
 
     logits = Scorer(tmp_path / "sc").logits("How long do I hold RESET?", ["Hold RESET for 12 seconds.", "Red is bad."])
     assert logits.shape == (2,)
+
+
+def _qa_records(tmp_path) -> None:
+    rows = [
+        {"question": "How long do I hold RESET?", "answer": "12 seconds"},
+        {"question": "What does solid red mean?", "answers": ["hardware fault"], "split": "train"},
+        {"question": "How much is express shipping?", "answer": "14.90 euros", "split": "test"},
+        {"question": "Do you sell printers?", "answerable": False},
+    ]
+    (tmp_path / "qa.jsonl").write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
+
+
+def test_rag_tune_scorer_says_what_question_answer_records_need_and_refuses_other_data(tmp_path, kb):
+    # question/answer records crashed scorer training deep in torch (the README's "Q/A pairs")
+    _qa_records(tmp_path)
+    res = run_cli("tune", "qa.jsonl", "--task", "scorer", "--out", "sc", cwd=tmp_path)
+    assert res.returncode == 1 and "--index" in res.stderr and "Traceback" not in res.stderr
+    (tmp_path / "docs.jsonl").write_text(json.dumps({"text": "Some document."}), encoding="utf-8")
+    res = run_cli("tune", "docs.jsonl", "--task", "scorer", "--out", "sc", cwd=tmp_path)
+    assert res.returncode == 1 and "text records cannot train the scorer" in res.stderr
+    assert not (tmp_path / "sc").exists()
+
+
+@pytest.mark.slow
+def test_rag_tune_trains_the_scorer_on_question_answer_records_over_the_index(tmp_path, kb):
+    assert run_cli("index", "kb", "--index", "idx", "--embedder", "hash", cwd=tmp_path).returncode == 0
+    _qa_records(tmp_path)
+    res = run_cli("tune", "qa.jsonl", "--task", "scorer", "--index", "idx", "--out", "sc", "--max-steps", "2", "--json", cwd=tmp_path)  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert "left out 1 record of the test split" in res.stderr  # a question it is judged on is never learned
+    assert "pairs from 3 of 3 questions" in res.stderr
+    meta = json.loads((tmp_path / "sc" / "rag_tune.json").read_text())
+    assert meta["data"]["path"] == "qa.jsonl" and meta["data"]["format"] == "qa"

@@ -318,3 +318,37 @@ def test_a_scorer_pair_with_a_question_longer_than_the_window_is_cut_not_refused
     assert len(short["input_ids"]) == 64 and short["input_ids"][: len(question)] == question  # the passage cut
     pasted = encode(Example(pair=("My router keeps dropping. " * 40, "Hold RESET."), label=0.0), tokenizer, 64)
     assert len(pasted["input_ids"]) <= 64 and pasted["labels"] == [0.0]  # "only_second" raised here
+
+
+def test_tune_leaves_out_the_questions_of_other_splits_and_says_so(tiny, tmp_path):
+    # an eval question set handed to `rag tune` trained on its test questions
+    rows = [
+        {"question": f"w{i} reset", "answer": f"hold {i}", "split": "test" if i < 3 else "train"} for i in range(12)
+    ]
+    data = tmp_path / "questions.jsonl"
+    data.write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
+    result = tune(data, tmp_path / "out", TuneOptions(base=str(tiny), max_steps=1, batch_size=2))
+    assert result.left_out == {"test": 3}
+    meta = json.loads((tmp_path / "out" / "rag_tune.json").read_text())
+    assert meta["data"]["records"] == 9 and meta["data"]["left_out"] == {"test": 3}
+    data.write_text("\n".join(json.dumps({**r, "split": "test"}) for r in rows), encoding="utf-8")
+    with pytest.raises(ConfigError, match="every record is of the test split"):
+        tune(data, tmp_path / "out2", TuneOptions(base=str(tiny), max_steps=1))
+
+
+def test_tune_options_refuse_a_learning_rate_that_cannot_train():
+    for lr in (-1.0, 0.0, 5.0):
+        with pytest.raises(ConfigError, match="`lr` must be a positive learning rate"):
+            TuneOptions(lr=lr)
+
+
+def test_rag_tune_raft_says_when_no_record_names_a_file_of_the_index(tmp_path, kb):
+    # every record's sources misspelt: all became refusal examples and the adapter learned to refuse
+    from conftest import run_cli
+
+    assert run_cli("index", "kb", "--index", "idx", "--embedder", "hash", cwd=tmp_path).returncode == 0
+    rows = [{"question": "How long do I hold RESET?", "answer": "12 seconds", "sources": ["docs/router.md"]}] * 3
+    (tmp_path / "qa.jsonl").write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
+    res = run_cli("tune", "qa.jsonl", "--raft", "--index", "idx", "--out", "a", "--max-steps", "1", cwd=tmp_path)
+    assert res.returncode == 1 and "3 of 3 records name sources no file of the index" in res.stderr
+    assert "'docs/router.md'" in res.stderr and "kb/" in res.stderr

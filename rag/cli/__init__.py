@@ -37,6 +37,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# what an interrupted command leaves behind, and how to go on
+INTERRUPTED = {
+    "index": "the index is unchanged unless the run had committed (run rag index again to finish)",
+    "tune": "the last saved checkpoint is kept: run the same command with --resume to go on (--save-steps sets how "
+    "often one is saved); OUT was not written",
+    "eval": "the report was not written",
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -55,7 +64,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"rag: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("rag: interrupted; the index is unchanged unless the run had committed", file=sys.stderr)
+        print(
+            f"rag: interrupted; {INTERRUPTED.get(args.command, 'nothing half-written was left behind')}",
+            file=sys.stderr,
+        )
         return 130
     except BrokenPipeError:
         # whoever read the output stopped (`rag search ... | head`): stop quietly, as Unix tools do; point

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
 from ..methods import METHODS, SCORER_METHODS, TASKS
 from ..tune import TuneOptions
@@ -98,23 +99,16 @@ def cmd_tune(args) -> int:
     data = args.data
     if options.task in ("asks", "char-scorer"):
         return _tune_chinese_reading(args, options)
+    source = None
     if options.task == "scorer":
-        from ..tunedata import is_feedback, read_records
-
-        records = read_records(args.data)
-        if is_feedback(records):
-            data = _feedback_examples(records, args)
+        data, source = _scorer_data(args)
     elif args.raft:
-        from ..pipeline import RAG
-        from ..tunedata import qa_from_chunks, raft_examples, read_records
+        data, source = _raft_data(args, options)
+    result = tune(data, args.out, options, source=source)
+    if result.left_out:
+        from ..tunedata import left_out_note
 
-        config, _ = settings(args)
-        rag = RAG(index_path(args.index), config)
-        records = [r for r in read_records(args.data) if r.get("split", "train") == "train"]
-        if args.raft_from_documents:
-            records += qa_from_chunks(rag.retriever.chunks)
-        data = raft_examples(records, rag.retriever, without_gold=args.raft_no_gold, seed=options.seed, focus=rag.shown)
-    result = tune(data, args.out, options)
+        print(f"rag: {left_out_note(result.left_out)}", file=sys.stderr)
     if int(os.environ.get("RANK", "0")) != 0:
         return 0  # under `accelerate launch`, rank 0 reports
     if args.json:
@@ -137,12 +131,11 @@ IGNORED_BY_ASKS = ("method", "base", "max_steps", "max_minutes", "batch_size", "
 def _tune_chinese_reading(args, options) -> int:
     """`rag tune --task asks` or `--task char-scorer`: the ask model (rag.asks) or the character scorer
     (rag.charscorer) from scorer data, grouped by question."""
-    import sys
     import time
 
     from ..asks import listwise
     from ..errors import ConfigError
-    from ..tunedata import data_hash, is_feedback, read_records, to_examples
+    from ..tunedata import data_hash, read_records
 
     task = options.task
     if task == "asks":
@@ -163,10 +156,7 @@ def _tune_chinese_reading(args, options) -> int:
             file=sys.stderr,
         )
     records = read_records(args.data)
-    if is_feedback(records):
-        examples = _feedback_examples(records, args)
-    else:
-        examples = to_examples(records, "pairs")[1]
+    examples, _ = _scorer_data(args)
     groups = listwise([(e.pair[0], e.pair[1], e.label) for e in examples])
     if not groups:
         raise ConfigError(
@@ -207,9 +197,92 @@ def _tune_chinese_reading(args, options) -> int:
         print(
             f"{args.out}: {what}, {len(groups)} questions, {epochs} epochs, listwise loss {loss:.4f}, "
             f'{time.time() - started:.0f}s; use it with `answer.{key} = "{args.out}"` (or --{key.replace("_", "-")}), '
-            "then refit the reader on your questions (rag calibrate --fit)"
+            "then refit the reader on your questions (rag calibrate --questions Q.jsonl)"
         )
     return 0
+
+
+def _train_only(records: list[dict]) -> list[dict]:
+    """`records` of the train split, saying what was left out (an eval question set's dev and test questions)."""
+    from ..tunedata import left_out_note, train_records
+
+    kept, left = train_records(records)
+    if left:
+        print(f"rag: {left_out_note(left)}", file=sys.stderr)
+    return kept
+
+
+def _scorer_data(args):
+    """What `rag tune --task scorer` trains on: labelled pairs as they are (or SQuAD/CMRC JSON, made into
+    pairs), a feedback log or question/answer records over the index's passages (`--index`)."""
+    from ..errors import ConfigError
+    from ..readerdata import qa_pairs
+    from ..retrieve import Retriever
+    from ..tunedata import detect_format, is_feedback, read_records, to_examples
+
+    records = read_records(args.data)
+    if is_feedback(records):
+        return _feedback_examples(records, args), {"path": str(args.data), "format": "feedback"}
+    records = _train_only(records)
+    fmt = detect_format(records) if records else "pairs"
+    if fmt == "pairs":
+        examples = to_examples(records, "pairs")[1]
+    elif fmt == "qa":
+        if not args.index:
+            raise ConfigError(
+                f"{args.data}: question/answer records train the scorer over your knowledge base's passages (their "
+                "sentences holding the answer against the others): give the index with --index NAME"
+            )
+        retriever = Retriever(index_path(args.index))
+        pairs, unused = qa_pairs(records, lambda q: [h.chunk for h in retriever.search(q, k=5)])
+        print(
+            f"rag: {len(pairs)} pairs from {len(records) - unused} of {len(records)} questions"
+            + (f" ({unused} left out: no sentence of their top 5 passages holds their answer)" if unused else ""),
+            file=sys.stderr,
+        )
+        examples = to_examples(pairs, "pairs")[1] if pairs else []
+    else:
+        raise ConfigError(
+            f"{args.data}: {fmt} records cannot train the scorer; it learns from pairs "
+            '{"question", "text", "label": 0 or 1}, question/answer records with --index, SQuAD/CMRC 2018 JSON, '
+            "or rag serve's feedback log with --index"
+        )
+    if not any(e.label for e in examples) or all(e.label for e in examples):
+        raise ConfigError(
+            f"{args.data}: reading models learn from both texts that answer their question (label 1) and texts "
+            f"that do not (label 0); these {len(examples)} pairs have only "
+            + ("answers" if examples and examples[0].label else "non-answers")
+        )
+    return examples, {"path": str(args.data), "format": fmt}
+
+
+def _raft_data(args, options):
+    """RAFT examples (`rag tune --raft`) from the question/answer records of the train split over `--index`."""
+    from ..errors import ConfigError
+    from ..pipeline import RAG
+    from ..tunedata import qa_from_chunks, raft_examples, read_records
+
+    config, _ = settings(args)
+    rag = RAG(index_path(args.index), config)
+    records = _train_only(read_records(args.data))
+    names = {c.source for c in rag.retriever.chunks}
+    named = [r for r in records if r.get("sources")]
+    unmatched = [r for r in named if not any(n.endswith(s) for s in r["sources"] for n in names)]
+    if unmatched:
+        shown = ", ".join(repr(s) for s in unmatched[0]["sources"][:2])
+        message = (
+            f"{len(unmatched)} of {len(named)} records name sources no file of the index {args.index} has (e.g. "
+            f"{shown}; the index holds names like {sorted(names)[0]!r})"
+        )
+        if len(unmatched) == len(named) and not args.raft_from_documents:
+            raise ConfigError(f"{args.data}: {message}: fix 'sources', or index the documents they name")
+        print(f"rag: {message}; their questions are taught as refusals", file=sys.stderr)
+    if args.raft_from_documents:
+        records += qa_from_chunks(rag.retriever.chunks)
+    if not records:
+        raise ConfigError(f"{args.data}: no question/answer records of the train split to make RAFT examples from")
+    examples = raft_examples(records, rag.retriever, without_gold=args.raft_no_gold, seed=options.seed, focus=rag.shown)
+    return examples, {"path": str(args.data), "format": "raft", "index": str(args.index)}
 
 
 def _feedback_examples(records: list[dict], args) -> list:
