@@ -313,6 +313,63 @@ def test_report_on_a_tiny_run_with_fakes(suite_file, tmp_path, hash_embedder):
     assert len(calls) == 2
 
 
+def test_in_the_extractive_answer_mode_the_report_says_no_generator_ran(suite_file, tmp_path, hash_embedder):
+    """With `answer_mode: extractive` the RAG systems answer as `extractive` does: the report said they were the
+    base model or an adapter over passages and tested "reader+rag > rag" (inconclusive, as if measured), and an
+    adapter folder without weights "scored" like the reader. Now nothing is trained or loaded for them, and the
+    report, metrics.json and predictions say how each system answered."""
+    from rag.eval.harness import run_eval
+    from rag.eval.report import write_report
+    from rag.eval.suite import load_suite
+
+    suite = load_suite(suite_file)
+    suite.answer_mode = "extractive"
+    gen = FakeGenerator(lambda p: "I could not find this in the knowledge base.")
+    calls, logged = [], []
+    run = run_eval(
+        suite,
+        systems="closed-book,rag,reader+rag,raft+rag,extractive",
+        work=tmp_path / "work",
+        embedder=hash_embedder,
+        generator_for=lambda adapter: gen,
+        train=_fake_train(calls),
+        log=logged.append,
+    )
+    assert calls == [] and run.training == {}  # no RAFT adapter trained for a system that would not use it
+    assert run.modes == {
+        "closed-book": "closed-book",
+        "rag": "extractive",
+        "reader+rag": "extractive",
+        "raft+rag": "extractive",
+        "extractive": "extractive",
+    }
+    assert any("rag, reader+rag, raft+rag answer as the `extractive` system does" in m for m in logged)
+    assert all(r["generator"] is None for s in ("rag", "reader+rag", "extractive") for r in run.rows[s])
+    assert [r["answer"] for r in run.rows["reader+rag"]] == [r["answer"] for r in run.rows["extractive"]]
+
+    summary = write_report(run, tmp_path / "report")
+    assert summary["systems"]["rag"]["answer_mode"] == "extractive" and not summary["systems"]["rag"]["generator"]
+    assert summary["systems"]["closed-book"]["generator"]
+    verdicts = {(e["better"], e["worse"]): e for e in summary["expectations"]}
+    assert verdicts[("reader+rag", "rag")]["verdict"] == "not tested"
+    assert "rag answered extractively" in verdicts[("raft+rag", "rag")]["reason"]
+    assert verdicts[("rag", "closed-book")]["verdict"] == "not tested"  # the claim is about the base model
+    pair = next(p for p in summary["paired"] if {p["a"], p["b"]} == {"rag", "reader+rag"})
+    assert "neither ran a language model" in pair["note"]
+    assert "note" not in next(p for p in summary["paired"] if {p["a"], p["b"]} == {"closed-book", "rag"})
+
+    report = (tmp_path / "report" / "report.md").read_text(encoding="utf-8")
+    assert "**Answer mode `extractive`: `rag`, `reader+rag`, `raft+rag` answered extractively" in report
+    assert "`reader+rag`, the reader adapter shipped with rag" in report
+    assert "(here answered extractively: no language model or adapter ran)" in report
+    assert "reader-lora" not in report  # no adapter is listed for a system that did not use it
+    assert "| closed book |" in report and "| extractive, no language model |" in report
+    assert "| **not tested**: reader+rag and rag answered extractively" in report
+    assert "inconclusive" not in report
+    config = json.loads((tmp_path / "report" / "config.json").read_text())
+    assert config["suite"]["answer_modes"]["raft+rag"] == "extractive"
+
+
 def test_eval_cli_trains_and_checks_thresholds(tmp_path, kb):
     """The whole command on real code paths: the hash embedder, a tiny random Llama as the base model, a real
     2-step LoRA run, a report, and the threshold check's exit code."""

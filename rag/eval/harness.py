@@ -10,7 +10,9 @@ the exact prompt, the answer, its citations and latency. `rag.eval.report` aggre
 The systems (closed-book, rag, ft, ft+rag, raft+rag, extractive) are described in `rag.eval.systems`: which
 adapter each answers with and whether it retrieves. Each can answer on its own backend and model (the suite's
 `generators`), so systems can run on a served model with the server's LoRA adapters. RAG systems answer in the suite's `answer_mode`
-(generative by default), with the same refusal rule; `extractive` always answers extractively.
+(generative by default), with the same refusal rule; `extractive` always answers extractively. In the
+extractive answer mode no RAG system runs a language model: their generators and adapters are neither
+loaded nor trained, and the run records that (`EvalRun.modes`) for the report.
 
 What this module does not do: read suites (`rag.eval.suite`) or aggregate scores (`rag.eval.report`).
 """
@@ -39,7 +41,7 @@ from .metrics import (
     token_f1,
 )
 from .suite import Suite
-from .systems import BY_NAME, describe_generator, parse_systems, served
+from .systems import BY_NAME, answer_mode_of, describe_generator, parse_systems, runs_generator, served
 
 
 @dataclass
@@ -56,6 +58,9 @@ class EvalRun:
     k: int = 3
     limit: int | None = None
     generators: dict[str, dict] = field(default_factory=dict)  # system -> backend, model, adapter, server
+    # system -> how it answered (`answer_mode_of`): "closed-book", "generative", "auto" or "extractive" (no
+    # language model ran; {} in `generators`)
+    modes: dict[str, str] = field(default_factory=dict)
 
 
 def run_eval(
@@ -86,7 +91,16 @@ def run_eval(
     run = EvalRun(suite, systems, {}, started=started_wall, k=config.answer.k, limit=limit)
 
     specs = [BY_NAME[s] for s in systems]
-    reads_documents = any(s.adapter == "ft" for s in specs) and "ft" not in suite.adapters
+    run.modes = {s: answer_mode_of(s, suite.answer_mode) for s in systems}
+    idle = [s.name for s in specs if not runs_generator(run.modes[s.name]) and s.answer_mode != "extractive"]
+    if idle:  # the suite's answer_mode decides: its generator systems answer with the extractive reader
+        log(
+            f"answer mode extractive: {', '.join(idle)} answer as the `extractive` system does, without a language "
+            "model or adapter (none is trained or loaded for them); --answer-mode generative or auto compares "
+            "generators"
+        )
+    generating = [s for s in specs if runs_generator(run.modes[s.name])]
+    reads_documents = any(s.adapter == "ft" for s in generating) and "ft" not in suite.adapters
     needs_index = any(s.retrieves for s in specs) or (reads_documents and suite.train.ft_data != "questions")
     retriever = kb = None
     if needs_index:
@@ -94,19 +108,24 @@ def run_eval(
 
     adapters = {}
     for kind in dict.fromkeys(
-        s.adapter for s in specs if s.adapter and "adapter" not in suite.generators.get(s.name, {})
+        s.adapter for s in generating if s.adapter and "adapter" not in suite.generators.get(s.name, {})
     ):
-        remote = any(served(suite.generate_config(s.name)) for s in specs if s.adapter == kind)
+        remote = any(served(suite.generate_config(s.name)) for s in generating if s.adapter == kind)
         adapters[kind], run.training[kind] = _adapter(kind, suite, config, kb, retriever, work, train, log, remote)
 
     retrieved: dict[str, list] = {}  # question id -> top-10 hits, shared by the RAG systems
     for system in systems:
         adapter = adapters.get(BY_NAME[system].adapter)
-        run.generators[system] = describe_generator(suite.generate_config(system, adapter))
-        shown = ", ".join(f"{k} {v}" for k, v in run.generators[system].items() if v)
+        mode = run.modes[system]
+        if runs_generator(mode):
+            run.generators[system] = describe_generator(suite.generate_config(system, adapter))
+            shown = ", ".join(f"{k} {v}" for k, v in run.generators[system].items() if v)
+        else:
+            run.generators[system] = {}
+            shown = "answer mode extractive, no language model"
         log(f"{system}: {len(questions)} questions ({shown})")
         run.rows[system] = _answer_all(
-            system, adapter, questions, suite, config, kb, retriever, generator_for, retrieved, progress
+            system, adapter, mode, questions, suite, config, kb, retriever, generator_for, retrieved, progress
         )
     run.seconds = round(time.perf_counter() - started, 1)
     return run
@@ -322,7 +341,7 @@ def _cost(meta: dict) -> dict:
 # ------------------------------------------------------------------------------------------------ answers
 
 
-def _answer_all(system, adapter, questions, suite, config, kb, retriever, generator_for, retrieved, progress):
+def _answer_all(system, adapter, mode, questions, suite, config, kb, retriever, generator_for, retrieved, progress):
     from ..pipeline import RAG
 
     spec = BY_NAME[system]
@@ -348,12 +367,12 @@ def _answer_all(system, adapter, questions, suite, config, kb, retriever, genera
             top = retrieved[q["id"]]
         started = time.perf_counter()
         if spec.retrieves:
-            answer = rag.ask(q["question"], mode=spec.answer_mode or suite.answer_mode)
+            answer = rag.ask(q["question"], mode=mode)
         else:
             answer = rag.ask(q["question"], closed_book=True)
         latency = time.perf_counter() - started
         row = score_row(system, q, answer, top, kb, config.answer.k, latency)
-        row["generator"] = describe_generator(cfg.generate)
+        row["generator"] = describe_generator(cfg.generate) if runs_generator(mode) else None
         rows.append(row)
     return rows
 

@@ -7,7 +7,7 @@ What this module does not do: compute the numbers (`rag.eval.report.summarize`) 
 from __future__ import annotations
 
 from .metrics import ANSWER_METRICS, LABELS
-from .systems import BY_NAME
+from .systems import BY_NAME, runs_generator
 
 
 def _fmt(stat: dict | None, pct: bool = True) -> str:
@@ -27,20 +27,50 @@ def _row(*cells) -> str:
     return "| " + " | ".join(str(c) for c in cells) + " |"
 
 
-def _generators(run) -> list[str]:
-    """A line per system that runs a language model: its backend, model and adapter (what answered)."""
+# how each answer mode reads in the report
+MODE_NAMES = {
+    "closed-book": "closed book",
+    "generative": "generative",
+    "auto": "auto",
+    "extractive": "extractive, no language model",
+}
+
+
+def _generators(run, modes: dict[str, str]) -> list[str]:
+    """A line per system that ran a language model: its backend, model and adapter (what answered); and one for
+    the systems that would have but answered extractively (the run's answer mode), saying so."""
     shown = []
     for system, generator in (getattr(run, "generators", None) or {}).items():
-        if not BY_NAME.get(system) or BY_NAME[system].answer_mode == "extractive":
+        if not BY_NAME.get(system) or not runs_generator(modes.get(system, "generative")) or not generator:
             continue
         parts = [f"{k} `{v}`" for k, v in generator.items() if v and k in ("backend", "model", "adapter", "server")]
         shown.append(f"- `{system}`: {', '.join(parts)}")
-    return ["Generators:", "", *shown, ""] if shown else []
+    lines = ["Generators:", "", *shown, ""] if shown else []
+    idle = _idle(run.systems, modes)
+    if idle:
+        names = ", ".join(f"`{s}`" for s in idle)
+        lines += [
+            f"**Answer mode `extractive`: {names} answered extractively, as the `extractive` system does.** No "
+            "language model or adapter ran for them (none was loaded or trained), so their scores are the "
+            "extractive reader's and say nothing about a generator or adapter; comparisons between them are "
+            "marked, not tested. `--answer-mode generative` (or `auto`) compares the generators.",
+            "",
+        ]
+    return lines
+
+
+def _idle(systems, modes: dict[str, str]) -> list[str]:
+    """The systems built around a language model that answered without one (the extractive answer mode)."""
+    return [
+        s for s in systems if s in BY_NAME and BY_NAME[s].answer_mode != "extractive" and not runs_generator(modes[s])
+    ]
 
 
 def report_markdown(summary: dict, run, charts: list[str]) -> str:
     """report.md of a run: `summary` is `rag.eval.report.summarize(run)`, `charts` the chart files beside it."""
     systems = run.systems
+    modes = {s: summary["systems"][s].get("answer_mode") or "generative" for s in systems}
+    idle = set(_idle(systems, modes))
     q = summary["questions"]
     lines = [
         f"# Evaluation: {summary['suite']}",
@@ -57,18 +87,25 @@ def report_markdown(summary: dict, run, charts: list[str]) -> str:
         "Ungrounded: share of answers (refusals aside) stating a number, code or name that the passages they cite "
         "do not contain.",
         "",
-        "Systems: " + "; ".join(f"`{s}`, {BY_NAME[s].label if s in BY_NAME else s}" for s in systems) + ".",
+        "Systems: "
+        + "; ".join(
+            f"`{s}`, {BY_NAME[s].label if s in BY_NAME else s}"
+            + (" (here answered extractively: no language model or adapter ran)" if s in idle else "")
+            for s in systems
+        )
+        + ".",
         "",
-        *_generators(run),
+        *_generators(run, modes),
         "## Answers",
         "",
-        "| System | " + " | ".join(LABELS[m] for m in ANSWER_METRICS) + " | Latency p50 (s) |",
-        "|---" * (len(ANSWER_METRICS) + 2) + "|",
+        "| System | " + " | ".join(LABELS[m] for m in ANSWER_METRICS) + " | Latency p50 (s) | Answer mode |",
+        "|---" * (len(ANSWER_METRICS) + 3) + "|",
     ]
     for s in systems:
         st = summary["systems"][s]
         cells = [_fmt(st["metrics"].get(m)) for m in ANSWER_METRICS]
-        lines.append(f"| {s} | " + " | ".join(cells) + f" | {st['latency_p50_s']:.2f} |")
+        mode = MODE_NAMES.get(modes.get(s), modes.get(s))
+        lines.append(f"| {s} | " + " | ".join(cells) + f" | {st['latency_p50_s']:.2f} | {mode} |")
     retrieval = [
         s for s in systems if any(m.startswith(("recall@", "ndcg", "mrr")) for m in summary["systems"][s]["metrics"])
     ]
@@ -109,14 +146,16 @@ def report_markdown(summary: dict, run, charts: list[str]) -> str:
             "## What published work expects, checked here",
             "",
             "Paired randomisation test on accuracy over the same questions; a claim holds or is contradicted at "
-            "p < 0.05, else the run cannot tell (more questions narrow the intervals).",
+            "p < 0.05, else the run cannot tell (more questions narrow the intervals). A claim about a system "
+            "that answered without its language model (answer mode extractive) is not tested.",
             "",
             "| Expectation | Source | Difference (points) | p | Verdict |",
             "|---|---|---|---|---|",
         ]
         for e in summary["expectations"]:
             claim = f"{e['better']} > {e['worse']}: {e['claim']}"
-            lines.append(_row(claim, e["reference"], f"{e['diff'] * 100:+.1f}", f"{e['p']:.3f}", f"**{e['verdict']}**"))
+            verdict = f"**{e['verdict']}**" + (f": {e['reason']}" if e.get("reason") else "")
+            lines.append(_row(claim, e["reference"], f"{e['diff'] * 100:+.1f}", f"{e['p']:.3f}", verdict))
     if summary["paired"]:
         lines += [
             "",
@@ -127,7 +166,7 @@ def report_markdown(summary: dict, run, charts: list[str]) -> str:
         ]
         for p in summary["paired"]:
             diff = f"{p['diff'] * 100:+.1f} [{p['low'] * 100:+.1f}, {p['high'] * 100:+.1f}]"
-            lines.append(_row(p["a"], p["b"], p["metric"], diff, f"{p['p']:.3f}"))
+            lines.append(_row(p["a"], p["b"], p["metric"], diff, p["note"] if p.get("note") else f"{p['p']:.3f}"))
     if summary["training"]:
         lines += [
             "",

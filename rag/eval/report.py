@@ -34,7 +34,10 @@ from ..errors import ConfigError
 from .charts import draw_charts
 from .markdown import report_markdown
 from .metrics import ANSWER_METRICS, LOWER_IS_BETTER, bootstrap_ci, paired_test
-from .systems import BY_NAME
+from .systems import BY_NAME, answer_mode_of, runs_generator
+
+# a paired comparison of two systems that both answered without a language model (answer mode extractive)
+SAME_READER = "neither ran a language model: both answered extractively, with the same reader"
 
 # What published work leads one to expect, as (better system, worse system, claim, reference).
 EXPECTATIONS = (
@@ -53,8 +56,18 @@ EXPECTATIONS = (
 )
 
 
+def answer_modes(run) -> dict[str, str]:
+    """How each system of `run` answered (`rag.eval.systems.answer_mode_of`), as the run recorded it."""
+    recorded = getattr(run, "modes", None) or {}
+    return {
+        s: recorded.get(s) or (answer_mode_of(s, run.suite.answer_mode) if s in BY_NAME else "generative")
+        for s in run.systems
+    }
+
+
 def summarize(run) -> dict:
     """All the numbers of a report (what metrics.json holds)."""
+    modes = answer_modes(run)
     systems = {}
     for system, rows in run.rows.items():
         names = list(ANSWER_METRICS) + sorted({m for r in rows for m in r["scores"] if m not in ANSWER_METRICS})
@@ -74,6 +87,8 @@ def summarize(run) -> dict:
                 by_lang[lang] = _stat(values)
         systems[system] = {
             "questions": len(rows),
+            "answer_mode": modes.get(system),
+            "generator": runs_generator(modes.get(system, "generative")),  # False: no language model ran
             "metrics": stats,
             "accuracy_by_language": by_lang,
             "latency_p50_s": _quantile(latencies, 0.5),
@@ -89,7 +104,10 @@ def summarize(run) -> dict:
             ]
             if pairs:
                 test = paired_test([p[0] for p in pairs], [p[1] for p in pairs])
-                paired.append({"a": a, "b": b, "metric": metric, **_round(test)})
+                entry = {"a": a, "b": b, "metric": metric, **_round(test)}
+                if not runs_generator(modes[a]) and not runs_generator(modes[b]):
+                    entry["note"] = SAME_READER  # not a measured difference between generators
+                paired.append(entry)
     return {
         "suite": run.suite.name,
         "started": run.started,
@@ -103,7 +121,7 @@ def summarize(run) -> dict:
         "index": run.index,
         "systems": systems,
         "paired": paired,
-        "expectations": expectations(paired),
+        "expectations": expectations(paired, modes=modes),
         "training": run.training,
     }
 
@@ -128,15 +146,25 @@ def _round(test: dict) -> dict:
     return {k: (_r(v) if isinstance(v, float) else v) for k, v in test.items()}
 
 
-def expectations(paired: list[dict], alpha: float = 0.05) -> list[dict]:
-    """Whether each published expectation holds on this run (accuracy, paired test at `alpha`)."""
+def expectations(paired: list[dict], alpha: float = 0.05, modes: dict[str, str] | None = None) -> list[dict]:
+    """Whether each published expectation holds on this run (accuracy, paired test at `alpha`). Every claim is
+    about what a language model (with or without an adapter) does, so one whose system answered without it
+    (`modes`: answer mode "extractive") is "not tested", with the `reason`."""
     verdicts = []
     for better, worse, claim, ref in EXPECTATIONS:
         test = next((p for p in paired if p["metric"] == "accuracy" and {p["a"], p["b"]} == {better, worse}), None)
         if test is None:
             continue
         diff = test["diff"] if test["a"] == better else -test["diff"]
-        if test["p"] is not None and test["p"] < alpha:
+        idle = [s for s in (better, worse) if not runs_generator((modes or {}).get(s, "generative"))]
+        reason = None
+        if idle:
+            verdict = "not tested"
+            reason = (
+                f"{' and '.join(idle)} answered extractively (answer mode extractive): no language model or "
+                "adapter ran" + (", so both gave the same answers" if len(idle) == 2 else "")
+            )
+        elif test["p"] is not None and test["p"] < alpha:
             verdict = "holds" if diff > 0 else "contradicted"
         else:
             verdict = "inconclusive"
@@ -149,6 +177,7 @@ def expectations(paired: list[dict], alpha: float = 0.05) -> list[dict]:
                 "diff": _r(diff),
                 "p": test["p"],
                 "verdict": verdict,
+                **({"reason": reason} if reason else {}),
             }
         )
     return verdicts
@@ -306,6 +335,7 @@ def environment(run) -> dict:
             "origin": suite.origin,
             "systems": run.systems,
             "answer_mode": suite.answer_mode,
+            "answer_modes": answer_modes(run),  # per system: how it answered
             "train": asdict(suite.train),
             "adapters": suite.adapters,
             "limit": run.limit,

@@ -1,6 +1,8 @@
 """The systems an evaluation compares, in one table: each one's name, the adapter it answers with, whether it
 retrieves, how it answers and a one-line label; and how a system's generator (backend, model, adapter) is named.
 
+`answer_mode_of` says how a system answers in a run's answer mode (and so whether its generator runs at all).
+
 What this module does not do: run systems (`rag.eval.harness`) or score them (`rag.eval.metrics`).
 """
 
@@ -66,6 +68,28 @@ def parse_systems(value: str | Iterable[str] | None) -> list[str]:
     if bad or not names:
         raise ConfigError(f"unknown system(s) {bad or names}; systems are {', '.join(NAMES)}")
     return list(dict.fromkeys(names))
+
+
+def answer_mode_of(system: str, suite_mode: str) -> str:
+    """How `system` answers in a run whose `answer_mode` is `suite_mode`: "closed-book" (the model alone, in any
+    mode), the system's own fixed mode (`extractive`), or the suite's. In "extractive" no language model runs:
+    `rag`, `reader+rag`, `ft+rag` and `raft+rag` then answer as the `extractive` system does, their generator
+    and adapter unused.
+
+    >>> [answer_mode_of(s, "extractive") for s in ("closed-book", "reader+rag", "extractive")]
+    ['closed-book', 'extractive', 'extractive']
+    >>> answer_mode_of("raft+rag", "auto"), answer_mode_of("extractive", "generative")
+    ('auto', 'extractive')
+    """
+    spec = BY_NAME[system]
+    if not spec.retrieves:
+        return "closed-book"
+    return spec.answer_mode or suite_mode
+
+
+def runs_generator(mode: str) -> bool:
+    """Whether a system answering in `mode` (`answer_mode_of`) runs its language model (and adapter)."""
+    return mode != "extractive"
 
 
 def served(generate) -> bool:
