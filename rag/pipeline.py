@@ -112,6 +112,24 @@ class RAG:
         order by their best sentence, and the probability that they hold an answer."""
         return self.reader.read(question, hits)
 
+    def follow_up(self, reading, hits: list[Hit], question: str, history: list[dict]):
+        """`reading` (of a follow-up read with the question before it, `standalone_query`) with each sentence's
+        probability the geometric mean of that and of the follow-up's own reading of the same passages: the
+        answer should fit both what the conversation is about and what the follow-up asks. Read together alone,
+        the earlier question's words won ("and how long until I get it back?" after "How big is the deposit?"
+        quoted the deposit again); read alone, a follow-up without its own ask lost its subject ("and what
+        about a cargo bike?"). Whether to refuse stays decided on the passages, as before."""
+        if not history or standalone_query(question, history) == question:
+            return reading
+        own = self.read(question, hits)
+        if [(c.passage, c.text) for c in own.candidates] != [(c.passage, c.text) for c in reading.candidates]:
+            return reading  # not the same sentences (a reader that cuts differently): keep the joint reading
+        candidates = [
+            replace(c, probability=(c.probability * o.probability) ** 0.5)
+            for c, o in zip(reading.candidates, own.candidates)
+        ]
+        return replace(reading, candidates=candidates)
+
     def read_in_context(self, question: str, hits: list[Hit], k: int):
         """The reading an answer is made from and its best `k` passages: whether there is an answer is decided
         on the retrieved chunks themselves, as the reader was fitted and its threshold calibrated; which
@@ -178,6 +196,7 @@ class RAG:
         call.timings["retrieve_s"] = time.perf_counter() - started
         started = time.perf_counter()
         reading, hits = self.read_in_context(standalone_query(question, history or []), hits, config.answer.k)
+        reading = self.follow_up(reading, hits, question, history or [])
         call.timings["read_s"] = time.perf_counter() - started
         threshold = config.answer.min_evidence if config.answer.min_evidence is not None else reading.threshold
         call.notes.append(f"evidence {reading.probability:.3f} (threshold {threshold:.3f}; {reading.describe()})")

@@ -80,3 +80,34 @@ def test_a_question_longer_than_the_scorer_reads_is_answered(sample_index, real_
     assert answer.refused or answer.citations, answer.answer  # answered or refused, not an exception
     scores = rag.reader.scorer.logits("How do I reset it? " + details, ["Hold RESET for 12 seconds.", "Red is bad."])
     assert scores.shape == (2,) and scores[0] > scores[1]
+
+
+def test_a_follow_up_is_answered_from_what_it_asks_not_from_the_question_before(tmp_path, real_embedder):
+    # read together with the question before it, the earlier question's words won: "and how long until I get
+    # it back?" was answered with the deposit again
+    from rag.ingest import build_index
+
+    kb = tmp_path / "kb"
+    kb.mkdir()
+    (kb / "rental-policy.md").write_text(
+        "# Rental Policy\n\nWe rent city bikes, e-bikes and cargo bikes from three stations.\n\n## Prices\n\n"
+        "A city bike costs 4 euros per hour or 18 euros per day. An e-bike costs 7 euros per hour or 32 euros per "
+        "day.\nA cargo bike costs 45 euros per day and can only be rented by the day.\n\n## Deposit\n\n"
+        "Every rental requires a deposit of 150 euros, held on a credit card. The deposit for a cargo bike is 300 "
+        "euros.\nThe hold is released within 5 working days after the bike is returned undamaged.\n\n"
+        "## Late returns\n\nA bike returned more than 30 minutes late is charged 10 euros per started hour.\n",
+        encoding="utf-8",
+    )
+    (kb / "faq.md").write_text(
+        "# FAQ\n\n## Helmets\n\nHelmets are free with every rental.\n\n## Child seats\n\n"
+        "Child seats cost 3 euros per day.\n",
+        encoding="utf-8",
+    )
+    build_index([kb], tmp_path / "idx", embedder=real_embedder, progress=False)
+    rag = RAG(tmp_path / "idx", retriever=Retriever(tmp_path / "idx", embedder=real_embedder))
+    chat = rag.chat()
+    assert "300 euros" in chat.ask("How big is the deposit for a cargo bike?").answer
+    assert "5 working days" in chat.ask("and how long until I get it back?").answer
+    chat = rag.chat()
+    chat.ask("How much does an e-bike cost per day?")
+    assert "7 euros per hour" in chat.ask("and per hour?").answer  # a follow-up without its own ask
