@@ -433,13 +433,14 @@ def load_records(text: str, source: str, suffix: str) -> list[Document]:
     docs, bad = [], []
     table = table_name(source)
     for number, record in enumerate(records, start=1):
-        doc_text, row = _record_text(record)
+        doc_text, row, title = _record_text(record)
         if doc_text is None:
             bad.append(number)
             continue
         # a table row is about what its file lists: the file name is the table's title ("service points" for
-        # the Rotterdam row of service-points.csv), as a heading is a Markdown section's
-        headings = (table,) if row and table else ()
+        # the Rotterdam row of service-points.csv), as a heading is a Markdown section's; a titled text is
+        # about its title, as a section is about its heading
+        headings = (title,) if title else (table,) if row and table else ()
         docs.append(Document(text=doc_text, source=source, headings=headings, meta={"record": number}))
     problems = unreadable[:]
     if bad:
@@ -516,33 +517,33 @@ def _csv_records(text: str) -> list[dict]:
     return rows
 
 
-def _record_text(record) -> tuple[str | None, bool]:
-    """A record's text, and whether it is a generic table row (every named column) rather than an FAQ pair
-    or a text."""
+def _record_text(record) -> tuple[str | None, bool, str]:
+    """A record's text; whether it is a generic table row (every named column) rather than an FAQ pair or a
+    text; and a text's title ({"title": "Campanha station", "text": "..."}: a title is what the text is about,
+    not a question it answers, so it heads the text as a heading would, and is never quoted as "Q: ...")."""
     if isinstance(record, str):
-        return record.strip() or None, False
+        return record.strip() or None, False, ""
     if not isinstance(record, dict):
-        return None, False
+        return None, False, ""
     lowered = {str(k).strip().lower(): v for k, v in record.items() if k is not None}
     question_key = next((k for k in QUESTION_KEYS if _is_text(lowered.get(k))), None)
     # "a" is an answer beside "q" only: in a table with columns a, b, c it is just a column
     answers = [k for k in ANSWER_KEYS if k != "a" or question_key == "q"]
     answer_key = next((k for k in answers if _is_text(lowered.get(k)) and k != question_key), None)
     extra = record.get(None)  # a CSV row with more cells than the header names
-    if question_key is not None and answer_key is not None and not extra:
-        return f"Q: {str(lowered[question_key]).strip()}\nA: {str(lowered[answer_key]).strip()}", False
+    titled = question_key == "title" and answer_key is not None
+    if question_key is not None and answer_key is not None and not extra and not titled:
+        return f"Q: {str(lowered[question_key]).strip()}\nA: {str(lowered[answer_key]).strip()}", False, ""
     cells = [str(v).strip() for v in extra if _is_text(v)] if isinstance(extra, list) else []
     if answer_key is not None:
-        # a text record ({"id": 7, "text": "..."}): its text, then whatever else it says (an id aside)
-        rest = [
-            f"{k}: {v}"
-            for k, v in record.items()
-            if k and str(k).strip().lower() not in (answer_key, "id") and _is_text(v)
-        ]
-        return "\n".join([str(lowered[answer_key]).strip(), *rest, *cells]), False
+        # a text record ({"id": 7, "text": "..."}): its text, then whatever else it says (an id and its title aside)
+        aside = (answer_key, "id", "title") if titled else (answer_key, "id")
+        rest = [f"{k}: {v}" for k, v in record.items() if k and str(k).strip().lower() not in aside and _is_text(v)]
+        title = str(lowered["title"]).strip() if titled else ""
+        return "\n".join([str(lowered[answer_key]).strip(), *rest, *cells]), False, title
     # a generic table row: every column, named, and any cells past the header's
     pairs = [f"{k}: {v}" for k, v in record.items() if k and _is_text(v)] + cells
-    return ("\n".join(pairs), True) if len(pairs) >= 2 else (None, False)
+    return ("\n".join(pairs), True, "") if len(pairs) >= 2 else (None, False, "")
 
 
 def _is_text(value) -> bool:

@@ -211,6 +211,16 @@ def test_faq_records_in_all_shapes(write):
     assert docs[0].text == "Q: Q?\nA: A." and docs[0].meta == {"record": 1} and docs[0].headings == ()
 
 
+def test_a_titled_text_record_is_its_text_under_its_title_not_a_question_and_answer(write):
+    # {"title", "text"} was read as "Q: title / A: text", and a short one was quoted with its labels
+    # ("Q: Campanha station; A: Inside Campanha railway station ...")
+    records = [{"title": "Campanha station", "text": "Inside the railway station, exit 3. Open 7:00-22:00.", "id": 3}]
+    (doc,) = load_file(write("stations.json", json.dumps(records)))
+    assert (doc.text, doc.headings) == ("Inside the railway station, exit 3. Open 7:00-22:00.", ("Campanha station",))
+    (faq,) = load_file(write("faq.json", json.dumps([{"question": "When do you open?", "answer": "At 7:00."}])))
+    assert (faq.text, faq.headings) == ("Q: When do you open?\nA: At 7:00.", ())
+
+
 def test_a_table_row_is_headed_by_what_its_file_lists(write):
     """A CSV or JSON row of named columns is about what its file lists: "Where's your service point in
     Rotterdam?" reads the Rotterdam row under "service points", as a Markdown section reads under its heading."""
