@@ -31,7 +31,8 @@ from .types import Document
 # definition list's term before its definition ("R-17: Firmware image is damaged."); 8: bold markers dropped in Chinese
 # text too ("以及**机场线**（"); 9: no column of a record dropped (a column "a" without "q", a text record's other
 # fields, CSV cells past the header), UTF-8 with a few stray bytes read as UTF-8; 10: a titled text record
-# ({"title", "text"}) is its text under its title as a heading, not "Q: title / A: text"
+# ({"title", "text"}) is its text under its title as a heading, not "Q: title / A: text"; an FAQ CSV answer with
+# an unquoted comma kept whole
 PIPELINE_VERSION = 10
 
 TEXT_SUFFIXES = {".txt", ".text", ".rst", ".log"}

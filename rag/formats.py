@@ -531,6 +531,13 @@ def _record_text(record) -> tuple[str | None, bool, str]:
     answers = [k for k in ANSWER_KEYS if k != "a" or question_key == "q"]
     answer_key = next((k for k in answers if _is_text(lowered.get(k)) and k != question_key), None)
     extra = record.get(None)  # a CSV row with more cells than the header names
+    named = [k for k in record if k is not None]
+    if extra and answer_key and question_key and str(named[-1]).strip().lower() == answer_key:
+        # an FAQ answer in the last column with a comma nobody quoted ("Folded or not, bikes are allowed ..."):
+        # the cells past the header are the rest of the answer
+        cells = [str(v) for v in extra if v is not None]
+        lowered[answer_key] = ",".join([str(lowered[answer_key]), *cells])
+        extra = None
     titled = question_key == "title" and answer_key is not None
     if question_key is not None and answer_key is not None and not extra and not titled:
         return f"Q: {str(lowered[question_key]).strip()}\nA: {str(lowered[answer_key]).strip()}", False, ""

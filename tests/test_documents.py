@@ -180,6 +180,10 @@ def test_no_column_of_a_record_is_dropped(write):
     assert text == "Hello.\nurl: https://x.example"
     ragged = load_file(write("points.csv", "city,address\nOslo,Gate 5,Mon-Fri 9-17\n"))[0].text
     assert ragged == "city: Oslo\naddress: Gate 5\nMon-Fri 9-17"
+    # an FAQ answer in the last column with a comma nobody quoted was split into its first clause, the question
+    # as a field, and the rest: the cells past the header are the rest of the answer
+    faq = load_file(write("faq.csv", "question,answer\nCan I take the bike on the metro?,Folded or not, yes.\n"))
+    assert faq[0].text == "Q: Can I take the bike on the metro?\nA: Folded or not, yes."
 
 
 def test_a_file_the_walk_may_not_look_at_is_skipped_not_fatal(tmp_path, monkeypatch):
