@@ -178,6 +178,7 @@ class RAG:
         on_text: Callable[[str], None] | None = None,
         max_new_tokens: int | None = None,
         cancel: threading.Event | None = None,
+        **unknown,
     ) -> Answer:
         """Answer `question`. `k`, `mode` and `max_new_tokens` override the config for this call and are
         checked like it (`ConfigError` naming the field and the allowed values). `history` is the earlier
@@ -185,6 +186,9 @@ class RAG:
         exception it raises stops generation and propagates. Setting `cancel` stops generation at the next
         token (`Cancelled` is raised)."""
         config = self.config.override(answer={"k": k, "mode": mode}, generate={"max_new_tokens": max_new_tokens})
+        if unknown:  # a typo in a per-call setting is a ConfigError like one in rag.toml, not a TypeError
+            allowed = "k, mode, max_new_tokens, history, closed_book, on_text, cancel"
+            raise ConfigError(f"ask() got unknown setting(s) {', '.join(sorted(unknown))}; it takes {allowed}")
         _check_question(question, history)
         call = _Call(question, language(question), history or [], on_text, cancel, config, max_new_tokens)
         if closed_book:

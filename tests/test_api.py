@@ -91,6 +91,10 @@ def test_per_call_overrides_are_checked_like_the_config(hash_index):
         bot.ask("and then?", history=[{"role": "robot", "content": "hi"}])
     with pytest.raises(ConfigError, match="retrieval `mode` must be one of"):
         bot.retriever.search("reset", mode="sparse")
+    with pytest.raises(ConfigError, match="unknown setting.* kk; it takes k, mode"):  # a TypeError before
+        bot.ask("How long do I hold the RESET button?", kk=2)
+    with pytest.raises(ConfigError, match="unknown setting"):
+        list(bot.stream("How long do I hold the RESET button?", kk=2))
     assert bot.ask("How long do I hold the RESET button?", mode="extractive", k=2).mode == "extractive"
 
 

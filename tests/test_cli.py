@@ -127,3 +127,10 @@ def test_a_refusal_names_the_closest_passages_read(tmp_path, kb):
     first, second = res.stdout.splitlines()[:2]
     assert first == "I could not find this in the knowledge base."
     assert second.startswith("  (no passage answers it; the closest read: kb/router.md")
+
+
+def test_extractive_mode_says_the_generator_it_was_given_is_not_used(tmp_path, kb):
+    # --adapter with --mode extractive was ignored without a word
+    assert run_cli("index", "kb", "--index", "idx", "--embedder", "hash", cwd=tmp_path).returncode == 0
+    res = run_cli("ask", "How long do I hold RESET?", "--index", "idx", "--adapter", "none", "--mode", "extractive", cwd=tmp_path)  # fmt: skip
+    assert res.returncode == 0 and "without a generator: --adapter not used" in res.stderr

@@ -141,13 +141,14 @@ def add_answer_args(p: argparse.ArgumentParser, index: bool = True) -> None:
         "--model",
         metavar="MODEL",
         dest="generate.model",
-        help="generator: a causal LM id or folder (default: the bundled SmolLM2)",
+        help="generator: a causal LM id or folder (default: the bundled SmolLM2); without --mode, answers are generated",
     )
     p.add_argument(
         "--adapter",
         dest="generate.adapter",
         metavar="DIR",
-        help="a PEFT adapter folder for the generator; with --base-url, the server's adapter by name",
+        help="a PEFT adapter folder for the generator; with --base-url, the server's adapter by name; without "
+        "--mode, answers are generated",
     )
     p.add_argument(
         "--max-new-tokens",
@@ -190,6 +191,9 @@ def answer_settings(args: argparse.Namespace, closed_book: bool = False):
     wants_model = closed_book or bool(named & changed)
     if wants_model and ("answer", "mode") not in changed and config.answer.mode == "extractive":
         config = config.override(answer={"mode": "generative"})
+    elif wants_model and not closed_book and config.answer.mode == "extractive":
+        given = ", ".join(f"--{key.replace('_', '-')}" for section, key in sorted(named & changed))
+        print(f"rag: extractive answers quote the passages without a generator: {given} not used", file=sys.stderr)
     return config
 
 
