@@ -19,6 +19,7 @@ public training data (never a dev or eval set). What this module does not do: tr
 
 from __future__ import annotations
 
+import math
 import random
 import sys
 import time
@@ -104,13 +105,16 @@ def fit_reader(
 
     Per reading group: with at least `min_fit` answerable questions the weights are fitted on a split and
     the threshold chosen on the held-out `dev_share`; with fewer (a team's few dozen labelled questions),
-    `base`'s weights are kept and only the threshold is chosen, on all of them; with none, `base` is kept
-    whole (e.g. English-only questions leave the Chinese model as shipped). `memo` remembers the scorer's
+    `base`'s weights are kept and only the threshold is chosen, on all of them; with fewer than
+    `min_threshold_questions(false_refusal)` (20 at 5%), `base` is kept whole and how its threshold does on
+    them is reported (e.g. English-only questions leave the Chinese model as shipped). `log` gets progress and
+    a line per group (`describe_group`); `info["groups"]` holds the same numbers. `memo` remembers the scorer's
     logits ({(question, text): logit}) across fits of the same questions. Raises `ConfigError` when a group
     cannot be fitted and there is no `base`."""
     from .evidence import load_reader
 
     log = log or (lambda m: print(f"rag: {m}", file=sys.stderr, flush=True))
+    needed = min_threshold_questions(false_refusal)
     started = time.perf_counter()
     order = list(range(len(questions)))
     random.Random(seed).shuffle(order)
@@ -136,13 +140,18 @@ def fit_reader(
             xq, yq, _ = _question_rows(fit_rows, sentence[group], tools, group)
             refusal[group] = _fit_logistic(xq, yq, QUESTION_FEATURES)
             how = {"fitted": len(fit_rows), "sentences": int(len(y))}
-        elif base is not None and answerable >= 5:
+        elif base is not None and answerable >= needed:
             sentence[group], refusal[group] = base.sentence[group], dict(base.refusal[group])
             dev_rows, how = [r for _, r in mine], {"fitted": 0, "threshold_from": len(mine)}
         elif base is not None:
+            # too few to choose a threshold: the false_refusal quantile of fewer than 1/false_refusal answerable
+            # questions is their lowest value or near it (8 questions moved English from 0.144 to 0.441 and
+            # refused 14%); `base` is kept whole, and how it does on these questions is reported
             sentence[group], refusal[group] = base.sentence[group], base.refusal[group]
             info["groups"][group] = {"kept": "base", "questions": len(mine)}
-            continue
+            if not answerable:
+                continue
+            dev_rows, how = [r for _, r in mine], {"kept": "base", "questions": len(mine), "too_few": needed}
         else:
             raise ConfigError(
                 f"{answerable} answerable question(s) fall in the {group!r} reading group: too few to fit it (at "
@@ -152,20 +161,91 @@ def fit_reader(
         probs = np.array([logistic(refusal[group], dict(zip(QUESTION_FEATURES, row))) for row in xd])
         positive = np.array([kind == ("with", True) for kind in kinds])
         negative = yd == 0
-        threshold = float(np.quantile(probs[positive], false_refusal)) if positive.any() else 0.5
-        refusal[group]["threshold"] = round(threshold, 4)
+        if "too_few" in how:
+            threshold = refusal[group]["threshold"]
+        else:
+            threshold = float(np.quantile(probs[positive], false_refusal)) if positive.any() else 0.5
+            refusal[group] = {**refusal[group], "threshold": round(threshold, 4)}
+        refused = round(float((probs[positive] < threshold).mean()), 4) if positive.any() else None
         info["groups"][group] = {
             **how,
+            "answerable": answerable,
+            "dev_answerable": int(positive.sum()),
+            "threshold": refusal[group]["threshold"],
+            "base_threshold": base.refusal[group]["threshold"] if base is not None else None,
             "dev_questions": len(dev_rows),
-            "dev_false_refusal": round(float((probs[positive] < threshold).mean()), 4) if positive.any() else None,
+            "dev_false_refusal": refused,
             "dev_refused_without_gold": round(float((probs[negative] < threshold).mean()), 4)
             if negative.any()
             else None,
         }
-        log(f"{group}: {info['groups'][group]}")
+        if refused is not None and refused > false_refusal and "too_few" not in how:
+            info["groups"][group]["warning"] = "false refusals above the target"
+        log(describe_group(group, info["groups"][group], false_refusal))
     info["false_refusal_target"] = false_refusal
     info["seconds"] = round(time.perf_counter() - started, 1)
     return ReaderModel(sentence, refusal, info)
+
+
+def min_threshold_questions(false_refusal: float) -> int:
+    """How many answerable questions a reading group needs for its threshold to be chosen: the `false_refusal`
+    quantile of fewer than 1/false_refusal values is the lowest of them or interpolated towards it, which says
+    more about one question than about the reader (20 at the default 5%; never fewer than 5).
+
+    >>> min_threshold_questions(0.05), min_threshold_questions(0.1), min_threshold_questions(0.3)
+    (20, 10, 5)
+    """
+    return max(5, math.ceil(round(1 / false_refusal, 6)))
+
+
+GROUP_NAMES = {"read": "read (questions the scorer reads: English)", "unread": "unread (Chinese and other text)"}
+
+
+def describe_group(group: str, result: dict, target: float) -> str:
+    """One reading group's outcome of `fit_reader` (its `info["groups"][group]`), as a line a person reads.
+
+    >>> describe_group("read", {"kept": "base", "questions": 0}, 0.05)
+    'read (questions the scorer reads: English): no questions; kept as it was'
+    >>> print(describe_group("unread", {"fitted": 0, "threshold_from": 30, "answerable": 24, "threshold": 0.2,
+    ...     "base_threshold": 0.31, "dev_questions": 30, "dev_answerable": 24, "dev_false_refusal": 0.0417,
+    ...     "dev_refused_without_gold": 0.5}, 0.05))
+    unread (Chinese and other text): threshold 0.31 -> 0.2, chosen on 30 questions (24 answerable): 4.2% of the answerable questions refused (target 5%), 50% of the unanswerable ones (and answerable ones shown without their gold passages)
+    """
+    name = GROUP_NAMES.get(group, group)
+    if "dev_questions" not in result:
+        n = result.get("questions", 0)
+        return f"{name}: {'no questions' if not n else f'{n} question(s), none answerable'}; kept as it was"
+
+    def pct(x: float) -> str:
+        return f"{x * 100:.1f}".removesuffix(".0") + "%"
+
+    refused = result.get("dev_false_refusal")
+    shown = [
+        f"{pct(refused)} of the answerable questions refused (target {pct(target)})" if refused is not None else None,
+        f"{pct(result['dev_refused_without_gold'])} of the unanswerable ones (and answerable ones shown without their "
+        "gold passages)"
+        if result.get("dev_refused_without_gold") is not None
+        else None,
+    ]
+    measured = ", ".join(s for s in shown if s)
+    if "too_few" in result:
+        return (
+            f"{name}: kept as it was (threshold {result['threshold']}): {result['answerable']} answerable "
+            f"question(s) are too few to choose a threshold for {pct(target)} false refusals (at least "
+            f"{result['too_few']}); at that threshold {measured}"
+        )
+    base = result.get("base_threshold")
+    threshold = f"threshold {base} -> {result['threshold']}" if base is not None else f"threshold {result['threshold']}"
+    how = (
+        f"weights fitted on {result['fitted']} questions, {threshold} chosen on {result['dev_questions']} held out"
+        if result.get("fitted")
+        else f"{threshold}, chosen on {result['dev_questions']} questions ({result['answerable']} answerable)"
+    )
+    line = f"{name}: {how}: {measured}"
+    if result.get("warning"):
+        one = pct(1 / result["dev_answerable"])
+        line += f"; warning: {pct(refused)} is above the {pct(target)} target (one question is {one})"
+    return line
 
 
 def foreign_questions(questions: list[dict], others: list[dict], vocabulary, seed: int = 5) -> list[str]:

@@ -84,3 +84,52 @@ def test_foreign_questions_swap_a_name_for_one_the_base_never_mentions():
     assert foreign_questions(own, others, {"深圳", "广州", "北京"}) == []  # only a person's name is left
     unrelated = [{"question": "深圳的售后服务中心在哪里？", "context": "营业时间：每天 9:00 至 21:00。"}]
     assert foreign_questions(unrelated, others, {"深圳"}) == []  # the name must be in the question's own paragraph
+
+
+def test_a_group_with_too_few_answerable_questions_keeps_its_threshold(catalogue):
+    """8 English questions moved the threshold 0.144 -> 0.441 and refused 14% of them against a 5% target: the 5%
+    quantile of fewer than 20 values is their lowest one or near it. The base is kept and how it does is said."""
+    from rag.calibrate import describe_group
+    from rag.evidence import BUNDLED_READERS
+
+    rag, questions = catalogue
+    shipped = ReaderModel.load(BUNDLED_READERS[False])
+    few = questions[:8] + questions[-1:]  # 8 answerable, 1 not
+    model = fit_reader(few, rag, false_refusal=0.05, base=shipped, log=lambda m: None)
+    read = model.info["groups"]["read"]
+    assert read["kept"] == "base" and read["too_few"] == 20 and read["answerable"] == 8
+    assert model.refusal["read"]["threshold"] == shipped.refusal["read"]["threshold"] == read["threshold"]
+    assert read["dev_false_refusal"] is not None  # how the kept threshold does on these questions
+    line = describe_group("read", read, 0.05)
+    assert "kept as it was" in line and "8 answerable question(s) are too few" in line and "at least 20" in line
+
+    # 20 answerable questions are enough at 5% (and 10 at 10%): the threshold is chosen on them
+    model = fit_reader(questions[:20] + questions[-6:], rag, false_refusal=0.05, base=shipped, log=lambda m: None)
+    read = model.info["groups"]["read"]
+    assert read["threshold_from"] == 26 and "too_few" not in read and read["dev_false_refusal"] <= 0.05
+    model = fit_reader(questions[:10], rag, false_refusal=0.1, base=shipped, log=lambda m: None)
+    assert model.info["groups"]["read"]["threshold_from"] == 10
+
+
+def test_rag_calibrate_names_the_records_it_leaves_out_and_reports_readably(catalogue, in_tmp):
+    import json
+
+    from conftest import run_cli
+
+    _, questions = catalogue
+    rows = [dict(q, split="train") for q in questions[:8]] + [
+        {"id": "x1", "answers": ["a"], "answerable": True, "split": "test"},  # no question, in another split
+        {"question": "Is the box recyclable?", "answer": "yes", "answerable": True, "split": "train"},
+        {"question": "Who designed the logo?", "answers": [], "answerable": False, "split": "train"},
+    ]
+    (in_tmp / "q.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+    (in_tmp / "rag.toml").write_text('[answer]\nscorer = "none"\n', encoding="utf-8")
+    done = run_cli("calibrate", "--questions", "q.jsonl", "--index", "idx", "--out", "r.json", cwd=in_tmp)
+    assert done.returncode == 0, done.stderr
+    assert "q.jsonl line 9: no 'question'; left out" in done.stderr
+    assert "q.jsonl line 10: answerable but no gold answers ('answer' should be 'answers', a list)" in done.stderr
+    both = done.stdout + done.stderr
+    assert "{'" not in both  # no dict reprs
+    assert both.count("read (questions the scorer reads: English): kept as it was") == 1  # said once
+    assert "8 answerable question(s) are too few" in both
+    assert "nothing was fitted" in done.stdout

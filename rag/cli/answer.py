@@ -31,7 +31,8 @@ def register(sub) -> None:
         help="fit how evidence is weighed and when to refuse, on labelled questions over an index",
         description="Read labelled questions ({question, answers, answerable, split, sources}) over the index and fit "
         "the reader: with a few hundred answerable questions per language its weights, with fewer only its refusal "
-        "threshold (the shipped weights are kept). Writes a reader file to use with `reader = FILE` in rag.toml.",
+        "threshold (the shipped weights are kept), with fewer than 1/--false-refusal (20 at 5%) nothing. Writes a "
+        "reader file to use with `reader = FILE` in rag.toml.",
     )
     p.add_argument("--questions", default="eval/questions.jsonl", help="JSONL: question, answers, answerable, split")
     p.add_argument("--split", default="train", help="split to fit on (default train; 'all' for every question)")
@@ -87,31 +88,58 @@ def cmd_calibrate(args) -> int:
     from ..calibrate import fit_reader
     from ..errors import ConfigError
     from ..pipeline import RAG
-    from ..records import parse_jsonl
+    from ..records import parse_jsonl_numbered
 
     path = Path(args.questions)
     if not path.is_file():
         raise ConfigError(f"{path} does not exist; give labelled questions with --questions FILE")
     if not 0 < args.false_refusal < 0.5:
         raise ConfigError(f"--false-refusal must be between 0 and 0.5, got {args.false_refusal}")
-    questions = parse_jsonl(path.read_text(encoding="utf-8"), str(path))
-    questions = [q for q in questions if args.split == "all" or q.get("split", "train") == args.split]
-    bad = [
-        i for i, q in enumerate(questions, start=1) if not isinstance(q.get("question"), str) or "answerable" not in q
-    ]
-    if bad or not any(q.get("answerable") and q.get("answers") for q in questions):
+    questions = []
+    for number, q in parse_jsonl_numbered(path.read_text(encoding="utf-8"), str(path)):
+        # a record that cannot be read as it is meant is named and left out (rag eval refuses such a file)
+        skipped = _calibration_problem(q)
+        if skipped:
+            print(f"rag calibrate: {path} line {number}: {skipped}; left out", file=sys.stderr)
+        elif args.split == "all" or q.get("split", "train") == args.split:
+            questions.append((number, q))
+    bad = [number for number, q in questions if "answerable" not in q]
+    if bad or not any(q.get("answerable") for _, q in questions):
         raise ConfigError(
             f"{path}: calibration needs records with 'question', 'answers' and 'answerable', some answerable, in "
-            f"split {args.split!r}" + (f" (record {bad[0]} lacks them)" if bad else "")
+            f"split {args.split!r}" + (f" (line {bad[0]} has no 'answerable')" if bad else "")
         )
     config, _ = settings(args)
     rag = RAG(index_path(args.index), config)
-    model = fit_reader(questions, rag, false_refusal=args.false_refusal, base=rag.reader.model)
+
+    def log(message: str) -> None:  # progress, and a line per reading group (the summary, said once)
+        print(message, file=sys.stderr, flush=True)
+
+    questions = [q for _, q in questions]
+    model = fit_reader(questions, rag, false_refusal=args.false_refusal, base=rag.reader.model, log=log)
     write_json(args.out, model.to_dict())
     if args.json:
         print(json.dumps({"out": args.out, **model.info}, ensure_ascii=False))
         return 0
-    for group, result in model.info["groups"].items():
-        print(f"  {group}: {result}")
-    print(f'reader written to {args.out}; use it with `reader = "{args.out}"` under [answer] in rag.toml')
+    if all(g.get("kept") == "base" for g in model.info["groups"].values()):
+        print(
+            f"reader written to {args.out}, but nothing was fitted: it weighs and refuses as the reader it started from"
+        )
+    else:
+        print(f'reader written to {args.out}; use it with `reader = "{args.out}"` under [answer] in rag.toml')
     return 0
+
+
+def _calibration_problem(record: dict) -> str | None:
+    """Why a calibration record cannot be used as it is meant (None when it can): no question, or answerable
+    without gold answers (it would be read as an unanswerable one)."""
+    question = record.get("question")
+    if not isinstance(question, str) or not question.strip():
+        return "no 'question'"
+    answers = record.get("answers", [])
+    if not isinstance(answers, list) or not all(isinstance(a, str) for a in answers):
+        return f"'answers' must be a list of strings, got {answers!r}"
+    if record.get("answerable", True) and not any(a.strip() for a in answers):
+        hint = " ('answer' should be 'answers', a list)" if "answer" in record else ""
+        return f'answerable but no gold answers{hint}: give "answers": [...] or mark it "answerable": false'
+    return None
