@@ -12,7 +12,7 @@ scorer), and collects every candidate sentence with its features:
   its answerable questions would be refused. The model reports how it did on that split. Questions marked
   "refusal_only" (made-up unanswerable ones, `foreign_questions`) train refusal alone.
 
-`rag calibrate --fit` runs this on a suite's or a team's own questions; `make reader` fits the shipped model on
+`rag calibrate` runs this on a suite's or a team's own questions; `make reader` fits the shipped model on
 public training data (never a dev or eval set). What this module does not do: train the cross-encoder
 (`rag tune --task scorer`) or answer questions.
 """

@@ -133,3 +133,18 @@ def test_rag_calibrate_names_the_records_it_leaves_out_and_reports_readably(cata
     assert both.count("read (questions the scorer reads: English): kept as it was") == 1  # said once
     assert "8 answerable question(s) are too few" in both
     assert "nothing was fitted" in done.stdout
+
+
+def test_no_message_or_docstring_suggests_a_calibrate_option_that_does_not_exist():
+    """An error told users to `rag calibrate --fit`, which argparse then refused (there is no --fit)."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).parents[1]
+    mentions = [
+        f"{path.relative_to(root)}:{number}"
+        for path in [root / "README.md", *sorted((root / "rag").rglob("*.py"))]
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1)
+        if re.search(r"rag calibrate --fit\b", line)
+    ]
+    assert mentions == []
