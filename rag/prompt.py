@@ -35,6 +35,18 @@ SYSTEM = {
 }
 
 
+# closed book (`rag ask --closed-book`, the eval's closed-book and ft systems): the model answers from what it
+# knows. Told to use "only the numbered context passages" with none shown, a model that follows instructions
+# refuses everything, and the baseline that retrieval is measured against would be rigged.
+SYSTEM_CLOSED_BOOK = {
+    "en": (
+        "You are a customer-service assistant. Answer the user's question from what you know, in one or two short "
+        f"sentences. If you do not know the answer, reply exactly: {REFUSAL['en']}"
+    ),
+    "zh": f"你是客服助手。根据你所知道的回答用户的问题，用中文回答，一到两句话。如果你不知道答案，只回复：{REFUSAL['zh']}",
+}
+
+
 def sanitize(text: str) -> str:
     """`text` with instruction-like sentences replaced by a marker."""
     parts = []
@@ -56,9 +68,10 @@ def build_messages(
     history: Sequence[dict] = (),
     lang: str | None = None,
 ) -> list[dict]:
-    """Chat messages for answering `question` from `hits` (numbered from 1), after `history` turns."""
+    """Chat messages for answering `question` from `hits` (numbered from 1), after `history` turns; without
+    hits, closed book (`SYSTEM_CLOSED_BOOK`)."""
     lang = lang or language(question)
-    messages = [{"role": "system", "content": SYSTEM[lang]}]
+    messages = [{"role": "system", "content": (SYSTEM if hits else SYSTEM_CLOSED_BOOK)[lang]}]
     messages.extend({"role": m["role"], "content": m["content"]} for m in history)
     if hits:
         context = "\n\n".join(format_passage(n, hit) for n, hit in enumerate(hits, start=1))

@@ -135,12 +135,9 @@ def to_examples(records: Sequence[dict], fmt: str | None = None) -> tuple[str, l
                     answer = REFUSAL[language(r.get("question", ""))]
                 else:
                     raise ConfigError(f"{where}: qa records need a non-empty 'question' and 'answer'")
-            examples.append(
-                Example(
-                    messages=[{"role": "user", "content": r["question"]}, {"role": "assistant", "content": answer}],
-                    meta=r,
-                )
-            )
+            # the closed-book prompt `rag ask --closed-book` (and the eval's ft system) serves it with
+            messages = build_messages(r["question"], []) + [{"role": "assistant", "content": answer}]
+            examples.append(Example(messages=messages, meta=r))
         elif fmt == "pairs":
             label = r.get("label")
             if not _text(r.get("question")) or not _text(r.get("text")) or label not in (0, 1, 0.0, 1.0, True, False):

@@ -39,7 +39,7 @@ def test_budget_drops_history_then_passages_then_cuts_the_best():
     count = lambda s: len(s.split())  # noqa: E731
     hits = [hit("alpha " * 50, n=0), hit("beta " * 50, n=1), hit("gamma " * 50, n=2)]
     history = [{"role": "user", "content": "old " * 40}, {"role": "assistant", "content": "reply " * 40}]
-    system = count(build_messages("q", [])[0]["content"]) + 8
+    system = count(build_messages("q", hits[:1])[0]["content"]) + 8
     kept, hist = fit_budget("q", hits, history, count, system + 140)
     assert hist == [] and [h.chunk.id for h in kept] == ["kb/a.md#0", "kb/a.md#1"]
     budget = system + 40
@@ -67,3 +67,13 @@ def test_sentences_keep_numbers_and_join_wrapped_lines():
         "客服热线：400-820-7788",
         "服务时间：每天",
     ]
+
+
+def test_closed_book_is_not_told_to_answer_from_passages_it_is_not_shown():
+    # the eval's closed-book baseline got "answer using only the numbered context passages ... if the passages
+    # do not contain the answer, reply exactly: I could not find this": a model that obeys refuses everything
+    for question in ("How long is the warranty?", "保修期多长？"):
+        system = build_messages(question, [])[0]["content"]
+        assert "passage" not in system and "资料" not in system
+        assert ("know" in system) != ("知道" in system)  # from what it knows, in the question's language
+    assert "numbered context passages" in build_messages("How long is the warranty?", [hit("24 months.")])[0]["content"]
