@@ -94,9 +94,15 @@ def test_calibrate_fits_the_refusal_threshold_on_labelled_questions(tmp_path, kb
     (tmp_path / "q.jsonl").write_text("\n".join(json.dumps(r) for r in records), encoding="utf-8")
     res = run_cli("calibrate", "--questions", "q.jsonl", "--index", "idx", "--out", "r.json", "--json", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
+    info = json.loads(res.stdout)  # 5 answerable English questions: too few to choose a 5% quantile from
+    assert info["groups"]["read"]["kept"] == "base" and info["groups"]["read"]["too_few"] == 20
+    args = ("calibrate", "--questions", "q.jsonl", "--index", "idx", "--out", "r.json", "--false-refusal", "0.2")
+    res = run_cli(*args, "--json", cwd=tmp_path)  # a 20% quantile: 5 are enough
+    assert res.returncode == 0, res.stderr
     info = json.loads(res.stdout)
     assert info["questions"] == 7 and info["groups"]["read"]["threshold_from"] == 6  # English: threshold only
-    assert info["groups"]["unread"] == {"kept": "base", "questions": 1}  # one Chinese question: kept as shipped
+    unread = info["groups"]["unread"]  # one Chinese question: kept as shipped, how it does on it reported
+    assert unread["kept"] == "base" and unread["questions"] == 1 and unread["threshold"] == unread["base_threshold"]
     fitted = ReaderModel.load(tmp_path / "r.json")
     assert 0 < fitted.refusal["read"]["threshold"] < 1
     (tmp_path / "rag.toml").write_text('[answer]\nscorer = "none"\nreader = "r.json"\n', encoding="utf-8")
