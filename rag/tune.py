@@ -291,6 +291,11 @@ def tune(
         _note(f"--resume: no checkpoint in {partial} (none was saved yet, or OUT differs); training from the start")
     train_output = trainer.train(resume_from_checkpoint=True if resume else None)
     eval_loss = trainer.evaluate()["eval_loss"] if eval_set else None
+    done = int(trainer.state.global_step)
+    if options.max_minutes is not None and done < total_steps and main:
+        _note(
+            f"--max-minutes {options.max_minutes:g} reached: stopped after {done} of {total_steps} steps (saved as usual)"
+        )
 
     result = TuneResult(
         out=str(out),
@@ -308,6 +313,8 @@ def tune(
     stage = {"method": options.method, "out": str(out), "data_hash": data_info["hash"], "base": options.base}
     result.lineage = lineage + [stage]
     if main:
+        if out.exists():
+            _note(f"{out} held a previous result: replaced")
         _save(model, tokenizer, out, options, result, data_info, trainer.state.log_history)
         shutil.rmtree(partial, ignore_errors=True)
     result.model = model.eval()

@@ -352,3 +352,13 @@ def test_rag_tune_raft_says_when_no_record_names_a_file_of_the_index(tmp_path, k
     res = run_cli("tune", "qa.jsonl", "--raft", "--index", "idx", "--out", "a", "--max-steps", "1", cwd=tmp_path)
     assert res.returncode == 1 and "3 of 3 records name sources no file of the index" in res.stderr
     assert "'docs/router.md'" in res.stderr and "kb/" in res.stderr
+
+
+def test_tune_says_when_the_time_limit_stopped_it_and_when_it_replaces_a_result(tiny, qa_file, tmp_path, capsys):
+    out = tmp_path / "out"
+    tune(qa_file, out, TuneOptions(base=str(tiny), max_steps=1, batch_size=2))
+    capsys.readouterr()
+    result = tune(qa_file, out, TuneOptions(base=str(tiny), max_steps=50, batch_size=2, max_minutes=1e-6))
+    err = capsys.readouterr().err
+    assert result.steps == 1 and "--max-minutes 1e-06 reached: stopped after 1 of 50 steps" in err
+    assert f"{out} held a previous result: replaced" in err
