@@ -275,6 +275,10 @@ class ReaderModel:
     @classmethod
     def load(cls, path: str | Path) -> ReaderModel:
         path = Path(path)
+        if not path.is_file():
+            raise ConfigError(
+                f"reader file {path} does not exist; give a file `rag calibrate --out` wrote, or 'bundled'"
+            )
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
             model = cls(sentence=data["sentence"], refusal=data["refusal"], info=data.get("info", {}))

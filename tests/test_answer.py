@@ -501,3 +501,17 @@ def test_the_reader_scores_each_sentence_once_per_question():
     assert [c.features["ce"] for c in first.candidates] == [c.features["ce"] for c in again.candidates[1:]]
     reader.read("What does the light do?", [passage])
     assert len(scorer.texts) == 5
+
+
+def test_a_reader_file_that_is_not_there_or_not_a_reader_says_which(tmp_path):
+    # a missing file was "not a reader model ([Errno 2] No such file ...)"
+    import pytest
+
+    from rag.errors import ConfigError
+    from rag.evidence import ReaderModel
+
+    with pytest.raises(ConfigError, match="reader file .*nowhere.json does not exist"):
+        ReaderModel.load(tmp_path / "nowhere.json")
+    (tmp_path / "junk.json").write_text("[1, 2]", encoding="utf-8")
+    with pytest.raises(ConfigError, match="junk.json is not a reader model"):
+        ReaderModel.load(tmp_path / "junk.json")
