@@ -57,6 +57,8 @@ def test_unknown_keys_of_a_question_record_are_named(tmp_path, kb):
         _load_with(tmp_path, {**ANSWERABLE, "answers": ["2 years"], "split": "test", "notes": "x"})
     suite = _load_with(tmp_path, {**ANSWERABLE, "answers": ["2 years"], "split": "test", "lang": "en"})
     assert suite.questions[-1]["answers"] == ["2 years"]
+    meta = {**ANSWERABLE, "answers": ["2 years"], "split": "test", "meta": {"category": "warranty"}}
+    assert _load_with(tmp_path, meta).questions[-1]["answers"] == ["2 years"]  # a team's own fields
 
 
 def test_the_bundled_question_files_are_valid(tmp_path):

@@ -39,7 +39,8 @@ from .systems import DEFAULT, parse_systems
 ANSWER_MODES = ("generative", "auto", "extractive")
 FT_DATA = ("both", "documents", "questions")
 # the keys of a question record ({"id", "question", "answers", "sources", "answerable", "split"}, `lang` optional)
-QUESTION_KEYS = ("id", "question", "answers", "sources", "answerable", "split", "lang")
+# and "meta": a team's own fields (a category, a ticket number), not checked
+QUESTION_KEYS = ("id", "question", "answers", "sources", "answerable", "split", "lang", "meta")
 _KEYS = {
     "name",
     "description",
@@ -275,7 +276,7 @@ def check_question(record: dict, where: str) -> dict:
         raise ConfigError(
             f"{where}{named}: unknown key(s) {unknown}; "
             + (f"did you mean {', '.join(hints)}? " if hints else "")
-            + f"a question record's keys are {list(QUESTION_KEYS)}"
+            + f'a question record\'s keys are {list(QUESTION_KEYS)} (your own fields go under "meta")'
         )
     missing = [k for k in ("id", "question", "answerable", "split") if k not in record]
     if missing:
