@@ -62,15 +62,15 @@ class RAG:
         if config is not None and not isinstance(config, Config):
             raise ConfigError(f"`config` must be a rag.Config (Config.load('rag.toml')), got {type(config).__name__}")
         self.config = config or Config()
-        if retriever is None and index is not None:
-            retriever = Retriever(index, self.config.retrieve, runtime=self.config.embed)
-        self.retriever = retriever
         gen = self.config.generate
         if generator is None and gen.base_url is None and gen.backend != "openai":
             if gen.adapter not in (None, "", "none", "bundled"):  # a bot should not find out at its first answer
                 from .adapters import check_adapter
 
                 check_adapter(gen.adapter)
+        if retriever is None and index is not None:
+            retriever = Retriever(index, self.config.retrieve, runtime=self.config.embed)
+        self.retriever = retriever
         self._generator = generator
         self._idf: dict[str, float] | None = None
         self._reader = None

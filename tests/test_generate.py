@@ -78,14 +78,13 @@ def test_an_adapter_without_its_weights_or_with_damaged_ones_is_refused_when_the
     (folder / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(tiny), "peft_type": "LORA"}))
     config = Config().override(generate={"model": str(tiny), "adapter": str(folder)})
     with pytest.raises(ConfigError, match="has a config but no weights"):
-        RAG(config=config)
+        RAG(None, config=config)
     (folder / "adapter_model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{")
     with pytest.raises(ConfigError, match="adapter_model.safetensors is damaged"):
-        RAG(config=config)
+        RAG(None, config=config)
     with pytest.raises(ConfigError, match="is damaged"):
         Generator(GenerateConfig(model=str(tiny), adapter=str(folder))).load()
     with pytest.raises(ConfigError, match="does not exist"):
-        RAG(config=Config().override(generate={"adapter": str(tmp_path / "nowhere")}))
-    RAG(
-        config=Config().override(generate={"adapter": "nowhere", "base_url": "http://127.0.0.1:9/v1"})
-    )  # a server's name
+        RAG(None, config=Config().override(generate={"adapter": str(tmp_path / "nowhere")}))
+    served = Config().override(generate={"adapter": "nowhere", "base_url": "http://127.0.0.1:9/v1"})
+    RAG(None, config=served)  # over HTTP an adapter is the server's, by name
