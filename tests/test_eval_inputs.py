@@ -187,3 +187,19 @@ def test_rag_eval_says_it_does_not_read_the_rag_toml_in_the_working_folder(tmp_p
     (tmp_path / "t.json").write_text(json.dumps({"rag": {"accuracy": 0.5}}))  # stops it before it runs
     done = run_cli("eval", "suite.yaml", "--check", "t.json", cwd=tmp_path, env={"RAG_CONFIG": ""})
     assert "rag.toml is not read" in done.stderr and "add --reader my-reader.json" in done.stderr
+
+
+def test_a_reader_or_scorer_that_cannot_be_used_stops_rag_eval_before_it_runs(tmp_path, kb):
+    # a bad --reader failed only once the systems before it had answered every question
+    from conftest import run_cli
+
+    _suite(tmp_path)
+    done = run_cli("eval", "suite.yaml", "--reader", "nowhere.json", "--out", "r", cwd=tmp_path)
+    assert done.returncode == 1 and "reader file nowhere.json does not exist" in done.stderr
+    done = run_cli("eval", "suite.yaml", "--scorer", "no-scorer", "--out", "r", cwd=tmp_path)
+    assert done.returncode == 1 and "is not a scorer folder" in done.stderr
+    assert not (tmp_path / "r").exists() and not (tmp_path / "eval").exists()  # nothing ran
+    done = run_cli("eval", "suite.yaml", "--out", "r", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    report = (tmp_path / "r" / "report.md").read_text(encoding="utf-8")
+    assert "Reading models: reader `bundled`, scorer `none`" in report  # which reader read these answers

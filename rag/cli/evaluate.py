@@ -87,6 +87,7 @@ def cmd_eval(args) -> int:
     if notice:
         print(notice, file=sys.stderr)
     suite.config = suite.config.override(**flagged(args))  # --scorer, --reader, --asks, --char-scorer
+    _check_reading_models(suite.config)
     thresholds = read_thresholds(args.check) if args.check else None
     if args.answer_mode:
         suite.answer_mode = args.answer_mode
@@ -132,6 +133,17 @@ def cmd_eval(args) -> int:
             return 3
         print(f"thresholds {args.check}: all met")
     return 0
+
+
+def _check_reading_models(config) -> None:
+    """A reader file or scorer folder that cannot be used is an error before any system runs, not after the
+    ones before it have (a bad --reader failed once closed-book had answered every question)."""
+    from ..evidence import ReaderModel
+    from ..scorer import scorer_folder
+
+    if config.answer.reader != "bundled":
+        ReaderModel.load(config.answer.reader)
+    scorer_folder(config.answer.scorer)
 
 
 def unread_config_notice(config_arg: str | None) -> str | None:

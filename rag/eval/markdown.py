@@ -36,6 +36,24 @@ MODE_NAMES = {
 }
 
 
+def _reading(run) -> list[str]:
+    """A line naming the reading models the answers were read with (two reports that differ only in their
+    scorer or reader looked alike; config.json alone said which)."""
+    answer = getattr(getattr(getattr(run, "suite", None), "config", None), "answer", None)
+    if answer is None:
+        return []
+    parts = [f"{name} `{getattr(answer, key)}`" for name, key in READING_MODELS if getattr(answer, key, None)]
+    return [f"Reading models: {', '.join(parts)}.", ""] if parts else []
+
+
+READING_MODELS = (
+    ("reader", "reader"),
+    ("scorer", "scorer"),
+    ("ask model", "asks"),
+    ("character scorer", "char_scorer"),
+)
+
+
 def _generators(run, modes: dict[str, str]) -> list[str]:
     """A line per system that ran a language model: its backend, model and adapter (what answered); and one for
     the systems that would have but answered extractively (the run's answer mode), saying so."""
@@ -96,6 +114,7 @@ def report_markdown(summary: dict, run, charts: list[str]) -> str:
         + ".",
         "",
         *_generators(run, modes),
+        *_reading(run),
         "## Answers",
         "",
         "| System | " + " | ".join(LABELS[m] for m in ANSWER_METRICS) + " | Latency p50 (s) | Answer mode |",
