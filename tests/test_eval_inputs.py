@@ -203,3 +203,16 @@ def test_a_reader_or_scorer_that_cannot_be_used_stops_rag_eval_before_it_runs(tm
     assert done.returncode == 0, done.stderr
     report = (tmp_path / "r" / "report.md").read_text(encoding="utf-8")
     assert "Reading models: reader `bundled`, scorer `none`" in report  # which reader read these answers
+
+
+def test_a_suite_whose_embedder_changed_rebuilds_its_cached_index(tmp_path, kb):
+    # the cache under eval/work/<name>/ told the user to run `rag index --rebuild` on a folder they never made
+    from conftest import run_cli
+
+    _suite(tmp_path)
+    assert run_cli("eval", "suite.yaml", "--out", "r", cwd=tmp_path).returncode == 0
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(suite.read_text(encoding="utf-8").replace("hash:64", "hash:32"), encoding="utf-8")
+    done = run_cli("eval", "suite.yaml", "--out", "r", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "was built with embedder 'hash:64': rebuilding it" in done.stderr

@@ -188,8 +188,22 @@ def materialise(documents: list[dict], folder: Path) -> dict[str, str]:
     return mapping
 
 
+def _other_embedder(index_dir: Path, wanted: str) -> str:
+    """The embedder an existing index at `index_dir` was built with, when it is not `wanted` (else "")."""
+    from .. import store
+    from ..errors import IndexFormatError
+
+    try:
+        previous = store.read_manifest(index_dir)
+    except IndexFormatError:
+        return ""  # a damaged cache: build_index says so
+    built = (previous.embedder.get("id") or "") if previous is not None else ""
+    return built if built and built != wanted else ""
+
+
 def _prepare_index(suite: Suite, work: Path, config, embedder, progress, log):
     from ..documents import source_name
+    from ..embeddings import embedder_id
     from ..ingest import build_index
     from ..retrieve import Retriever
 
@@ -200,7 +214,14 @@ def _prepare_index(suite: Suite, work: Path, config, embedder, progress, log):
         root, mapping = suite.corpus, {}
     index_dir = work / "index"
     explicit = [s for s in ("embed", "chunk") if getattr(suite.config, s) != getattr(type(suite.config)(), s)]
-    summary = build_index([root], index_dir, config, embedder=embedder, progress=progress, explicit=explicit)
+    # the suite's index is a cache under its name: one built with another embedder (the suite's settings changed,
+    # or another suite of the same name) is rebuilt, not an error telling the user to run `rag index --rebuild`
+    rebuild = _other_embedder(index_dir, embedder.id if embedder is not None else embedder_id(config.embed.model))
+    if rebuild:
+        log(f"index {index_dir} was built with embedder '{rebuild}': rebuilding it")
+    summary = build_index(
+        [root], index_dir, config, embedder=embedder, progress=progress, explicit=explicit, rebuild=bool(rebuild)
+    )
     log(
         f"index {index_dir}: {len(summary.indexed) + len(summary.unchanged)} files, {summary.chunks} chunks "
         f"({summary.embedded} embedded now, {summary.seconds:.1f} s)"
