@@ -216,3 +216,11 @@ def test_a_suite_whose_embedder_changed_rebuilds_its_cached_index(tmp_path, kb):
     done = run_cli("eval", "suite.yaml", "--out", "r", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "was built with embedder 'hash:64': rebuilding it" in done.stderr
+
+
+def test_a_missing_questions_file_names_the_suite_and_where_it_was_looked_for(tmp_path, kb):
+    from rag.eval.suite import load_suite
+
+    (tmp_path / "suite.yaml").write_text("name: t\ncorpus: kb\nquestions: nope.jsonl\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"suite.yaml: questions file .*/nope.jsonl does not exist \(`questions` is"):
+        load_suite(tmp_path / "suite.yaml")

@@ -181,6 +181,11 @@ def load_suite(path: str | Path, data: str | Path | None = None) -> Suite:
             suite.documents = read_corpus_jsonl(corpus)
         else:
             raise ConfigError(f"{where}: corpus {corpus} does not exist (a folder of files or a corpus JSONL)")
+        if not (base / raw["questions"]).is_file():
+            raise ConfigError(
+                f"{where}: questions file {(base / raw['questions']).resolve()} does not exist (`questions` is "
+                "relative to the suite file)"
+            )
         suite.questions = read_questions(base / raw["questions"])
         suite.origin = {"format": "suite", "corpus": str(corpus), "questions": str((base / raw["questions"]).resolve())}
     _apply_settings(suite, raw, base, where)
