@@ -36,6 +36,15 @@ MODE_NAMES = {
 }
 
 
+# the reading models a report names: (how it reads, the [answer] setting)
+READING_MODELS = (
+    ("reader", "reader"),
+    ("scorer", "scorer"),
+    ("ask model", "asks"),
+    ("character scorer", "char_scorer"),
+)
+
+
 def _reading(run) -> list[str]:
     """A line naming the reading models the answers were read with (two reports that differ only in their
     scorer or reader looked alike; config.json alone said which)."""
@@ -44,14 +53,6 @@ def _reading(run) -> list[str]:
         return []
     parts = [f"{name} `{getattr(answer, key)}`" for name, key in READING_MODELS if getattr(answer, key, None)]
     return [f"Reading models: {', '.join(parts)}.", ""] if parts else []
-
-
-READING_MODELS = (
-    ("reader", "reader"),
-    ("scorer", "scorer"),
-    ("ask model", "asks"),
-    ("character scorer", "char_scorer"),
-)
 
 
 def _generators(run, modes: dict[str, str]) -> list[str]:
